@@ -1,0 +1,1 @@
+"""Thin Ray Serve deployments around dynrec library objects (the serving graph lands here)."""
