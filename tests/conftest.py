@@ -1,0 +1,80 @@
+"""Shared fixtures: the real datasets from DYNREC_DATA_DIR (../shared/data by default), loaded once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dynrec.config import default_data_dir
+from dynrec.data import Dataset, Interactions, leave_one_out, load_ml1m, load_ml100k
+from dynrec.data.schemas import EVENTS_SCHEMA, ITEMS_SCHEMA, TIMESTAMP_TYPE, USERS_SCHEMA
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    path = default_data_dir()
+    if not (path / "ml-100k" / "u.data").is_file():
+        pytest.fail(f"dataset folder {path} not found: set DYNREC_DATA_DIR (CI expects ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ml1m(data_dir):
+    return load_ml1m(data_dir)
+
+
+@pytest.fixture(scope="session")
+def ml100k(data_dir):
+    return load_ml100k(data_dir)
+
+
+@pytest.fixture(scope="session")
+def ml100k_interactions(ml100k):
+    return Interactions.from_dataset(ml100k)
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(ml100k_interactions):
+    return leave_one_out(ml100k_interactions)
+
+
+def make_interactions(sequences: dict[str, list[tuple[int, int]]], n_items: int) -> Interactions:
+    """Tiny hand-built interactions: user id -> [(item index, unix time), ...] (already in order)."""
+    user_ids = np.array(list(sequences), dtype=object)
+    items, times, lengths = [], [], []
+    for events in sequences.values():
+        items += [i for i, _ in events]
+        times += [t for _, t in events]
+        lengths.append(len(events))
+    return Interactions(
+        user_ids,
+        np.array([str(i) for i in range(n_items)], dtype=object),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        np.array(items, dtype=np.int32),
+        np.array(times, dtype=np.int64),
+        np.ones(len(items), dtype=np.float32),
+    )
+
+
+def tiny_dataset(item_ids: list[str], events: list[tuple[str, str, int]]) -> Dataset:
+    """A canonical dataset from item ids and (user id, item id, unix time) events."""
+    n_items, n_events = len(item_ids), len(events)
+    items = pa.table(
+        {f.name: pa.array(item_ids) if f.name == "item_id" else pa.nulls(n_items, f.type) for f in ITEMS_SCHEMA},
+        schema=ITEMS_SCHEMA,
+    )
+    columns = {
+        "user_id": pa.array([u for u, _, _ in events]),
+        "item_id": pa.array([i for _, i, _ in events]),
+        "event_type": pa.array(["view"] * n_events),
+        "timestamp": pa.array([t for _, _, t in events], pa.int64()).cast(TIMESTAMP_TYPE),
+        "value": pa.nulls(n_events, pa.float32()),
+        "recommendation_id": pa.nulls(n_events, pa.string()),
+    }
+    user_ids = sorted({u for u, _, _ in events})
+    users = pa.table(
+        {"user_id": pa.array(user_ids), "attributes": pa.nulls(len(user_ids), USERS_SCHEMA.field("attributes").type)},
+        schema=USERS_SCHEMA,
+    )
+    return Dataset("tiny", items, pa.table(columns, schema=EVENTS_SCHEMA), users)
