@@ -1,0 +1,208 @@
+"""Catalogue content embeddings with a content-addressed cache.
+
+Encoding a catalogue's text and images is the slowest offline step, yet items rarely change, so
+vectors are cached by a hash of the exact content the encoder saw. Re-running on a grown or edited
+catalogue only encodes what is new, and the same cache serves any dataset with shared content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dynrec.config import EncoderConfig
+from dynrec.encoders.image import ImageEncoder, image_cache_name
+from dynrec.encoders.text import TextEncoder, text_cache_name
+
+_SENTENCE_END = (".", "!", "?")
+
+
+def item_text(title: str | None, categories: list[str] | None, text: str | None) -> str:
+    """The string the text encoder sees: "Title. Category, Category. Description."
+
+    Categories go between title and description so they survive truncation of long abstracts.
+    """
+    parts = [
+        (title or "").strip(),
+        ", ".join(c.strip() for c in categories or [] if c and c.strip()),
+        (text or "").strip(),
+    ]
+    return " ".join(p if p.endswith(_SENTENCE_END) else p + "." for p in parts if p)
+
+
+def content_hash(data: bytes | str) -> str:
+    """sha256 hex of the bytes (strings as UTF-8): stable across runs, machines and Python versions."""
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+class EmbeddingCache:
+    """Content hash -> vector, one Parquet file per encoder under `directory`.
+
+    The file name (`<name>.parquet`, e.g. `text-all-MiniLM-L6-v2-len128.parquet`) carries the
+    encoder identity and settings, so a change of model or parameters starts a fresh file instead
+    of mixing incompatible vectors. Columns: `content_hash` (string) and `embedding`
+    (fixed_size_list<float32>[dim]). Each lookup re-reads the file and writes by temp file +
+    `os.replace`, so readers never see a partial file; concurrent writers are last-one-wins.
+    A row may be all-NaN: callers use that to record "this content could not be encoded".
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory).expanduser()
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}.parquet"
+
+    def load(self, name: str, dim: int) -> tuple[list[str], np.ndarray]:
+        """All cached (hashes, (m, dim) vectors) for `name`; empty when there is no file yet."""
+        path = self.path(name)
+        if not path.is_file():
+            return [], np.zeros((0, dim), dtype=np.float32)
+        table = pq.read_table(path)
+        flat = table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        vectors = flat.astype(np.float32, copy=False).reshape(len(table), -1 if len(table) else dim)
+        if vectors.shape[1] != dim:
+            raise ValueError(f"{path} holds {vectors.shape[1]}-d vectors, expected {dim}-d")
+        return table["content_hash"].to_pylist(), vectors
+
+    def lookup_or_compute(
+        self, name: str, hashes: list[str], compute: Callable[[list[int]], np.ndarray], dim: int
+    ) -> np.ndarray:
+        """(n, dim) vectors for `hashes` in input order, computing and storing only the misses.
+
+        `compute` receives positions into `hashes` (one per distinct missing hash) and returns
+        their vectors in that order.
+        """
+        cached_hashes, cached = self.load(name, dim)
+        index = {h: i for i, h in enumerate(cached_hashes)}
+        misses: dict[str, int] = {}
+        for position, h in enumerate(hashes):
+            if h not in index and h not in misses:
+                misses[h] = position
+        if misses:
+            computed = np.asarray(compute(list(misses.values())), dtype=np.float32).reshape(len(misses), dim)
+            for offset, h in enumerate(misses, start=len(cached_hashes)):
+                index[h] = offset
+            cached_hashes = cached_hashes + list(misses)
+            cached = np.concatenate([cached, computed])
+            self._write(name, cached_hashes, cached)
+        return cached[[index[h] for h in hashes]].reshape(len(hashes), dim)
+
+    def _write(self, name: str, hashes: list[str], vectors: np.ndarray) -> None:
+        dim = vectors.shape[1]
+        table = pa.table(
+            {
+                "content_hash": pa.array(hashes, pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+            }
+        )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.path(name)
+        temp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(table, temp)
+            os.replace(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+
+
+@dataclass
+class ContentEmbeddings:
+    """Per-item content vectors aligned with the items table; masked rows are zeros."""
+
+    text: np.ndarray
+    text_mask: np.ndarray
+    image: np.ndarray
+    image_mask: np.ndarray
+
+
+def _image_hash(image: dict | None) -> str | None:
+    """Hash of the inline bytes, else of the file's bytes; None for no image or an unreadable path.
+
+    Only the hash is kept: the encoder re-reads the few files that miss the cache, so a large
+    catalogue's images never have to sit in memory together.
+    """
+    if not image:
+        return None
+    if image.get("bytes"):
+        return content_hash(image["bytes"])
+    if not image.get("path"):
+        return None
+    try:
+        return content_hash(Path(image["path"]).read_bytes())
+    except OSError:
+        return None
+
+
+def encode_catalogue(
+    items: pa.Table,
+    cache_dir: str | Path,
+    text_encoder: TextEncoder | None = None,
+    image_encoder: ImageEncoder | None = None,
+    config: EncoderConfig | None = None,
+    progress: bool = True,
+) -> ContentEmbeddings:
+    """Text and image embeddings for every row of `items`, through the cache in `cache_dir`.
+
+    Text is `item_text(title, categories, text)`; it is masked only when an item has neither title
+    nor text (categories alone say too little to stand for the item). Images are keyed by the hash
+    of their encoded bytes; items with no image or an unreadable path are masked without touching
+    the encoder. Bytes the encoder cannot decode are stored as an all-NaN row, so they are not
+    retried on every run, and come back masked. Encoders not passed in are built from `config`
+    only when the cache misses.
+    """
+    config = config or EncoderConfig()
+    cache = EmbeddingCache(cache_dir)
+    n = items.num_rows
+
+    titles = items["title"].to_pylist()
+    texts = items["text"].to_pylist()
+    categories = items["categories"].to_pylist()
+    text_mask = np.array([bool((t or "").strip() or (x or "").strip()) for t, x in zip(titles, texts)], bool)
+    text_rows = np.flatnonzero(text_mask)
+    strings = [item_text(titles[i], categories[i], texts[i]) for i in text_rows]
+
+    def compute_text(positions: list[int]) -> np.ndarray:
+        nonlocal text_encoder
+        text_encoder = text_encoder or TextEncoder.from_config(config)
+        return text_encoder.encode([strings[p] for p in positions], progress=progress)
+
+    text_name = (
+        text_encoder.cache_name if text_encoder else text_cache_name(config.text_model_path, config.text_max_length)
+    )
+    text = np.zeros((n, TextEncoder.dim), dtype=np.float32)
+    text[text_rows] = cache.lookup_or_compute(
+        text_name, [content_hash(s) for s in strings], compute_text, TextEncoder.dim
+    )
+
+    images = items["image"].to_pylist()
+    image_hashes = [_image_hash(image) for image in images]
+    image_rows = np.array([i for i, h in enumerate(image_hashes) if h is not None], dtype=np.int64)
+
+    def compute_image(positions: list[int]) -> np.ndarray:
+        nonlocal image_encoder
+        image_encoder = image_encoder or ImageEncoder.from_config(config)
+        features, valid = image_encoder.encode([images[image_rows[p]] for p in positions], progress=progress)
+        features[~valid] = np.nan
+        return features
+
+    image_name = (
+        image_encoder.cache_name if image_encoder else image_cache_name(config.image_weights_path, config.image_size)
+    )
+    image = np.zeros((n, ImageEncoder.dim), dtype=np.float32)
+    image_mask = np.zeros(n, dtype=bool)
+    if len(image_rows):
+        vectors = cache.lookup_or_compute(
+            image_name, [image_hashes[i] for i in image_rows], compute_image, ImageEncoder.dim
+        )
+        decoded = np.isfinite(vectors).all(axis=1)
+        image[image_rows[decoded]] = vectors[decoded]
+        image_mask[image_rows[decoded]] = True
+    return ContentEmbeddings(text, text_mask, image, image_mask)

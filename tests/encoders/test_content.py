@@ -1,0 +1,159 @@
+"""Item text, the content-hash cache, and catalogue encoding with the real encoders."""
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dynrec.config import EncoderConfig
+from dynrec.data.schemas import ITEMS_SCHEMA
+from dynrec.encoders.content import EmbeddingCache, content_hash, encode_catalogue, item_text
+from dynrec.encoders.image import ImageEncoder
+from dynrec.encoders.text import TextEncoder
+
+
+def test_item_text_joins_the_present_parts():
+    categories = ["Animation", "Children's", "Comedy"]
+    assert item_text("Toy Story (1995)", categories, None) == "Toy Story (1995). Animation, Children's, Comedy."
+    assert item_text("Heat (1995)", ["Action"], "A heist film.") == "Heat (1995). Action. A heist film."
+    assert item_text(None, [], "  Only an abstract ") == "Only an abstract."
+    assert item_text("Why?", None, "") == "Why?"
+    assert item_text(None, None, None) == ""
+
+
+def test_content_hash_is_sha256_of_utf8():
+    assert content_hash("abc") == hashlib.sha256(b"abc").hexdigest()
+    assert content_hash("Misérables") == content_hash("Misérables".encode("utf-8"))
+
+
+class CountingCompute:
+    """Deterministic fake vectors (row = hash-derived value) that record which positions were asked for."""
+
+    def __init__(self, hashes, dim):
+        self.hashes, self.dim, self.calls = hashes, dim, []
+
+    def __call__(self, positions):
+        self.calls.append(list(positions))
+        return np.array([[int(self.hashes[p][:6], 16)] * self.dim for p in positions], dtype=np.float32)
+
+
+def test_cache_computes_only_misses_and_survives_reload(tmp_path):
+    hashes = [content_hash(s) for s in "abcd"]
+    compute = CountingCompute(hashes, 3)
+    first = EmbeddingCache(tmp_path).lookup_or_compute("fake", hashes[:2], compute, 3)
+    assert compute.calls == [[0, 1]]
+
+    more = hashes[1:] + hashes[:1]
+    compute = CountingCompute(more, 3)
+    second = EmbeddingCache(tmp_path).lookup_or_compute("fake", more, compute, 3)
+    assert compute.calls == [[1, 2]]
+    np.testing.assert_array_equal(second[[3, 0]], first)
+    expected = np.array([[int(h[:6], 16)] * 3 for h in more], dtype=np.float32)
+    np.testing.assert_array_equal(second, expected)
+
+    compute = CountingCompute(hashes, 3)
+    EmbeddingCache(tmp_path).lookup_or_compute("fake", hashes, compute, 3)
+    assert compute.calls == []
+    assert [p.name for p in tmp_path.iterdir()] == ["fake.parquet"]
+    table = pq.read_table(tmp_path / "fake.parquet")
+    assert table.column_names == ["content_hash", "embedding"] and table.num_rows == 4
+    with pytest.raises(ValueError, match="3-d"):
+        EmbeddingCache(tmp_path).lookup_or_compute("fake", hashes, compute, 5)
+
+
+def test_cache_computes_duplicated_hashes_once(tmp_path):
+    hashes = [content_hash(s) for s in ["x", "y", "x", "x", "y", "z"]]
+    compute = CountingCompute(hashes, 2)
+    vectors = EmbeddingCache(tmp_path).lookup_or_compute("fake", hashes, compute, 2)
+    assert compute.calls == [[0, 1, 5]]
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    np.testing.assert_array_equal(vectors[1], vectors[4])
+    assert pq.read_table(tmp_path / "fake.parquet").num_rows == 3
+
+
+@pytest.fixture(scope="module")
+def catalogue(ml1m, tmp_path_factory):
+    """16 ML-1M movies mixing text/no text and poster/no poster, plus four hand-made edge cases."""
+    items = ml1m.items
+    images = items["image"].to_pylist()
+    texts = items["text"].to_pylist()
+    picks = {}
+    for has_text in (True, False):
+        for has_image in (True, False):
+            rows = [
+                i
+                for i in range(items.num_rows)
+                if (texts[i] is not None) == has_text and (images[i] is not None) == has_image
+            ]
+            picks.update(dict.fromkeys(rows[:4]))
+    movies = items.take(list(picks))
+    poster = next(image for image in images if image)
+    extra = pa.table(
+        {
+            "item_id": ["x-broken", "x-missing-file", "x-untitled", "x-broken-copy"],
+            "title": ["Broken poster", "Lost poster", None, "Broken poster"],
+            "text": [None, None, "   ", None],
+            "categories": [["Drama"], [], ["Comedy"], ["Drama"]],
+            "image": [
+                {"path": None, "bytes": b"not an image"},
+                {"path": str(tmp_path_factory.mktemp("nowhere") / "gone.jpg"), "bytes": None},
+                poster,
+                {"path": None, "bytes": b"not an image"},
+            ],
+            "attributes": [[], [], [], []],
+            "created_at": [None] * 4,
+        },
+        schema=ITEMS_SCHEMA,
+    )
+    return pa.concat_tables([movies, extra])
+
+
+def test_encode_catalogue_masks_and_warm_cache(catalogue, tmp_path, monkeypatch):
+    built = {}
+    for cls in (TextEncoder, ImageEncoder):
+        original = cls.from_config.__func__
+
+        def counting(klass, cfg, original=original):
+            built.setdefault(klass.__name__, []).append(original(klass, cfg))
+            return built[klass.__name__][-1]
+
+        monkeypatch.setattr(cls, "from_config", classmethod(counting))
+
+    cold = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False)
+    assert {name: len(made) for name, made in built.items()} == {"TextEncoder": 1, "ImageEncoder": 1}
+
+    rows = catalogue.to_pylist()
+    n = len(rows)
+    expected_text = [bool((r["title"] or "").strip() or (r["text"] or "").strip()) for r in rows]
+    unusable = ("x-broken", "x-missing-file", "x-broken-copy")
+    expected_image = [r["image"] is not None and r["item_id"] not in unusable for r in rows]
+    assert cold.text.shape == (n, 384) and cold.image.shape == (n, 1280)
+    assert cold.text_mask.tolist() == expected_text
+    assert cold.image_mask.tolist() == expected_image
+    assert 0 < cold.text_mask.sum() < n and 0 < cold.image_mask.sum() < n
+    np.testing.assert_allclose(np.linalg.norm(cold.text[cold.text_mask], axis=1), 1.0, atol=1e-5)
+    assert not cold.text[~cold.text_mask].any() and not cold.image[~cold.image_mask].any()
+    assert np.isfinite(cold.image).all() and (cold.image[cold.image_mask].sum(axis=1) > 0).all()
+
+    first = rows[0]
+    direct = built["TextEncoder"][0].encode([item_text(first["title"], first["categories"], first["text"])])
+    np.testing.assert_allclose(cold.text[0], direct[0], atol=1e-5)
+
+    image_cache = pq.read_table(tmp_path / "image-efficientnet-lite0-224.parquet")
+    vectors = np.stack(image_cache["embedding"].to_numpy(zero_copy_only=False))
+    undecodable = np.isnan(vectors).all(axis=1)
+    assert undecodable.sum() == 1  # the two broken items share one hash; the missing file is not stored
+    distinct_posters = {r["image"]["path"] for r, ok in zip(rows, expected_image) if ok}  # x-untitled reuses one
+    assert image_cache.num_rows == len(distinct_posters) + 1
+    assert (tmp_path / "text-all-MiniLM-L6-v2-len128.parquet").is_file()
+
+    def refuse(klass, cfg):
+        raise AssertionError(f"{klass.__name__} built although every embedding is cached")
+
+    for cls in (TextEncoder, ImageEncoder):
+        monkeypatch.setattr(cls, "from_config", classmethod(refuse))
+    warm = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False)
+    for field in ("text", "text_mask", "image", "image_mask"):
+        np.testing.assert_array_equal(getattr(warm, field), getattr(cold, field))

@@ -1,0 +1,85 @@
+"""The packaged EfficientNet-Lite0 image encoder, run for real on ML-1M posters."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dynrec.config import EncoderConfig
+from dynrec.encoders.image import ImageEncoder
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return ImageEncoder.from_config(EncoderConfig())
+
+
+@pytest.fixture(scope="module")
+def poster_paths(ml1m):
+    paths = [image["path"] for image in ml1m.items["image"].to_pylist() if image]
+    return paths[:4]
+
+
+def test_posters_give_finite_pooled_features(encoder, poster_paths):
+    features, valid = encoder.encode(poster_paths)
+    assert features.shape == (4, 1280) and features.dtype == np.float32
+    assert valid.tolist() == [True] * 4
+    assert np.isfinite(features).all()
+    assert (np.abs(features).sum(axis=1) > 0).all()
+    assert not np.allclose(features[0], features[1])
+    assert encoder.cache_name == "image-efficientnet-lite0-224"
+    assert not encoder.model.training
+
+
+def test_preprocess_shape_and_range(encoder, poster_paths):
+    pixels = encoder.preprocess(poster_paths[0])
+    assert pixels.shape == (3, 224, 224) and pixels.dtype == np.float32
+    assert pixels.min() >= -127 / 128 and pixels.max() <= 128 / 128
+    assert pixels.std() > 0.1
+
+
+def test_bytes_path_struct_and_pil_agree(encoder, poster_paths):
+    path = poster_paths[0]
+    data = Path(path).read_bytes()
+    forms = [path, Path(path), data, {"path": None, "bytes": data}, {"path": path, "bytes": None}, Image.open(path)]
+    features, valid = encoder.encode(forms)
+    assert valid.all()
+    for row in features[1:]:
+        np.testing.assert_array_equal(row, features[0])
+
+
+def test_unusable_images_are_masked_and_never_raise(encoder, poster_paths, tmp_path):
+    data = Path(poster_paths[0]).read_bytes()
+    truncated = data[: len(data) // 2]
+    bad = [None, b"not an image", truncated, str(tmp_path / "missing.jpg"), {"path": None, "bytes": None}]
+    for image in bad:
+        assert encoder.preprocess(image) is None
+    features, valid = encoder.encode([poster_paths[0], *bad])
+    assert valid.tolist() == [True] + [False] * len(bad)
+    assert not features[1:].any()
+    assert features[0].any()
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_non_square_images_are_centre_cropped(encoder, wide):
+    # 896x448 with a blue band over columns 200..696: after the short side goes to 224 the image is
+    # 448x224 and the band covers 100..348, so only a centred 224 crop (112..336) is entirely blue.
+    long, short = 896, 448
+    canvas = np.zeros((short, long, 3), dtype=np.uint8)
+    canvas[..., 0] = 255
+    canvas[:, 200:696] = (0, 0, 255)
+    image = Image.fromarray(canvas if wide else canvas.transpose(1, 0, 2))
+    pixels = encoder.preprocess(image)
+    assert pixels.shape == (3, 224, 224)
+    np.testing.assert_allclose(pixels[0], -127 / 128, atol=1e-6)
+    np.testing.assert_allclose(pixels[2], 128 / 128, atol=1e-6)
+
+
+def test_grayscale_and_alpha_images_become_rgb(encoder):
+    buffer = io.BytesIO()
+    Image.new("LA", (50, 80), (200, 128)).save(buffer, format="PNG")
+    pixels = encoder.preprocess(buffer.getvalue())
+    assert pixels.shape == (3, 224, 224)
+    np.testing.assert_allclose(pixels, (200 - 127) / 128, atol=1e-6)

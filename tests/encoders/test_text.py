@@ -1,0 +1,56 @@
+"""The packaged MiniLM text encoder, run for real."""
+
+import numpy as np
+import pytest
+
+from dynrec.config import EncoderConfig
+from dynrec.encoders.text import TextEncoder
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder.from_config(EncoderConfig())
+
+
+def test_unit_vectors_of_the_documented_shape(encoder):
+    vectors = encoder.encode(["Toy Story (1995). Animation, Children's, Comedy.", "x", ""])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert encoder.cache_name == "text-all-MiniLM-L6-v2-len128"
+    assert not encoder.model.training
+
+
+def test_related_titles_are_closer_than_unrelated(encoder):
+    toy, toy2, war, wars, alien = encoder.encode(
+        [
+            "Toy Story (1995). Animation, Children's, Comedy.",
+            "Toy Story 2 (1999). Animation, Children's, Comedy.",
+            "Schindler's List (1993). Drama, War.",
+            "Star Wars (1977). Action, Adventure, Sci-Fi.",
+            "A space opera about rebels fighting a galactic empire with starships.",
+        ]
+    )
+    assert toy @ toy2 > toy @ war + 0.2
+    assert alien @ wars > alien @ toy
+
+
+def test_texts_are_truncated_to_max_length(encoder):
+    head = " ".join(["the film follows a family across three generations"] * 40)
+    assert len(encoder.tokenizer(head)["input_ids"]) > encoder.max_length
+    same_head = encoder.encode([head + " It ends in a wedding.", head + " It ends in a war."])
+    np.testing.assert_allclose(same_head[0], same_head[1], atol=1e-6)
+    short = encoder.encode(["It ends in a wedding.", "It ends in a war."])
+    assert short[0] @ short[1] < 0.99
+
+
+def test_batched_equals_one_by_one(encoder):
+    texts = [
+        "Heat (1995). Action, Crime, Thriller.",
+        "A",
+        "Jumanji is a 1995 American fantasy adventure film directed by Joe Johnston. " * 5,
+        "Sabrina (1995). Comedy, Romance.",
+        "GoldenEye (1995). Action, Adventure, Thriller. A James Bond film.",
+    ]
+    batched = encoder.encode(texts)
+    single = np.concatenate([encoder.encode([t]) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
