@@ -47,6 +47,20 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fine-tune the fusion and user models under Ray Train (local Ray unless one is running)."""
+    from training.train import run_training
+
+    config = _config(args)
+    for override in args.set or []:
+        config = config.with_override(override)
+    summary = run_training(config)
+    print(f"\nbest validation NDCG@{config.eval.k}: {summary['best_ndcg@10']:.4f}")
+    print(f"test NDCG@{config.eval.k}: {summary.get('test_ndcg@10', float('nan')):.4f}  HR@{config.eval.k}: {summary.get('test_hr@10', float('nan')):.4f}")
+    print(f"model: {summary['model_path']}")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """For now: the baselines on ML-100k, so a fresh machine proves data, protocol and models work."""
     args.dataset, args.models, args.json = "ml-100k", "pop,itemknn,ease", False
@@ -70,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_data = sub.add_parser("data", help="load a dataset and summarise it")
     p_data.add_argument("--dataset", choices=sorted(LOADERS), default="ml-1m")
     p_data.set_defaults(func=cmd_data)
+
+    p_train = sub.add_parser("train", help="fine-tune the models with Ray Train (checkpoints kept, resumable)")
+    p_train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. train.epochs=5")
+    p_train.set_defaults(func=cmd_train)
 
     p_quick = sub.add_parser("quickstart", help="the README's main job")
     p_quick.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -68,11 +68,61 @@ class EncoderConfig:
 
 
 @dataclass
+class BehaviourConfig:
+    """Item behaviour statistics: windowed counts, mean value, recency and age."""
+
+    windows_days: tuple[float, ...] = (1.0, 7.0, 30.0)
+    value_center: float = 3.0  # ratings 1-5 map to about [-1, 1]
+    value_scale: float = 2.0
+    time_buckets: int = 8  # training snapshots; each event uses the last one before it
+
+
+@dataclass
+class ModelConfig:
+    """Fusion and user-sequence model. `modalities` picks the item tokens (the ablation switch)."""
+
+    modalities: tuple[str, ...] = ("id", "text", "image", "behaviour")
+    dim: int = 64
+    fusion_heads: int = 2
+    id_dropout: float = 0.3  # drop the whole ID token, so content-only (new) items still embed well
+    max_length: int = 200
+    user_layers: int = 2
+    user_heads: int = 1
+    dropout: float = 0.2
+    time_gap_buckets: int = 24
+    event_types: tuple[str, ...] = ("rating", "view", "click", "add_to_cart", "purchase", "impression")
+    temperature: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "ml-1m"
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    eval_every: int = 2
+    max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
+    sampled_negatives: int = 0  # 0 = full softmax over all items
+    num_workers: int = 1
+    use_gpu: bool = False
+    threads_per_worker: int = 2
+    seed: int = 0
+    deterministic: bool = True  # deterministic kernels: a resumed run equals an uninterrupted one
+    run_name: str = ""  # empty: <dataset>-<modalities>; rerunning the same name resumes it
+    resume_from: str = ""  # a checkpoint folder to start from
+
+
+@dataclass
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     home: Path = field(default_factory=default_home)
 
     @property
@@ -94,6 +144,33 @@ class DynrecConfig:
         else:
             raw = json.loads(text)
         return _build(cls, raw, where=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "DynrecConfig":
+        return _build(cls, raw, where="config")
+
+    @property
+    def run_name(self) -> str:
+        return self.train.run_name or f"{self.train.dataset}-{'+'.join(self.model.modalities)}"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Ray Train storage: checkpoints and results of every run."""
+        return self.home / "runs"
+
+    def with_override(self, assignment: str) -> "DynrecConfig":
+        """A copy with one `section.key=value` setting changed (value parsed as YAML)."""
+        import yaml
+
+        path, sep, value = assignment.partition("=")
+        section, dot, key = path.strip().partition(".")
+        if not sep or not dot:
+            raise ValueError(f"expected SECTION.KEY=VALUE, got '{assignment}'")
+        raw = self.to_dict()
+        if not isinstance(raw.get(section), dict):
+            raise ValueError(f"unknown config section '{section}'")
+        raw[section][key] = yaml.safe_load(value)
+        return DynrecConfig.from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))

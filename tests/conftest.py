@@ -54,6 +54,7 @@ def make_interactions(sequences: dict[str, list[tuple[int, int]]], n_items: int)
         np.array(items, dtype=np.int32),
         np.array(times, dtype=np.int64),
         np.ones(len(items), dtype=np.float32),
+        np.zeros(len(items), dtype=np.int16),
     )
 
 

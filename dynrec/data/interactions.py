@@ -33,6 +33,8 @@ class Interactions:
     items: np.ndarray  # (n_events,) int32 item index
     timestamps: np.ndarray  # (n_events,) int64 unix seconds
     values: np.ndarray  # (n_events,) float32 (ratings; 1.0 where an event has no value)
+    event_types: np.ndarray  # (n_events,) int16 index into event_type_names
+    event_type_names: tuple[str, ...] = ("rating",)
 
     @property
     def n_users(self) -> int:
@@ -80,6 +82,8 @@ class Interactions:
             self.items[keep],
             self.timestamps[keep],
             self.values[keep],
+            self.event_types[keep],
+            self.event_type_names,
         )
 
     def truncate(self, keep_counts: np.ndarray) -> "Interactions":
@@ -101,6 +105,8 @@ class Interactions:
             self.items[keep],
             self.timestamps[keep],
             self.values[keep],
+            self.event_types[keep],
+            self.event_type_names,
         )
 
     @classmethod
@@ -118,6 +124,8 @@ class Interactions:
         users = user_index.astype(np.int64)
         timestamps = events["timestamp"].cast("int64").to_numpy()
         values = events["value"].fill_null(1.0).to_numpy().astype(np.float32)
+        type_names = tuple(sorted(pc.unique(events["event_type"]).to_pylist()))
+        event_types = pc.index_in(events["event_type"], value_set=pa.array(type_names, pa.string())).to_numpy()
         order = np.lexsort((items, timestamps, users))
         counts = np.bincount(users, minlength=len(user_ids))
         return cls(
@@ -127,4 +135,6 @@ class Interactions:
             items[order],
             timestamps[order],
             values[order],
+            event_types[order].astype(np.int16),
+            type_names,
         )

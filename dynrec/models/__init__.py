@@ -1,0 +1,1 @@
+"""Item fusion, user sequence model and their training loop."""

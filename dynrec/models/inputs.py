@@ -1,0 +1,36 @@
+"""Everything a training run or an evaluation needs, prepared once from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dynrec.config import DynrecConfig
+from dynrec.data import Dataset, Interactions, LeaveOneOutSplit, leave_one_out, load_dataset
+from dynrec.encoders.content import encode_catalogue
+from dynrec.models.model import Catalogue
+
+
+@dataclass
+class TrainingInputs:
+    dataset: Dataset
+    interactions: Interactions
+    split: LeaveOneOutSplit
+    catalogue: Catalogue
+    created_at: np.ndarray  # (N,) unix seconds, -1 where unknown
+
+
+def prepare_inputs(config: DynrecConfig, progress: bool = True) -> TrainingInputs:
+    """Load the dataset, split it, and fetch the catalogue's content embeddings (cached)."""
+    dataset = load_dataset(config.train.dataset, config.data.data_dir)
+    interactions = Interactions.from_dataset(dataset)
+    split = leave_one_out(interactions, config.data.min_interactions)
+    n = dataset.items.num_rows
+    if {"text", "image"} & set(config.model.modalities):
+        content = encode_catalogue(dataset.items, config.cache_dir, config=config.encoders, progress=progress)
+        catalogue = Catalogue.from_arrays(content.text, content.text_mask, content.image, content.image_mask)
+    else:  # ID/behaviour-only models never read content, so skip the encoders entirely
+        catalogue = Catalogue.from_arrays(np.zeros((n, 1)), np.zeros(n, bool), np.zeros((n, 1)), np.zeros(n, bool))
+    created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()
+    return TrainingInputs(dataset, interactions, split, catalogue, created_at)

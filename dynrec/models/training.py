@@ -1,0 +1,217 @@
+"""Training loop for DynrecModel, in plain torch so it runs the same under Ray Train or alone.
+
+Ray Train (training/train.py) supplies the DDP wrap, the worker's rank and the report callback.
+Each epoch's order comes from (seed, epoch), and dropout is reseeded per epoch, so a run
+resumed from a checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from dynrec.config import DynrecConfig
+from dynrec.data.interactions import Interactions
+from dynrec.data.splits import LeaveOneOutSplit
+from dynrec.encoders.behaviour import BehaviourFeatures, bucket_of, time_bucket_edges
+from dynrec.eval.evaluate import evaluate
+from dynrec.models.model import Catalogue, DynrecModel, event_type_codes, make_batch
+
+
+def keep_large_allocations() -> None:
+    """Stop glibc returning big freed blocks to the OS: every step allocates ~0.4 GB of logits,
+    and mapping them afresh each time costs about a third of the step in page faults."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 31)
+
+
+def behaviour_for(histories: Interactions, created_at: np.ndarray, config: DynrecConfig) -> BehaviourFeatures:
+    return BehaviourFeatures.from_events(
+        histories.items, histories.timestamps, histories.values, histories.n_items, created_at, config.behaviour
+    )
+
+
+class SequenceScorer:
+    """Scores all items for users' histories: the Recommender interface over a trained model.
+
+    Item behaviour features are taken as of just after the latest event in `histories`.
+    """
+
+    def __init__(self, model: DynrecModel, catalogue: Catalogue, created_at: np.ndarray, config: DynrecConfig, name: str = "dynrec"):
+        self.model, self.catalogue, self.created_at, self.config, self.name = model, catalogue, created_at, config, name
+        self._tables: dict[int, torch.Tensor] = {}
+
+    def fit(self, train: Interactions) -> "SequenceScorer":
+        return self
+
+    @torch.no_grad()
+    def item_table(self, histories: Interactions) -> torch.Tensor:
+        key = id(histories)
+        if key not in self._tables:
+            self.model.eval()
+            snapshot = behaviour_for(histories, self.created_at, self.config).snapshot(int(histories.timestamps.max()) + 1)
+            self._tables = {key: self.model.item_table(self.catalogue, torch.from_numpy(snapshot))}
+        return self._tables[key]
+
+    @torch.no_grad()
+    def score(self, histories: Interactions, users: np.ndarray) -> np.ndarray:
+        table = self.item_table(histories)
+        codes = event_type_codes(histories, self.config.model.event_types)
+        batch = make_batch(histories, users, self.config.model.max_length, codes)
+        embeddings = self.model.user_embeddings(batch, table)
+        return (embeddings @ table[0].T).numpy()
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    seconds: float
+    samples_per_s: float
+    valid: dict[str, float] | None
+    best_ndcg: float
+    stop: bool
+
+    def metrics(self) -> dict[str, Any]:
+        out = {"epoch": self.epoch, "loss": self.loss, "epoch_s": self.seconds, "samples_per_s": self.samples_per_s, "best_ndcg@10": self.best_ndcg}
+        out.update({f"valid_{k}": v for k, v in (self.valid or {}).items()})
+        return out
+
+
+class SequenceTrainer:
+    def __init__(
+        self,
+        config: DynrecConfig,
+        split: LeaveOneOutSplit,
+        catalogue: Catalogue,
+        created_at: np.ndarray,
+        rank: int = 0,
+        world_size: int = 1,
+        wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    ):
+        self.config, self.split, self.catalogue, self.created_at = config, split, catalogue, created_at
+        self.rank, self.world_size = rank, world_size
+        train = split.train
+        keep_large_allocations()
+        torch.use_deterministic_algorithms(config.train.deterministic)
+        torch.manual_seed(config.train.seed)
+        behaviour = behaviour_for(train, created_at, config)
+        self.model = DynrecModel(
+            config.model, train.n_items, catalogue.text.shape[1], catalogue.image.shape[1], behaviour.dim
+        )
+        self.module = wrap_model(self.model) if wrap_model else self.model
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
+        )
+        edges = time_bucket_edges(train.timestamps, config.behaviour.time_buckets)
+        self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in edges])
+        self.event_buckets = bucket_of(train.timestamps, edges)
+        self.type_codes = event_type_codes(train, config.model.event_types)
+        self.users = np.flatnonzero(train.lengths >= 2)
+        self.epoch = 0
+        self.best_ndcg = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.epochs_since_best = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "best_ndcg": self.best_ndcg,
+            "best_state": self.best_state,
+            "epochs_since_best": self.epochs_since_best,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = state["epoch"]
+        self.best_ndcg = state["best_ndcg"]
+        self.best_state = state["best_state"]
+        self.epochs_since_best = state["epochs_since_best"]
+
+    def train_epoch(self) -> tuple[float, int, float]:
+        """One pass over this worker's shard; every worker takes the same number of steps (DDP)."""
+        cfg = self.config.train
+        started = time.perf_counter()
+        order = np.random.default_rng([cfg.seed, self.epoch]).permutation(self.users)
+        per_worker = math.ceil(len(order) / self.world_size)
+        shard = np.resize(order[self.rank :: self.world_size], per_worker)
+        torch.manual_seed(cfg.seed * 100_003 + self.epoch * 101 + self.rank)
+        self.module.train()
+        losses, samples = [], 0
+        for start in range(0, per_worker, cfg.batch_size):
+            batch = make_batch(
+                self.split.train, shard[start : start + cfg.batch_size], self.config.model.max_length,
+                self.type_codes, self.event_buckets, with_targets=True,
+            )
+            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+            samples += int((batch.targets >= 0).sum())
+        return float(np.mean(losses)), samples, time.perf_counter() - started
+
+    def scorer(self) -> SequenceScorer:
+        self.model.eval()
+        return SequenceScorer(self.model, self.catalogue, self.created_at, self.config)
+
+    def validate(self) -> dict[str, float]:
+        return evaluate(self.scorer(), self.split.train, self.split.valid_targets, k=self.config.eval.k)
+
+    def fit(self, on_epoch: Callable[[EpochReport, "SequenceTrainer"], None] | None = None, progress: bool = True) -> float:
+        """Train until `epochs` or `patience` evaluations without a better validation NDCG@k;
+        leaves the best weights in the model and returns the best NDCG@k."""
+        cfg = self.config.train
+        bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="training", disable=not progress or self.rank != 0)
+        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+        while self.epoch < cfg.epochs:
+            loss, samples, seconds = self.train_epoch()
+            self.epoch += 1
+            valid, stop = None, False
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                if self.rank == 0:
+                    valid = self.validate()
+                    if valid[f"ndcg@{self.config.eval.k}"] > self.best_ndcg:
+                        self.best_ndcg = valid[f"ndcg@{self.config.eval.k}"]
+                        self.best_state = copy.deepcopy(self.model.state_dict())
+                        self.epochs_since_best = 0
+                    else:
+                        self.epochs_since_best += cfg.eval_every
+                    stop = self.epochs_since_best >= cfg.patience or time.monotonic() > deadline
+                stop = self._agree(stop)
+            report = EpochReport(self.epoch, loss, seconds, samples / seconds, valid, self.best_ndcg, stop)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", best_ndcg=f"{self.best_ndcg:.4f}")
+            if on_epoch:
+                on_epoch(report, self)
+            if stop:
+                break
+        bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.best_ndcg
+
+    def _agree(self, stop: bool) -> bool:
+        """Rank 0 decides; under DDP every worker must stop at the same epoch."""
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            flag = [stop]
+            dist.broadcast_object_list(flag, src=0)
+            return bool(flag[0])
+        return stop

@@ -1,0 +1,131 @@
+"""Ray Train job: fine-tune the item fusion and user sequence models with DDP across workers.
+
+    python -m training.train --config my.yaml        (or: dynrec train --config my.yaml)
+
+Every epoch is reported to Ray Train with a checkpoint (model, optimizer, early-stopping state).
+Rerunning the same run name resumes from its latest checkpoint; `train.resume_from` starts from
+any checkpoint folder. The best model is written to <home>/artifacts/<run name>/model.pt, which
+is what serving loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer, prepare_model
+
+from dynrec.config import DynrecConfig
+from dynrec.eval.evaluate import evaluate
+from dynrec.models.inputs import prepare_inputs
+from dynrec.models.model import save_model
+from dynrec.models.training import EpochReport, SequenceTrainer
+
+TRAINER_STATE = "trainer.pt"
+MODEL_FILE = "model.pt"
+
+
+def _checkpoint_to_resume(config: DynrecConfig) -> Checkpoint | None:
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and config.train.resume_from:
+        checkpoint = Checkpoint.from_directory(config.train.resume_from)
+    return checkpoint
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    config = DynrecConfig.from_dict(loop_config["config"])
+    torch.set_num_threads(config.train.threads_per_worker)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    inputs = prepare_inputs(config, progress=False)
+    trainer = SequenceTrainer(
+        config, inputs.split, inputs.catalogue, inputs.created_at, rank=rank, world_size=world_size,
+        wrap_model=prepare_model if world_size > 1 else None,
+    )
+    checkpoint = _checkpoint_to_resume(config)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load_state_dict(torch.load(Path(folder) / TRAINER_STATE, weights_only=False))
+        if rank == 0:
+            print(f"resumed at epoch {trainer.epoch} (best NDCG@10 {trainer.best_ndcg:.4f})", flush=True)
+
+    def on_epoch(report: EpochReport, trainer: SequenceTrainer) -> None:
+        if rank == 0:
+            valid = f" valid NDCG@10 {report.valid['ndcg@10']:.4f}" if report.valid else ""
+            print(
+                f"epoch {report.epoch}/{config.train.epochs} loss {report.loss:.4f}{valid} best {report.best_ndcg:.4f} "
+                f"({report.seconds:.1f} s, {report.samples_per_s:,.0f} samples/s)",
+                flush=True,
+            )
+        with tempfile.TemporaryDirectory() as folder:
+            saved = None
+            if rank == 0:
+                torch.save(trainer.state_dict(), Path(folder) / TRAINER_STATE)
+                saved = Checkpoint.from_directory(folder)
+            ray.train.report(report.metrics(), checkpoint=saved)
+
+    trainer.fit(on_epoch, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        saved, metrics = None, {"final": True, "best_ndcg@10": trainer.best_ndcg, "epoch": trainer.epoch}
+        if rank == 0:
+            test = evaluate(trainer.scorer(), inputs.split.test_input, inputs.split.test_targets, k=config.eval.k)
+            metrics.update({f"test_{k}": v for k, v in test.items()})
+            save_model(Path(folder) / MODEL_FILE, trainer.model, inputs.interactions.item_ids, metrics)
+            torch.save(trainer.state_dict(), Path(folder) / TRAINER_STATE)
+            saved = Checkpoint.from_directory(folder)
+            print(f"test: {json.dumps({k: round(v, 4) for k, v in test.items()})}", flush=True)
+        ray.train.report(metrics, checkpoint=saved)
+
+
+def run_training(config: DynrecConfig) -> dict[str, Any]:
+    """Run the TorchTrainer on the current (or a new local) Ray cluster; returns the final metrics
+    and where the served model was written."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    # build the content-embedding cache once here, so the workers only read it
+    prepare_inputs(config, progress=True)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config.to_dict()},
+        scaling_config=ScalingConfig(
+            num_workers=config.train.num_workers,
+            use_gpu=config.train.use_gpu,
+            resources_per_worker={"CPU": config.train.threads_per_worker},
+        ),
+        run_config=RunConfig(
+            name=config.run_name,
+            storage_path=str(config.runs_dir),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    artefacts = config.home / "artifacts" / config.run_name
+    artefacts.mkdir(parents=True, exist_ok=True)
+    with result.checkpoint.as_directory() as folder:
+        shutil.copy(Path(folder) / MODEL_FILE, artefacts / MODEL_FILE)
+    summary = {**result.metrics, "wall_s": time.perf_counter() - started, "model_path": str(artefacts / MODEL_FILE)}
+    (artefacts / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML/JSON config file")
+    args = parser.parse_args(argv)
+    summary = run_training(DynrecConfig.load(args.config))
+    print(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
