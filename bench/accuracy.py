@@ -1,37 +1,96 @@
 """Sequential accuracy (DESIGN.md protocol): full ranking, leave-one-out, on ML-1M partial and ML-100k.
 
-    .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease]
+    .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,dynrec,dynrec-id]
+                                       [--reuse]
+
+Baselines are tuned on validation and refitted. dynrec rows are trained with Ray Train from
+configs/<dataset>.yaml (early stopping on validation NDCG@10); `--reuse` takes a finished run's
+test metrics from <home>/artifacts/<run>/metrics.json instead of training again.
 
 Writes bench/results/accuracy.json as {dataset: {model: {hr@10, ndcg@10, mrr, coverage@10}}},
-merging into rows already there so later models add to the same table.
+merging into the rows already there, and each dynrec run's training figures to
+bench/results/training.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from bench.common import write_results
 from dynrec.config import DynrecConfig
 from dynrec.eval import compare, format_table
 
 REPORTED = ("hr@10", "ndcg@10", "mrr", "coverage@10")
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# dynrec rows: the model name -> the item modalities it fuses (None keeps the config's, i.e. all)
+DYNREC_VARIANTS: dict[str, tuple[str, ...] | None] = {
+    "dynrec": None,
+    "dynrec-id": ("id",),
+    "dynrec-id+text": ("id", "text"),
+    "dynrec-id+image": ("id", "image"),
+    "dynrec-id+behaviour": ("id", "behaviour"),
+}
+
+
+def dynrec_config(dataset: str, variant: str) -> DynrecConfig:
+    path = CONFIGS / f"{dataset}.yaml"
+    config = DynrecConfig.load(path if path.exists() else None)
+    config.train.dataset = dataset
+    if DYNREC_VARIANTS[variant] is not None:
+        config.model.modalities = DYNREC_VARIANTS[variant]
+    return config
+
+
+def dynrec_run(config: DynrecConfig, reuse: bool) -> dict:
+    """Final metrics of a training run: read back with `reuse`, else trained now."""
+    saved = config.home / "artifacts" / config.run_name / "metrics.json"
+    if reuse and saved.exists():
+        return json.loads(saved.read_text())
+    from training.train import run_training
+
+    return run_training(config)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="ml-1m,ml-100k")
     parser.add_argument("--models", default="pop,itemknn,ease")
+    parser.add_argument("--reuse", action="store_true", help="reuse finished dynrec runs instead of training")
     parser.add_argument("--config")
     args = parser.parse_args()
     config = DynrecConfig.load(args.config)
     models = args.models.split(",")
+    unknown = [m for m in models if m.startswith("dynrec") and m not in DYNREC_VARIANTS]
+    if unknown:
+        parser.error(f"unknown dynrec variant(s) {unknown}; choose from {sorted(DYNREC_VARIANTS)}")
+    baselines = [m for m in models if m not in DYNREC_VARIANTS]
     table: dict[str, dict[str, dict[str, float]]] = {}
+    training: dict[str, dict[str, dict]] = {}
     for dataset in args.datasets.split(","):
-        results = compare(dataset, models, config)
-        print(format_table(dataset, results, config.eval.k))
-        table[dataset] = {r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results}
-    path = write_results("accuracy", table, merge=True)
-    print(f"\nwrote {path}")
+        rows = table.setdefault(dataset, {})
+        if baselines:
+            results = compare(dataset, baselines, config)
+            print(format_table(dataset, results, config.eval.k))
+            rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
+        for variant in (m for m in models if m in DYNREC_VARIANTS):
+            run_config = dynrec_config(dataset, variant)
+            summary = dynrec_run(run_config, args.reuse)
+            rows[variant] = {key: round(summary[f"test_{key}"], 6) for key in REPORTED}
+            training.setdefault(dataset, {})[variant] = {
+                "run": run_config.run_name,
+                "modalities": list(run_config.model.modalities),
+                "best_valid_ndcg@10": summary["best_ndcg@10"],
+                "epochs": summary["epoch"],
+                "wall_s": summary.get("wall_s"),
+            }
+        print(f"\n{'model':<22} {'HR@10':>7} {'NDCG@10':>8} {'MRR':>7} {'cov@10':>7}")
+        for model, row in rows.items():
+            print(f"{model:<22} {row['hr@10']:>7.4f} {row['ndcg@10']:>8.4f} {row['mrr']:>7.4f} {row['coverage@10']:>7.3f}")
+    print(f"\nwrote {write_results('accuracy', table, merge=True)}")
+    if training:
+        print(f"wrote {write_results('training', training, merge=True)}")
 
 
 if __name__ == "__main__":

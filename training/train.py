@@ -91,7 +91,7 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
     """Run the TorchTrainer on the current (or a new local) Ray cluster; returns the final metrics
     and where the served model was written."""
     if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=os.cpu_count())
     # build the content-embedding cache once here, so the workers only read it
     prepare_inputs(config, progress=True)
     trainer = TorchTrainer(

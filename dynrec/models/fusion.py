@@ -1,10 +1,10 @@
 """ItemFusion: one L2-normalised item embedding from ID, text, image and behaviour tokens.
 
 Each modality is projected to `dim` and tagged with a modality-type embedding. A learned item
-token attends over the modality tokens (missing ones masked out), followed by a feed-forward
-block. The item token's output is the embedding. Only the item token is read out, so only its
-query is computed; that is exact for this single layer and keeps the per-step cost of embedding
-the whole catalogue at every behaviour snapshot small.
+token attends over itself and the modality tokens (missing ones masked out), followed by a
+feed-forward block; the item token's output is the embedding. Only the item token is read out,
+so only its query is computed: exact for this single layer, and it keeps the per-step cost of
+embedding the whole catalogue at every behaviour snapshot small.
 """
 
 from __future__ import annotations
@@ -59,39 +59,49 @@ class ItemFusion(nn.Module):
         `item_index` >= n_items (or < 0) marks an item without a trained ID embedding (a new item).
         """
         n = item_index.shape[0]
-        lead = behaviour.shape[:-2] if (behaviour is not None and "behaviour" in self.modalities) else ()
-        tokens, masks = [], []
+        static, masks = [self.item_token.expand(n, -1)], [torch.ones(n, dtype=torch.bool, device=item_index.device)]
+        dynamic = None
         for position, modality in enumerate(self.modalities):
+            if modality == "behaviour":
+                dynamic = self.projections[modality](behaviour) + self.modality_type[position]
+                continue
             if modality == "id":
                 known = (item_index >= 0) & (item_index < self.n_items)
                 token = self.id_embedding(torch.where(known, item_index, torch.zeros_like(item_index)))
                 mask = known
                 if self.training and self.id_dropout > 0:
                     mask = mask & (torch.rand(n, device=item_index.device) >= self.id_dropout)
-            elif modality == "behaviour":
-                token = self.projections[modality](behaviour)
-                mask = torch.ones(n, dtype=torch.bool, device=item_index.device)
             else:
-                features = text if modality == "text" else image
-                token = self.projections[modality](features)
+                token = self.projections[modality](text if modality == "text" else image)
                 mask = text_mask if modality == "text" else image_mask
-            tokens.append((token + self.modality_type[position]).expand(*lead, n, -1))
-            masks.append(mask.expand(*lead, n))
-        item = self.item_token.expand(*lead, n, 1, -1)
-        tokens = torch.cat([item, torch.stack(tokens, dim=-2)], dim=-2)  # (..., N, 1 + M, dim)
-        masks = torch.cat([torch.ones(*lead, n, 1, dtype=torch.bool, device=item_index.device), torch.stack(masks, -1)], -1)
-        return self._read_out(tokens, masks)
+            static.append(token + self.modality_type[position])
+            masks.append(mask)
+        return self._read_out(torch.stack(static, dim=1), torch.stack(masks, dim=1), dynamic)
 
-    def _read_out(self, tokens: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        *lead, t, dim = tokens.shape
-        head_dim = dim // self.heads
-        normed = self.norm_tokens(tokens)
-        query = self.query(normed[..., :1, :]).reshape(*lead, 1, self.heads, head_dim).transpose(-2, -3)
-        key, value = self.key_value(normed).chunk(2, dim=-1)
-        key = key.reshape(*lead, t, self.heads, head_dim).transpose(-2, -3)
-        value = value.reshape(*lead, t, self.heads, head_dim).transpose(-2, -3)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=masks[..., None, None, :])
-        attended = attended.transpose(-2, -3).reshape(*lead, dim)
-        hidden = tokens[..., 0, :] + self.dropout(self.attn_out(attended))
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(*x.shape[:-1], self.heads, x.shape[-1] // self.heads)
+
+    def _read_out(self, static: torch.Tensor, masks: torch.Tensor, dynamic: torch.Tensor | None) -> torch.Tensor:
+        """Attention from the item token over the tokens, then the feed-forward block.
+
+        The item token's query is the same for every item, and the static tokens (item, ID, text,
+        image) do not change between behaviour snapshots, so their keys and values are computed
+        once; only the behaviour token is projected per snapshot.
+        """
+        head_dim = static.shape[-1] // self.heads
+        query = self._heads(self.query(self.norm_tokens(self.item_token))) / head_dim**0.5  # (H, hd)
+        key, value = (self._heads(t) for t in self.key_value(self.norm_tokens(static)).chunk(2, dim=-1))
+        scores = (key * query).sum(-1).masked_fill(~masks[..., None], float("-inf"))  # (N, T, H)
+        if dynamic is None:
+            weights = scores.softmax(dim=-2)
+            attended = torch.einsum("nth,nthd->nhd", weights, value)
+        else:
+            key_b, value_b = (self._heads(t) for t in self.key_value(self.norm_tokens(dynamic)).chunk(2, dim=-1))
+            score_b = (key_b * query).sum(-1)  # (..., N, H)
+            weights = torch.cat([scores.expand(*score_b.shape[:-2], *scores.shape), score_b.unsqueeze(-2)], dim=-2)
+            weights = weights.softmax(dim=-2)
+            attended = torch.einsum("...nth,nthd->...nhd", weights[..., :-1, :], value) + weights[..., -1, :, None] * value_b
+        item = self.item_token
+        hidden = item + self.dropout(self.attn_out(attended.flatten(-2)))
         hidden = hidden + self.dropout(self.ffn(self.norm_ffn(hidden)))
         return F.normalize(self.output(hidden), dim=-1)
