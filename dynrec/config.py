@@ -92,6 +92,8 @@ class ModelConfig:
     time_gap_buckets: int = 24
     event_types: tuple[str, ...] = ("rating", "view", "click", "add_to_cart", "purchase", "impression")
     temperature: float = 0.05
+    value_center: float = 3.0  # event values (ratings) are centred and scaled before the user model
+    value_scale: float = 2.0
 
 
 @dataclass

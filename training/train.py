@@ -76,7 +76,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     trainer.fit(on_epoch, progress=False)
     with tempfile.TemporaryDirectory() as folder:
-        saved, metrics = None, {"final": True, "best_ndcg@10": trainer.best_ndcg, "epoch": trainer.epoch}
+        saved = None
+        metrics = {"final": True, "best_ndcg@10": trainer.best_ndcg, "epoch": trainer.epoch, **trainer.timing()}
         if rank == 0:
             test = evaluate(trainer.scorer(), inputs.split.test_input, inputs.split.test_targets, k=config.eval.k)
             metrics.update({f"test_{k}": v for k, v in test.items()})

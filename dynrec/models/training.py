@@ -48,32 +48,52 @@ def behaviour_for(histories: Interactions, created_at: np.ndarray, config: Dynre
 class SequenceScorer:
     """Scores all items for users' histories: the Recommender interface over a trained model.
 
-    Item behaviour features are taken as of just after the latest event in `histories`.
+    With `edges`, item behaviour features come from snapshots at those times (built from the
+    histories' own events), as in training: each history item is embedded as of its event's
+    snapshot, and each user is scored against the snapshot of their latest event. Without
+    `edges`, one snapshot just after the latest event is used (the serving view of "now").
     """
 
-    def __init__(self, model: DynrecModel, catalogue: Catalogue, created_at: np.ndarray, config: DynrecConfig, name: str = "dynrec"):
+    def __init__(
+        self,
+        model: DynrecModel,
+        catalogue: Catalogue,
+        created_at: np.ndarray,
+        config: DynrecConfig,
+        edges: np.ndarray | None = None,
+        name: str = "dynrec",
+    ):
         self.model, self.catalogue, self.created_at, self.config, self.name = model, catalogue, created_at, config, name
-        self._tables: dict[int, torch.Tensor] = {}
+        self.edges = edges if edges is not None and model.uses_behaviour else None
+        self._cached: tuple[int, torch.Tensor] | None = None
 
     def fit(self, train: Interactions) -> "SequenceScorer":
         return self
 
     @torch.no_grad()
     def item_table(self, histories: Interactions) -> torch.Tensor:
-        key = id(histories)
-        if key not in self._tables:
+        """(S, N, dim): one table per snapshot time."""
+        if self._cached is None or self._cached[0] != id(histories):
             self.model.eval()
-            snapshot = behaviour_for(histories, self.created_at, self.config).snapshot(int(histories.timestamps.max()) + 1)
-            self._tables = {key: self.model.item_table(self.catalogue, torch.from_numpy(snapshot))}
-        return self._tables[key]
+            behaviour = behaviour_for(histories, self.created_at, self.config)
+            times = self.edges if self.edges is not None else [int(histories.timestamps.max()) + 1]
+            snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(t))) for t in times])
+            self._cached = (id(histories), self.model.item_table(self.catalogue, snapshots))
+        return self._cached[1]
 
     @torch.no_grad()
     def score(self, histories: Interactions, users: np.ndarray) -> np.ndarray:
         table = self.item_table(histories)
         codes = event_type_codes(histories, self.config.model.event_types)
-        batch = make_batch(histories, users, self.config.model.max_length, codes)
+        buckets = bucket_of(histories.timestamps, self.edges) if self.edges is not None else None
+        batch = make_batch(histories, users, self.config.model.max_length, codes, buckets)
         embeddings = self.model.user_embeddings(batch, table)
-        return (embeddings @ table[0].T).numpy()
+        now = batch.buckets[torch.arange(len(users)), batch.lengths - 1] if table.shape[0] > 1 else torch.zeros(len(users), dtype=torch.long)
+        scores = torch.empty(len(users), table.shape[1])
+        for bucket in torch.unique(now):
+            rows = now == bucket
+            scores[rows] = embeddings[rows] @ table[bucket].T
+        return scores.numpy()
 
 
 @dataclass
@@ -117,15 +137,25 @@ class SequenceTrainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
         )
-        edges = time_bucket_edges(train.timestamps, config.behaviour.time_buckets)
-        self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in edges])
-        self.event_buckets = bucket_of(train.timestamps, edges)
+        self.edges = time_bucket_edges(train.timestamps, config.behaviour.time_buckets)
+        self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in self.edges])
+        self.event_buckets = bucket_of(train.timestamps, self.edges)
         self.type_codes = event_type_codes(train, config.model.event_types)
         self.users = np.flatnonzero(train.lengths >= 2)
         self.epoch = 0
         self.best_ndcg = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epochs_since_best = 0
+        self.history: list[dict[str, Any]] = []
+
+    def timing(self) -> dict[str, float]:
+        """Median seconds per epoch and training samples (target positions) per second so far."""
+        if not self.history:
+            return {}
+        return {
+            "epoch_s_median": float(np.median([h["epoch_s"] for h in self.history])),
+            "samples_per_s_median": float(np.median([h["samples_per_s"] for h in self.history])),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +165,7 @@ class SequenceTrainer:
             "best_ndcg": self.best_ndcg,
             "best_state": self.best_state,
             "epochs_since_best": self.epochs_since_best,
+            "history": self.history,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -144,6 +175,7 @@ class SequenceTrainer:
         self.best_ndcg = state["best_ndcg"]
         self.best_state = state["best_state"]
         self.epochs_since_best = state["epochs_since_best"]
+        self.history = state["history"]
 
     def train_epoch(self) -> tuple[float, int, float]:
         """One pass over this worker's shard; every worker takes the same number of steps (DDP)."""
@@ -170,7 +202,7 @@ class SequenceTrainer:
 
     def scorer(self) -> SequenceScorer:
         self.model.eval()
-        return SequenceScorer(self.model, self.catalogue, self.created_at, self.config)
+        return SequenceScorer(self.model, self.catalogue, self.created_at, self.config, self.edges)
 
     def validate(self) -> dict[str, float]:
         return evaluate(self.scorer(), self.split.train, self.split.valid_targets, k=self.config.eval.k)
@@ -197,6 +229,7 @@ class SequenceTrainer:
                     stop = self.epochs_since_best >= cfg.patience or time.monotonic() > deadline
                 stop = self._agree(stop)
             report = EpochReport(self.epoch, loss, seconds, samples / seconds, valid, self.best_ndcg, stop)
+            self.history.append(report.metrics())
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", best_ndcg=f"{self.best_ndcg:.4f}")
             if on_epoch:

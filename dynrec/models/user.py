@@ -77,6 +77,12 @@ class UserEncoder(nn.Module):
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(CausalBlock(dim, config.user_heads, config.dropout) for _ in range(config.user_layers))
         self.norm = nn.LayerNorm(dim)
+        self.value_center, self.value_scale = config.value_center, config.value_scale
+        # small side embeddings, so the (scaled, unit-norm) item embedding dominates the input at start
+        for table in (self.position, self.event_type, self.time_gap):
+            nn.init.normal_(table.weight, std=0.02)
+        nn.init.normal_(self.value.weight, std=0.02)
+        nn.init.zeros_(self.value.bias)
 
     def _inputs(self, items, event_types, gaps, values, start: int) -> torch.Tensor:
         positions = torch.arange(start, start + items.shape[1], device=items.device)
@@ -85,7 +91,7 @@ class UserEncoder(nn.Module):
             + self.position(positions)
             + self.event_type(event_types)
             + self.time_gap(time_gap_bucket(gaps, self.time_gap_buckets))
-            + self.value(values.unsqueeze(-1))
+            + self.value(((values - self.value_center) / self.value_scale).unsqueeze(-1))
         )
         return self.input_dropout(x)
 
