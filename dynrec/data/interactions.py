@@ -63,8 +63,11 @@ class Interactions:
 
     def to_csr(self, users: np.ndarray | None = None) -> sp.csr_matrix:
         """Binary user x item matrix (rows = `users`, or all users)."""
+        # scipy keeps the index arrays it is given and sum_duplicates sorts them in place: pass
+        # copies, or every call would reorder this object's time-ordered sequences
         matrix = sp.csr_matrix(
-            (np.ones(self.n_events, dtype=np.float32), self.items, self.indptr), shape=(self.n_users, self.n_items)
+            (np.ones(self.n_events, dtype=np.float32), self.items.copy(), self.indptr.copy()),
+            shape=(self.n_users, self.n_items),
         )
         matrix.sum_duplicates()
         matrix.data[:] = 1.0

@@ -17,6 +17,7 @@ _EXPORTS = {
     "content_hash": "dynrec.encoders.content",
     "encode_catalogue": "dynrec.encoders.content",
     "item_text": "dynrec.encoders.content",
+    "BehaviourFeatures": "dynrec.encoders.behaviour",
 }
 
 __all__ = sorted(_EXPORTS)

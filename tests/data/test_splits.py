@@ -73,3 +73,10 @@ def test_invalid_split_settings_are_rejected(ml100k_interactions):
         leave_one_out(ml100k_interactions, min_interactions=2)
     with pytest.raises(ValueError):
         cold_item_split(ml100k_interactions, fraction=1.5)
+
+
+def test_building_the_matrix_leaves_the_sequences_in_time_order(ml100k_interactions):
+    before = ml100k_interactions.items.copy()
+    matrix = ml100k_interactions.to_csr()
+    assert matrix.nnz == 100_000
+    assert np.array_equal(ml100k_interactions.items, before)
