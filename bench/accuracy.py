@@ -84,6 +84,8 @@ def main() -> None:
                 "best_valid_ndcg@10": summary["best_ndcg@10"],
                 "epochs": summary["epoch"],
                 "wall_s": summary.get("wall_s"),
+                "epoch_s_median": summary.get("epoch_s_median"),
+                "samples_per_s_median": summary.get("samples_per_s_median"),
             }
         print(f"\n{'model':<22} {'HR@10':>7} {'NDCG@10':>8} {'MRR':>7} {'cov@10':>7}")
         for model, row in rows.items():
