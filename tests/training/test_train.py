@@ -38,7 +38,7 @@ def test_rerunning_a_run_resumes_from_its_checkpoint(ray_local, tmp_path):
     assert first["epoch"] == 1
     second = run_training(tiny_config(tmp_path, epochs=3, name="resume"))
     assert second["epoch"] == 3
-    checkpoints = sorted((tmp_path / "runs" / "resume").glob("checkpoint_*"))
+    checkpoints = sorted(p for p in (tmp_path / "runs" / "resume").glob("checkpoint_*") if p.is_dir())
     assert 1 <= len(checkpoints) <= 2  # num_to_keep
     state = torch.load(checkpoints[-1] / "trainer.pt", weights_only=False)
     assert state["epoch"] == 3
