@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from dynrec.data.interactions import Interactions
 from dynrec.data.splits import ColdItemSplit
@@ -49,11 +48,7 @@ def random_expectation(n_candidates: int, k: int = 10) -> dict[str, float]:
 def content_knn_scores(histories: Interactions, item_vectors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Cosine between each history's mean item vector and every candidate's vector."""
     unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
-    # a sparse (histories x items) count matrix sums the vectors without gathering one per event
-    counts = sp.csr_matrix(
-        (np.ones(histories.n_events, dtype=np.float32), histories.items.copy(), histories.indptr.copy()),
-        shape=(histories.n_users, len(item_vectors)),
-    )
-    sums = np.asarray(counts @ unit)
+    # the sparse history matrix sums the vectors without gathering one per event
+    sums = np.asarray(histories.to_csr() @ unit)
     profiles = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return profiles @ unit[candidates].T
