@@ -92,7 +92,7 @@ class BehaviourFeatures:
         ]
         total = end - start
         has = total > 0
-        last = np.where(has, times[np.maximum(end - 1, 0)], as_of)
+        last = np.where(has, times[np.maximum(end - 1, 0)], as_of) if len(times) else np.full(self.n_items, as_of)
         first = np.where(has, times[np.minimum(start, len(times) - 1)] if len(times) else as_of, as_of)
         mean = np.where(has, (value_sums[end] - value_sums[start]) / np.maximum(total, 1), self.config.value_center)
         created = np.where(self.created_at >= 0, self.created_at, first)
