@@ -11,6 +11,15 @@ from dynrec.data import Dataset, Interactions, leave_one_out, load_ml1m, load_ml
 from dynrec.data.schemas import EVENTS_SCHEMA, ITEMS_SCHEMA, TIMESTAMP_TYPE, USERS_SCHEMA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dynrec_home(tmp_path_factory):
+    """Exports, caches and runs go to a throwaway home, never the user's ~/.dynrec."""
+    home = tmp_path_factory.mktemp("dynrec-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DYNREC_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     path = default_data_dir()

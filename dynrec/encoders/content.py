@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dynrec.config import EncoderConfig
+from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.image import ImageEncoder, image_cache_name
 from dynrec.encoders.text import TextEncoder, text_cache_name
 
@@ -113,6 +113,11 @@ class EmbeddingCache:
             temp.unlink(missing_ok=True)
 
 
+def item_content_hash(text: str, image_hash: str | None) -> str:
+    """One hash over everything the content encoders see for an item: its text and image bytes."""
+    return content_hash(f"{text}\x00{image_hash or ''}")
+
+
 @dataclass
 class ContentEmbeddings:
     """Per-item content vectors aligned with the items table; masked rows are zeros."""
@@ -123,7 +128,7 @@ class ContentEmbeddings:
     image_mask: np.ndarray
 
 
-def _image_hash(image: dict | None) -> str | None:
+def image_content_hash(image: dict | None) -> str | None:
     """Hash of the inline bytes, else of the file's bytes; None for no image or an unreadable path.
 
     Only the hash is kept: the encoder re-reads the few files that miss the cache, so a large
@@ -148,6 +153,7 @@ def encode_catalogue(
     image_encoder: ImageEncoder | None = None,
     config: EncoderConfig | None = None,
     progress: bool = True,
+    runtime: RuntimeConfig | None = None,
 ) -> ContentEmbeddings:
     """Text and image embeddings for every row of `items`, through the cache in `cache_dir`.
 
@@ -156,9 +162,11 @@ def encode_catalogue(
     of their encoded bytes; items with no image or an unreadable path are masked without touching
     the encoder. Bytes the encoder cannot decode are stored as an all-NaN row, so they are not
     retried on every run, and come back masked. Encoders not passed in are built from `config`
-    only when the cache misses.
+    only when the cache misses, on the `runtime` backend (int8 vectors are cached apart).
     """
     config = config or EncoderConfig()
+    runtime = runtime or RuntimeConfig()
+    variant = "-int8" if runtime.int8 else ""
     cache = EmbeddingCache(cache_dir)
     n = items.num_rows
 
@@ -171,11 +179,13 @@ def encode_catalogue(
 
     def compute_text(positions: list[int]) -> np.ndarray:
         nonlocal text_encoder
-        text_encoder = text_encoder or TextEncoder.from_config(config)
+        text_encoder = text_encoder or TextEncoder.from_config(config, runtime)
         return text_encoder.encode([strings[p] for p in positions], progress=progress)
 
     text_name = (
-        text_encoder.cache_name if text_encoder else text_cache_name(config.text_model_path, config.text_max_length)
+        text_encoder.cache_name
+        if text_encoder
+        else text_cache_name(config.text_model_path, config.text_max_length) + variant
     )
     text = np.zeros((n, TextEncoder.dim), dtype=np.float32)
     text[text_rows] = cache.lookup_or_compute(
@@ -183,18 +193,20 @@ def encode_catalogue(
     )
 
     images = items["image"].to_pylist()
-    image_hashes = [_image_hash(image) for image in images]
+    image_hashes = [image_content_hash(image) for image in images]
     image_rows = np.array([i for i, h in enumerate(image_hashes) if h is not None], dtype=np.int64)
 
     def compute_image(positions: list[int]) -> np.ndarray:
         nonlocal image_encoder
-        image_encoder = image_encoder or ImageEncoder.from_config(config)
+        image_encoder = image_encoder or ImageEncoder.from_config(config, runtime)
         features, valid = image_encoder.encode([images[image_rows[p]] for p in positions], progress=progress)
         features[~valid] = np.nan
         return features
 
     image_name = (
-        image_encoder.cache_name if image_encoder else image_cache_name(config.image_weights_path, config.image_size)
+        image_encoder.cache_name
+        if image_encoder
+        else image_cache_name(config.image_weights_path, config.image_size) + variant
     )
     image = np.zeros((n, ImageEncoder.dim), dtype=np.float32)
     image_mask = np.zeros(n, dtype=bool)

@@ -115,8 +115,8 @@ def test_encode_catalogue_masks_and_warm_cache(catalogue, tmp_path, monkeypatch)
     for cls in (TextEncoder, ImageEncoder):
         original = cls.from_config.__func__
 
-        def counting(klass, cfg, original=original):
-            built.setdefault(klass.__name__, []).append(original(klass, cfg))
+        def counting(klass, cfg, runtime=None, original=original):
+            built.setdefault(klass.__name__, []).append(original(klass, cfg, runtime))
             return built[klass.__name__][-1]
 
         monkeypatch.setattr(cls, "from_config", classmethod(counting))
@@ -149,7 +149,7 @@ def test_encode_catalogue_masks_and_warm_cache(catalogue, tmp_path, monkeypatch)
     assert image_cache.num_rows == len(distinct_posters) + 1
     assert (tmp_path / "text-all-MiniLM-L6-v2-len128.parquet").is_file()
 
-    def refuse(klass, cfg):
+    def refuse(klass, cfg, runtime=None):
         raise AssertionError(f"{klass.__name__} built although every embedding is cached")
 
     for cls in (TextEncoder, ImageEncoder):

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dynrec.config import EncoderConfig
+from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.image import ImageEncoder
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    return ImageEncoder.from_config(EncoderConfig())
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def encoder(request):
+    return ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend=request.param))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,10 @@ def test_posters_give_finite_pooled_features(encoder, poster_paths):
     assert (np.abs(features).sum(axis=1) > 0).all()
     assert not np.allclose(features[0], features[1])
     assert encoder.cache_name == "image-efficientnet-lite0-224"
-    assert not encoder.model.training
+    if encoder.runtime.backend == "torch":
+        assert not encoder.model.training and encoder.session is None
+    else:  # serving keeps only the ONNX Runtime session
+        assert encoder.model is None and encoder.session is not None
 
 
 def test_preprocess_shape_and_range(encoder, poster_paths):

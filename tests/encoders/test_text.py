@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from dynrec.config import EncoderConfig
+from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.text import TextEncoder
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    return TextEncoder.from_config(EncoderConfig())
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def encoder(request):
+    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(backend=request.param))
 
 
 def test_unit_vectors_of_the_documented_shape(encoder):
@@ -17,7 +17,10 @@ def test_unit_vectors_of_the_documented_shape(encoder):
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert encoder.cache_name == "text-all-MiniLM-L6-v2-len128"
-    assert not encoder.model.training
+    if encoder.runtime.backend == "torch":
+        assert not encoder.model.training and encoder.session is None
+    else:  # serving keeps only the ONNX Runtime session
+        assert encoder.model is None and encoder.session is not None
 
 
 def test_related_titles_are_closer_than_unrelated(encoder):

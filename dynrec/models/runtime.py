@@ -1,0 +1,105 @@
+"""The trained fusion and user models behind numpy calls, on torch or ONNX Runtime.
+
+Serving and batch encoding call `embed_items` and `embed_users` and never care which backend
+runs; `RuntimeConfig.backend` decides. ONNX files are named by a fingerprint of the weights, so a
+retrained model is re-exported and a stale export is never picked up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from dynrec.config import RuntimeConfig
+from dynrec.models.model import DynrecModel
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """12 hex digits of sha256 over every parameter and buffer, in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+class ModelRuntime:
+    def __init__(self, model: DynrecModel, runtime: RuntimeConfig | None = None):
+        self.model = model.eval()
+        self.runtime = runtime or RuntimeConfig()
+        self.fingerprint = weights_fingerprint(model)
+        fusion = model.fusion
+        self.input_dims = {m: fusion.projections[m][0].in_features for m in fusion.projections}
+        self.fusion_session = self.user_session = None
+        if self.runtime.backend == "onnx":
+            from dynrec.onnx.export import FusionGraph, UserGraph, export_graph, fusion_example, user_example
+            from dynrec.onnx.session import exported_session
+
+            self.fusion_session = exported_session(
+                self.runtime,
+                f"fusion-{self.fingerprint}",
+                lambda path: export_graph(FusionGraph(fusion), fusion_example(fusion), path),
+            )
+            self.user_session = exported_session(
+                self.runtime,
+                f"user-{self.fingerprint}",
+                lambda path: export_graph(UserGraph(model.user), user_example(model.user), path),
+            )
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.dim
+
+    def embed_items(
+        self,
+        item_index: np.ndarray,
+        text: np.ndarray | None = None,
+        text_mask: np.ndarray | None = None,
+        image: np.ndarray | None = None,
+        image_mask: np.ndarray | None = None,
+        behaviour: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(N, dim) unit item embeddings. A modality the model does not use may be left out;
+        `item_index` outside [0, n_items) marks an item embedded from content alone."""
+        n = len(item_index)
+
+        def given(array, width, dtype=np.float32):
+            return np.zeros((n, width), dtype) if array is None else np.ascontiguousarray(array, dtype)
+
+        feeds = {
+            "item_index": np.asarray(item_index, np.int64),
+            "text": given(text, self.input_dims.get("text", 1)),
+            "text_mask": np.zeros(n, bool) if text_mask is None else np.asarray(text_mask, bool),
+            "image": given(image, self.input_dims.get("image", 1)),
+            "image_mask": np.zeros(n, bool) if image_mask is None else np.asarray(image_mask, bool),
+            "behaviour": given(behaviour, self.input_dims.get("behaviour", 1)),
+        }
+        if self.fusion_session is not None:
+            return self.fusion_session(**feeds)
+        from dynrec.onnx.export import FusionGraph
+
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(feeds[name]) for name in FusionGraph.inputs]
+            return FusionGraph(self.model.fusion)(*tensors).numpy()
+
+    def embed_users(
+        self, items: np.ndarray, event_types: np.ndarray, gaps: np.ndarray, values: np.ndarray, lengths: np.ndarray
+    ) -> np.ndarray:
+        """(B, dim) user embeddings from right-padded windows: items (B, T, dim) are the history's
+        item embeddings, gaps are seconds since the previous event, lengths the real events."""
+        feeds = {
+            "items": np.ascontiguousarray(items, np.float32),
+            "event_types": np.asarray(event_types, np.int64),
+            "gaps": np.asarray(gaps, np.float32),
+            "values": np.asarray(values, np.float32),
+            "lengths": np.asarray(lengths, np.int64),
+        }
+        if self.user_session is not None:
+            return self.user_session(**feeds)
+        from dynrec.onnx.export import UserGraph
+
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(feeds[name]) for name in UserGraph.inputs]
+            return UserGraph(self.model.user)(*tensors).numpy()

@@ -1,0 +1,99 @@
+"""ONNX Runtime sessions: provider choice, thread pinning and optional int8 weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def pick_providers() -> list[str]:
+    """CUDA first when this onnxruntime build and machine offer it, CPU always as the fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def replica_threads() -> int:
+    """CPUs this process may use (its affinity mask, which Ray and containers narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def quantize_int8(source: str | Path, target: str | Path, skip: str | None = None) -> Path:
+    """Dynamic int8 quantisation of the MatMuls (per-channel int8 weights, activations quantised
+    at run time). MatMul nodes whose name matches the regex `skip` stay fp32.
+
+    Written under a temp name first so a concurrent reader never loads a half-written file.
+    """
+    import re
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = Path(target)
+    excluded = []
+    if skip:
+        graph = onnx.load(str(source), load_external_data=False).graph
+        excluded = [n.name for n in graph.node if n.op_type == "MatMul" and re.search(skip, n.name)]
+    temp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.onnx")
+    quantize_dynamic(
+        str(source), str(temp), weight_type=QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded,
+    )
+    os.replace(temp, target)
+    return target
+
+
+class OnnxSession:
+    """One model's InferenceSession, called with numpy arrays by input name; returns the first output.
+
+    `threads` pins intra-op parallelism (0: the CPUs this replica may use). Oversubscribed sessions
+    on one host slow each other down, so a Serve replica passes its own `num_cpus`.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 0, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or replica_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers or pick_providers())
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, **feeds: np.ndarray) -> np.ndarray:
+        """Runs on the inputs the graph declares; extra feeds (e.g. an unused modality) are ignored."""
+        missing = [name for name in self.input_names if name not in feeds]
+        if missing:
+            raise ValueError(f"{self.path.name} needs inputs {missing}")
+        return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
+
+
+def exported_session(
+    runtime, name: str, export: Callable[[Path], object], int8_skip: str | None = None
+) -> OnnxSession:
+    """A session on `<runtime.onnx_dir>/<name>.onnx`, exported by `export(path)` on first use.
+
+    With `runtime.int8` the quantised copy (`<name>.int8.onnx`, see `quantize_int8` for
+    `int8_skip`) is made once and used instead.
+    """
+    path = Path(runtime.onnx_dir) / f"{name}.onnx"
+    if not path.is_file():
+        export(path)
+    if runtime.int8:
+        quantised = path.with_name(f"{name}.int8.onnx")
+        if not quantised.is_file() or quantised.stat().st_mtime < path.stat().st_mtime:
+            quantize_int8(path, quantised, int8_skip)
+        path = quantised
+    return OnnxSession(path, runtime.threads)
