@@ -1,0 +1,154 @@
+"""Approximate inner-product search for large catalogues: an HNSW graph from usearch.
+
+usearch (Unum) is maintained, ships manylinux wheels with no system dependencies, and, unlike
+faiss's HNSW, removes single keys, so an item can be updated or hidden without a rebuild. Item
+ids map to integer keys here; an update unlinks the old key's node and inserts the new vector
+under a fresh key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from usearch.index import Index
+
+from dynrec.index.base import IndexConfig, as_matrix, read_meta, write_version
+from dynrec.onnx.session import replica_threads
+
+GRAPH_FILE = "graph.usearch"
+
+
+class HnswIndex:
+    kind = "hnsw"
+
+    def __init__(self, dim: int, config: IndexConfig | None = None, model_version: str = ""):
+        self.dim = dim
+        self.config = config or IndexConfig()
+        self.model_version = model_version
+        self.version = 0
+        self._graph = self._new_graph()
+        self._keys: dict[str, int] = {}
+        self._ids: dict[int, str] = {}
+        self._next_key = 0
+        self._lock = threading.RLock()
+
+    def _new_graph(self) -> Index:
+        return Index(
+            ndim=self.dim,
+            metric="ip",
+            dtype="f32",
+            connectivity=self.config.connectivity,
+            expansion_add=self.config.expansion_add,
+            expansion_search=self.config.expansion_search,
+        )
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._keys
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._keys)
+
+    def upsert(self, item_ids: Iterable[str], vectors: np.ndarray) -> None:
+        item_ids = [str(i) for i in item_ids]
+        matrix = as_matrix(vectors, self.dim, len(item_ids))
+        if len(set(item_ids)) != len(item_ids):  # the last vector given for an id wins
+            last = {item_id: row for row, item_id in enumerate(item_ids)}
+            item_ids, matrix = list(last), matrix[list(last.values())]
+        with self._lock:
+            keys = np.empty(len(item_ids), dtype=np.uint64)
+            for position, item_id in enumerate(item_ids):
+                old = self._keys.get(item_id)
+                if old is not None:  # removal only unlinks the node; re-inserting a used key is slower
+                    self._graph.remove(old)
+                    del self._ids[old]
+                key = self._keys[item_id] = self._next_key
+                self._ids[key] = item_id
+                self._next_key += 1
+                keys[position] = key
+            if len(keys):
+                threads = (self.config.threads or replica_threads()) if len(keys) > 1 else 1
+                self._graph.add(keys, matrix, threads=threads)
+            self.version += 1
+
+    def remove(self, item_ids: Iterable[str]) -> int:
+        removed = 0
+        with self._lock:
+            for item_id in item_ids:
+                key = self._keys.pop(str(item_id), None)
+                if key is None:
+                    continue
+                del self._ids[key]
+                self._graph.remove(key)
+                removed += 1
+            if removed:
+                self.version += 1
+        return removed
+
+    def vector(self, item_id: str) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._graph.get(self._keys[item_id]), dtype=np.float32).reshape(self.dim)
+
+    def search(
+        self, query: np.ndarray, k: int, exclude: Iterable[str] = (), accept: Callable[[str], bool] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """Approximately the top-k ids by inner product, best first; see `ExactIndex.search`."""
+        query = as_matrix(query, self.dim, 1)[0]
+        excluded = set(exclude)
+        with self._lock:
+            n = len(self._keys)
+            want = min(k, n)
+            fetch = want + len(excluded)
+            while True:
+                fetch = min(n, fetch)
+                matches = self._graph.search(query, fetch) if fetch else None
+                ids, scores = [], []
+                if matches is not None:
+                    for key, distance in zip(matches.keys, matches.distances):
+                        item_id = self._ids.get(int(key))
+                        if item_id is None or item_id in excluded or (accept is not None and not accept(item_id)):
+                            continue
+                        ids.append(item_id)
+                        scores.append(1.0 - float(distance))  # usearch "ip" distance is 1 - dot
+                        if len(ids) == want:
+                            break
+                if len(ids) == want or fetch >= n:
+                    return ids, np.asarray(scores, dtype=np.float32)
+                fetch *= 2
+
+    def save(self, directory: str | Path) -> Path:
+        with self._lock:
+            meta = {
+                "kind": self.kind,
+                "dim": self.dim,
+                "version": self.version,
+                "model_version": self.model_version,
+                "config": vars(self.config),
+                "next_key": self._next_key,
+            }
+            keys = dict(self._keys)
+            graph = self._graph.copy()
+
+        def payload(folder: Path) -> None:
+            graph.save(str(folder / GRAPH_FILE))
+            (folder / "keys.json").write_text(json.dumps(keys))
+
+        return write_version(directory, {**meta, "count": len(keys)}, payload)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "HnswIndex":
+        folder, meta = read_meta(directory)
+        index = cls(meta["dim"], IndexConfig(**meta["config"]), meta["model_version"])
+        index._graph.load(str(folder / GRAPH_FILE))
+        index._keys = json.loads((folder / "keys.json").read_text())
+        index._ids = {key: item_id for item_id, key in index._keys.items()}
+        index._next_key = meta["next_key"]
+        index.version = meta["version"]
+        return index
