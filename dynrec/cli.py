@@ -61,6 +61,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    """Batch-encode the catalogue with Ray Data (only items whose content or model changed)."""
+    from training.encode_catalog import encode_catalog
+
+    config = _config(args)
+    for override in args.set or []:
+        config = config.with_override(override)
+    summary = encode_catalog(config, items_path=args.items, model_path=args.model, output=args.output, full=args.full)
+    print(
+        f"\n{summary['items']:,} items: {summary['encoded']:,} encoded, {summary['reused']:,} unchanged "
+        f"({summary['seconds']:.1f} s, model {summary['model_version']})\nwrote {summary['output']}"
+    )
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """For now: the baselines on ML-100k, so a fresh machine proves data, protocol and models work."""
     args.dataset, args.models, args.json = "ml-100k", "pop,itemknn,ease", False
@@ -89,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. train.epochs=5")
     p_train.set_defaults(func=cmd_train)
 
+    p_encode = sub.add_parser("encode", help="batch-encode the catalogue into item embeddings with Ray Data")
+    p_encode.add_argument("--items", help="items Parquet (default: the config's dataset)")
+    p_encode.add_argument("--model", help="trained model.pt (default: the config's run artefact)")
+    p_encode.add_argument("--output", help="embeddings Parquet (default: <home>/embeddings/<run>/)")
+    p_encode.add_argument("--full", action="store_true", help="re-encode every item, not only changed ones")
+    p_encode.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting")
+    p_encode.set_defaults(func=cmd_encode)
+
     p_quick = sub.add_parser("quickstart", help="the README's main job")
     p_quick.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_quick.set_defaults(func=cmd_quickstart)
@@ -99,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataFileNotFoundError, ValueError) as exc:
+    except (DataFileNotFoundError, FileNotFoundError, ValueError) as exc:
         print(f"dynrec: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,72 @@
+"""The Ray Data catalogue-encoding job on a real local Ray cluster, with a cut of ML-1M."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from dynrec.config import DynrecConfig, ModelConfig
+from dynrec.models.model import DynrecModel, save_model
+from training.encode_catalog import encode_catalog, stage_resources
+
+
+def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
+    small = stage_resources({"CPU": 2.0})
+    assert sum(r.num_cpus * r.concurrency for r in small.values()) < 2.0  # room left for the read tasks
+    assert all(r.num_gpus == 0 for r in small.values())
+    gpu = stage_resources({"CPU": 16.0, "GPU": 2.0})
+    assert gpu["text"].num_gpus > 0 and gpu["image"].num_gpus > 0 and gpu["text"].concurrency == 2
+    big = stage_resources({"CPU": 32.0})
+    assert big["image"].concurrency > big["text"].concurrency >= 1
+
+
+@pytest.fixture
+def job(ml1m, tmp_path):
+    config = DynrecConfig.from_dict({"home": str(tmp_path / "home"), "model": {"dim": 16}})
+    items = ml1m.items.slice(0, 10)
+    items_path = tmp_path / "items.parquet"
+    pq.write_table(items, items_path)
+    torch.manual_seed(0)
+    model = DynrecModel(ModelConfig(dim=16), ml1m.items.num_rows, 384, 1280, 8)
+    save_model(tmp_path / "model.pt", model, ml1m.items["item_id"].to_pylist())
+    return config, items, items_path, tmp_path / "model.pt", tmp_path / "out.parquet"
+
+
+def vectors(table: pa.Table, column: str = "embedding") -> np.ndarray:
+    return np.stack(table[column].to_numpy(zero_copy_only=False))
+
+
+def test_encodes_every_item_then_only_the_changed_ones(ray_local, job):
+    config, items, items_path, model_path, output = job
+    first = encode_catalog(config, items_path, model_path, output)
+    assert (first["items"], first["encoded"], first["reused"]) == (10, 10, 0)
+    table = pq.read_table(output)
+    assert table["item_id"].to_pylist() == items["item_id"].to_pylist()
+    assert set(table["model_version"].to_pylist()) == {first["model_version"]}
+    np.testing.assert_allclose(np.linalg.norm(vectors(table), axis=1), 1.0, atol=1e-5)
+    assert table["image_mask"].to_pylist() == [image is not None for image in items["image"].to_pylist()]
+
+    # edit one item's text, drop another's image, remove a third from the catalogue
+    texts, images = items["text"].to_pylist(), items["image"].to_pylist()
+    texts[2] = "A new description: a heist on a space station."
+    with_image = next(i for i, image in enumerate(images) if image is not None and i != 2)
+    images[with_image] = None
+    edited = items.set_column(items.schema.get_field_index("text"), "text", pa.array(texts, items.schema.field("text").type))
+    edited = edited.set_column(edited.schema.get_field_index("image"), "image", pa.array(images, items.schema.field("image").type))
+    edited = edited.filter(pa.array([i != 7 for i in range(10)]))
+    pq.write_table(edited, items_path)
+
+    second = encode_catalog(config, items_path, model_path, output)
+    assert (second["items"], second["encoded"], second["reused"]) == (9, 2, 7)
+    after = pq.read_table(output)
+    assert after["item_id"].to_pylist() == edited["item_id"].to_pylist()
+    before = dict(zip(table["item_id"].to_pylist(), vectors(table)))
+    changed = {items["item_id"][2].as_py(), items["item_id"][with_image].as_py()}
+    for item_id, vector in zip(after["item_id"].to_pylist(), vectors(after)):
+        if item_id in changed:
+            assert not np.allclose(vector, before[item_id], atol=1e-4)
+        else:
+            np.testing.assert_array_equal(vector, before[item_id])  # reused rows are untouched
+    masks = dict(zip(after["item_id"].to_pylist(), after["image_mask"].to_pylist()))
+    assert masks[items["item_id"][with_image].as_py()] is False

@@ -1,0 +1,311 @@
+"""Ray Data job: batch-encode the catalogue into fused item embeddings (Parquet), incrementally.
+
+    dynrec encode [--config my.yaml] [--full]        (or: python -m training.encode_catalog)
+
+items (Parquet) -> content hash (tasks; unchanged items dropped here) -> text-encoder actor pool
+-> image-encoder actor pool (images are read and decoded inside it) -> fusion actor pool ->
+Parquet rows of item_id, content_hash, model_version, embedding (+ the content vectors and masks
+serving needs to re-fuse an item when its behaviour changes).
+
+An item is re-encoded only when its content hash (text + image bytes) or the model version (a
+fingerprint of the trained weights) differs from the previous output. Behaviour features are
+the snapshot at the end of the dataset's events; serving keeps them live afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
+from dynrec.data import Interactions, load_dataset
+from dynrec.encoders.behaviour import BehaviourFeatures
+from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
+
+EMBEDDINGS_FILE = "item_embeddings.parquet"
+
+
+@dataclass
+class StageResources:
+    concurrency: int
+    num_cpus: float
+    num_gpus: float
+    threads: int  # ONNX Runtime intra-op threads per actor
+
+
+def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
+    """Actor-pool sizes from the cluster's resources.
+
+    With GPUs, each encoder pool gets one actor per GPU at half a GPU each, so a text and an
+    image actor share a device. On CPUs, the pools take fractional CPUs so the read and hash
+    tasks still get scheduled: two 1-CPU actors on a 2-core machine starve the reads and the job
+    hangs. The image encoder is about twice the text encoder's cost, so it gets twice the CPUs.
+    """
+    cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
+    if gpus >= 1:
+        per_gpu = StageResources(concurrency=int(gpus), num_cpus=1.0, num_gpus=0.5, threads=1)
+        return {"text": per_gpu, "image": per_gpu, "fusion": StageResources(1, 0.5, 0.0, 1)}
+    if cpus <= 4:
+        threads = max(1, int(cpus))  # the pools run concurrently; each session may use every core
+        return {
+            "text": StageResources(1, cpus / 8, 0.0, threads),
+            "image": StageResources(1, cpus / 4, 0.0, threads),
+            "fusion": StageResources(1, cpus / 8, 0.0, 1),
+        }
+    return {
+        "text": StageResources(max(1, int(cpus // 8)), 2.0, 0.0, 2),
+        "image": StageResources(max(1, int(cpus // 4)), 2.0, 0.0, 2),
+        "fusion": StageResources(1, 1.0, 0.0, 1),
+    }
+
+
+def hash_items(batch: dict[str, np.ndarray], unchanged: frozenset) -> dict[str, np.ndarray]:
+    """Text string, text mask and content hash per item; drops items whose output is current."""
+    titles, texts, categories = batch["title"], batch["text"], batch["categories"]
+    strings = [item_text(t, list(c) if c is not None else [], x) for t, c, x in zip(titles, categories, texts)]
+    text_mask = np.array([bool((t or "").strip() or (x or "").strip()) for t, x in zip(titles, texts)], dtype=bool)
+    hashes = np.array(
+        [item_content_hash(s if m else "", image_content_hash(image)) for s, m, image in zip(strings, text_mask, batch["image"])],
+        dtype=object,
+    )
+    keep = np.array([(item_id, h) not in unchanged for item_id, h in zip(batch["item_id"], hashes)], dtype=bool)
+    return {
+        "item_id": batch["item_id"][keep],
+        "content_hash": hashes[keep],
+        "item_text": np.array(strings, dtype=object)[keep],
+        "text_mask": text_mask[keep],
+        "image": batch["image"][keep],
+    }
+
+
+class TextStage:
+    def __init__(self, encoders: EncoderConfig, runtime: RuntimeConfig):
+        from dynrec.encoders.text import TextEncoder
+
+        self.encoder = TextEncoder.from_config(encoders, runtime)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = np.zeros((len(batch["item_id"]), self.encoder.dim), dtype=np.float32)
+        rows = np.flatnonzero(batch["text_mask"])
+        if len(rows):
+            vectors[rows] = self.encoder.encode([batch["item_text"][i] for i in rows])
+        del batch["item_text"]
+        return {**batch, "text_embedding": vectors}
+
+
+class ImageStage:
+    def __init__(self, encoders: EncoderConfig, runtime: RuntimeConfig):
+        from dynrec.encoders.image import ImageEncoder
+
+        self.encoder = ImageEncoder.from_config(encoders, runtime)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        features, valid = self.encoder.encode(list(batch["image"]))
+        del batch["image"]
+        return {**batch, "image_embedding": features, "image_mask": valid}
+
+
+class FusionStage:
+    def __init__(self, model_path: str, runtime: RuntimeConfig, behaviour: dict[str, np.ndarray], default_behaviour):
+        from dynrec.models.model import load_model
+        from dynrec.models.runtime import ModelRuntime
+
+        model, item_ids, _ = load_model(model_path)
+        self.runtime = ModelRuntime(model, runtime)
+        self.item_index = {item_id: i for i, item_id in enumerate(item_ids)}
+        self.behaviour, self.default_behaviour = behaviour, default_behaviour
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ids = batch["item_id"]
+        behaviour = np.stack([self.behaviour.get(i, self.default_behaviour) for i in ids]) if len(ids) else None
+        embeddings = self.runtime.embed_items(
+            np.array([self.item_index.get(i, -1) for i in ids], dtype=np.int64),
+            batch["text_embedding"], batch["text_mask"], batch["image_embedding"], batch["image_mask"], behaviour,
+        )
+        return {**batch, "embedding": embeddings, "model_version": np.full(len(ids), self.runtime.fingerprint, dtype=object)}
+
+
+def catalogue_parquet(config: DynrecConfig) -> Path:
+    """The configured dataset's items as Parquet (the pipeline's input), written on demand."""
+    path = config.home / "catalog" / config.train.dataset / "items.parquet"
+    dataset = load_dataset(config.train.dataset, config.data.data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".items.{os.getpid()}.parquet")
+    pq.write_table(dataset.items, temp)
+    os.replace(temp, path)
+    return path
+
+
+def behaviour_snapshot(config: DynrecConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each item's behaviour features just after the dataset's last event, and the features of
+    an item with no events (used for items the events never mention)."""
+    dataset = load_dataset(config.train.dataset, config.data.data_dir)
+    interactions = Interactions.from_dataset(dataset)
+    created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()
+    features = BehaviourFeatures.from_events(
+        interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created_at, config.behaviour
+    )
+    now = int(interactions.timestamps.max()) + 1
+    snapshot = features.snapshot(now)
+    empty = BehaviourFeatures(1, config=config.behaviour).snapshot(now)[0]
+    return dict(zip(interactions.item_ids.tolist(), snapshot)), empty
+
+
+def embeddings_path(config: DynrecConfig) -> Path:
+    return config.home / "embeddings" / config.run_name / EMBEDDINGS_FILE
+
+
+def model_path_for(config: DynrecConfig) -> Path:
+    path = config.home / "artifacts" / config.run_name / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained model at {path}: run `dynrec train` with this config first")
+    return path
+
+
+def encode_catalog(
+    config: DynrecConfig,
+    items_path: str | Path | None = None,
+    model_path: str | Path | None = None,
+    output: str | Path | None = None,
+    full: bool = False,
+) -> dict[str, Any]:
+    """Run the pipeline; returns counts, timing and where the embeddings were written."""
+    from dynrec.models.model import load_model
+    from dynrec.models.runtime import weights_fingerprint
+
+    items_path = Path(items_path) if items_path else catalogue_parquet(config)
+    model_path = Path(model_path) if model_path else model_path_for(config)
+    output = Path(output) if output else embeddings_path(config)
+    model, _, _ = load_model(model_path)
+    model_version = weights_fingerprint(model)
+    behaviour, default_behaviour = behaviour_snapshot(config)
+
+    previous = pq.read_table(output) if output.is_file() and not full else None
+    unchanged = frozenset()
+    if previous is not None:
+        current = np.array(previous["model_version"].to_pylist(), dtype=object) == model_version
+        ids, hashes = previous["item_id"].to_pylist(), previous["content_hash"].to_pylist()
+        unchanged = frozenset((i, h) for i, h, ok in zip(ids, hashes, current) if ok)
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=os.cpu_count())
+    resources = stage_resources(ray.cluster_resources())
+    stage_runtime = {name: _with_threads(config.runtime, r.threads) for name, r in resources.items()}
+    started = time.perf_counter()
+    changed = (
+        ray.data.read_parquet(str(items_path))
+        .select_columns(["item_id", "title", "text", "categories", "image"])
+        .map_batches(hash_items, fn_kwargs={"unchanged": unchanged}, batch_size=256, num_cpus=0.25)
+        .materialize()
+    )
+    n_changed = changed.count()
+    with tempfile.TemporaryDirectory(dir=_ensure(output.parent)) as staging:
+        if n_changed:  # the encoder pools start only when there is something to encode
+            (
+                changed.map_batches(
+                    TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]), batch_size=64,
+                    **_pool(resources["text"]),
+                )
+                .map_batches(
+                    ImageStage, fn_constructor_args=(config.encoders, stage_runtime["image"]), batch_size=32,
+                    **_pool(resources["image"]),
+                )
+                .map_batches(
+                    FusionStage,
+                    fn_constructor_args=(str(model_path), stage_runtime["fusion"], behaviour, default_behaviour),
+                    batch_size=256,
+                    **_pool(resources["fusion"]),
+                )
+                .write_parquet(staging)
+            )
+        encoded = _plain(pq.read_table(staging)) if any(Path(staging).glob("*.parquet")) else None
+        seconds = time.perf_counter() - started
+        table = _merge(items_path, previous, encoded, unchanged)
+        temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        pq.write_table(table, temp)
+        os.replace(temp, output)
+    n_encoded = 0 if encoded is None else encoded.num_rows
+    return {
+        "items": table.num_rows,
+        "encoded": n_encoded,
+        "reused": table.num_rows - n_encoded,
+        "model_version": model_version,
+        "seconds": seconds,
+        "items_per_s": n_encoded / seconds if seconds else 0.0,
+        "output": str(output),
+    }
+
+
+def _with_threads(runtime: RuntimeConfig, threads: int) -> RuntimeConfig:
+    return RuntimeConfig(runtime.backend, runtime.int8, runtime.threads or threads, runtime.onnx_dir)
+
+
+def _pool(resources: StageResources) -> dict[str, Any]:
+    return {
+        "compute": ray.data.ActorPoolStrategy(size=resources.concurrency),
+        "num_cpus": resources.num_cpus,
+        "num_gpus": resources.num_gpus or None,
+    }
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+VECTOR_COLUMNS = ("text_embedding", "image_embedding", "embedding")
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Ray Data's tensor extension columns as plain fixed-size float32 lists, so the file reads
+    back the same with or without Ray."""
+    for name in VECTOR_COLUMNS:
+        column = table[name].combine_chunks()
+        storage = column.storage if isinstance(column.type, pa.ExtensionType) else column
+        values = storage.flatten().cast(pa.float32())
+        dim = len(values) // max(len(storage), 1)
+        fixed = pa.FixedSizeListArray.from_arrays(values, dim)
+        table = table.set_column(table.schema.get_field_index(name), name, fixed)
+    return table
+
+
+def _merge(items_path: Path, previous: pa.Table | None, encoded: pa.Table | None, unchanged: frozenset) -> pa.Table:
+    """One row per current catalogue item, in catalogue order: freshly encoded, else reused.
+    Items no longer in the catalogue are dropped."""
+    order = pq.read_table(items_path, columns=["item_id"])["item_id"].to_pylist()
+    parts = []
+    if previous is not None:
+        keep = [(i, h) in unchanged for i, h in zip(previous["item_id"].to_pylist(), previous["content_hash"].to_pylist())]
+        parts.append(previous.filter(pa.array(keep, pa.bool_())))
+    if encoded is not None:
+        parts.append(encoded.select(parts[0].column_names).cast(parts[0].schema) if parts else encoded)
+    if not parts:
+        raise ValueError(f"{items_path} has no items to encode")
+    table = pa.concat_tables(parts)
+    position = {item_id: i for i, item_id in enumerate(table["item_id"].to_pylist())}
+    rows = [position[i] for i in order if i in position]
+    return table.take(pa.array(rows, pa.int64()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML/JSON config file")
+    parser.add_argument("--full", action="store_true", help="re-encode every item, not only changed ones")
+    args = parser.parse_args(argv)
+    summary = encode_catalog(DynrecConfig.load(args.config), full=args.full)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
