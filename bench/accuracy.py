@@ -1,11 +1,14 @@
 """Sequential accuracy (DESIGN.md protocol): full ranking, leave-one-out, on ML-1M partial and ML-100k.
 
     .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,dynrec,dynrec-id]
-                                       [--reuse]
+                                       [--reuse] [--epochs N]
 
 Baselines are tuned on validation and refitted. dynrec rows are trained with Ray Train from
 configs/<dataset>.yaml (early stopping on validation NDCG@10); `--reuse` takes a finished run's
 test metrics from <home>/artifacts/<run>/metrics.json instead of training again.
+`--epochs N` trains every dynrec row for exactly N epochs with no time budget or early stop (the
+modality ablation: equal work per variant, unaffected by other load on the machine); its rows and
+runs are named `<model>@<N>ep`.
 
 Writes bench/results/accuracy.json as {dataset: {model: {hr@10, ndcg@10, mrr, coverage@10}}},
 merging into the rows already there, and each dynrec run's training figures to
@@ -34,12 +37,15 @@ DYNREC_VARIANTS: dict[str, tuple[str, ...] | None] = {
 }
 
 
-def dynrec_config(dataset: str, variant: str) -> DynrecConfig:
+def dynrec_config(dataset: str, variant: str, epochs: int | None = None) -> DynrecConfig:
     path = CONFIGS / f"{dataset}.yaml"
     config = DynrecConfig.load(path if path.exists() else None)
     config.train.dataset = dataset
     if DYNREC_VARIANTS[variant] is not None:
         config.model.modalities = DYNREC_VARIANTS[variant]
+    if epochs is not None:
+        config.train.epochs, config.train.max_minutes, config.train.patience = epochs, 0.0, epochs
+        config.train.run_name = f"{dataset}-{variant}@{epochs}ep"
     return config
 
 
@@ -58,6 +64,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="ml-1m,ml-100k")
     parser.add_argument("--models", default="pop,itemknn,ease")
     parser.add_argument("--reuse", action="store_true", help="reuse finished dynrec runs instead of training")
+    parser.add_argument("--epochs", type=int, help="train every dynrec row for exactly this many epochs")
     parser.add_argument("--config")
     args = parser.parse_args()
     config = DynrecConfig.load(args.config)
@@ -75,10 +82,11 @@ def main() -> None:
             print(format_table(dataset, results, config.eval.k))
             rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
         for variant in (m for m in models if m in DYNREC_VARIANTS):
-            run_config = dynrec_config(dataset, variant)
+            run_config = dynrec_config(dataset, variant, args.epochs)
             summary = dynrec_run(run_config, args.reuse)
-            rows[variant] = {key: round(summary[f"test_{key}"], 6) for key in REPORTED}
-            training.setdefault(dataset, {})[variant] = {
+            row_name = variant if args.epochs is None else f"{variant}@{args.epochs}ep"
+            rows[row_name] = {key: round(summary[f"test_{key}"], 6) for key in REPORTED}
+            training.setdefault(dataset, {})[row_name] = {
                 "run": run_config.run_name,
                 "modalities": list(run_config.model.modalities),
                 "best_valid_ndcg@10": summary["best_ndcg@10"],
