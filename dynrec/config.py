@@ -141,6 +141,25 @@ class TrainConfig:
 
 
 @dataclass
+class ServingConfig:
+    """The online service: which catalogue it serves and how it answers."""
+
+    dataset: str = "ml-1m"  # catalogue and starting histories; its trained run is served
+    bootstrap_epochs: int = 3  # a fresh machine trains this small model on start when none exists
+    bootstrap_minutes: float = 5.0
+    user_shards: int = 1  # UserState deployments; a user's events always go to the same shard
+    candidates: int = 200  # retrieved before filters and diversity
+    diversity: float = 0.0  # MMR trade-off: 0 = pure relevance, 1 = pure novelty against picks so far
+    new_item_slots: int = 1  # per 10 results, kept for the new (content-only) items closest to the user
+    max_image_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_events_per_request: int = 1000
+    sync_interval_s: float = 0.05  # replicas pick up item changes at least this often
+    behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed, at most this often
+    reason_history: int = 20  # recent history items a "similar to" reason may cite
+
+
+@dataclass
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -150,6 +169,7 @@ class DynrecConfig:
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     home: Path = field(default_factory=default_home)
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ import ray
 
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_dataset
-from dynrec.encoders.behaviour import BehaviourFeatures
+from dynrec.encoders.behaviour import latest_behaviour
 from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
@@ -148,18 +148,10 @@ def catalogue_parquet(config: DynrecConfig) -> Path:
 
 
 def behaviour_snapshot(config: DynrecConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Each item's behaviour features just after the dataset's last event, and the features of
-    an item with no events (used for items the events never mention)."""
     dataset = load_dataset(config.train.dataset, config.data.data_dir)
-    interactions = Interactions.from_dataset(dataset)
     created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()
-    features = BehaviourFeatures.from_events(
-        interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created_at, config.behaviour
-    )
-    now = int(interactions.timestamps.max()) + 1
-    snapshot = features.snapshot(now)
-    empty = BehaviourFeatures(1, config=config.behaviour).snapshot(now)[0]
-    return dict(zip(interactions.item_ids.tolist(), snapshot)), empty
+    _, by_item, empty = latest_behaviour(Interactions.from_dataset(dataset), created_at, config.behaviour)
+    return by_item, empty
 
 
 def embeddings_path(config: DynrecConfig) -> Path:

@@ -127,6 +127,20 @@ class BehaviourFeatures:
         return np.stack(columns, axis=1).astype(np.float32)
 
 
+def latest_behaviour(
+    interactions, created_at: np.ndarray, config: BehaviourConfig | None = None
+) -> tuple["BehaviourFeatures", dict[str, np.ndarray], np.ndarray]:
+    """Features of every item just after the last event (the "now" of a dataset), keyed by item
+    id, plus the features of an item with no events, for items the events never mention."""
+    features = BehaviourFeatures.from_events(
+        interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created_at, config
+    )
+    now = int(interactions.timestamps.max()) + 1 if len(interactions.timestamps) else 0
+    snapshot = features.snapshot(now)
+    empty = BehaviourFeatures(1, config=config).snapshot(now)[0]
+    return features, dict(zip(interactions.item_ids.tolist(), snapshot)), empty
+
+
 def time_bucket_edges(timestamps: np.ndarray, buckets: int) -> np.ndarray:
     """Snapshot times at event-time quantiles; edges[0] precedes every event."""
     quantiles = np.quantile(timestamps, np.linspace(0, 1, buckets + 1)[:-1]).astype(np.int64)

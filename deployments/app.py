@@ -1,0 +1,25 @@
+"""The application graph that `serve_config.yaml` imports: `serve run serve_config.yaml`.
+
+Ingress -> {TextEncoder, ImageEncoder, Fusion, Ranker, UserState shard(s)}. `build_app` takes
+`user_shards` (from the config's `args`) to split users across that many UserState deployments.
+"""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from deployments.common import load_config
+from deployments.encoders import ImageEncoder, TextEncoder
+from deployments.fusion import Fusion
+from deployments.ingress import Ingress
+from deployments.ranker import Ranker
+from deployments.user_state import UserState
+
+
+def build_app(args: dict | None = None) -> Application:
+    shards = int((args or {}).get("user_shards", load_config().serving.user_shards))
+    users = [UserState.options(name="UserState" if shards == 1 else f"UserState{i}").bind() for i in range(shards)]
+    return Ingress.bind(TextEncoder.bind(), ImageEncoder.bind(), Fusion.bind(), Ranker.bind(), *users)
+
+
+app = build_app()

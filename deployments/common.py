@@ -1,0 +1,46 @@
+"""What every deployment shares: the config (from `$DYNREC_CONFIG`), artefacts, and the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from dynrec.config import DynrecConfig
+from dynrec.models.model import DynrecModel, load_model
+from dynrec.models.runtime import ModelRuntime
+from dynrec.serving.artifacts import Artifacts, ensure_artifacts
+from dynrec.serving.catalog import Catalog
+from dynrec.serving.store import ItemStore
+
+CONFIG_ENV = "DYNREC_CONFIG"
+
+
+def load_config(threads: int = 1) -> DynrecConfig:
+    """The service config: the file named by `$DYNREC_CONFIG`, else the defaults; ONNX Runtime
+    sessions pinned to this replica's CPUs."""
+    config = DynrecConfig.load(os.environ.get(CONFIG_ENV) or None)
+    return dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, threads=threads))
+
+
+def item_store(config: DynrecConfig) -> ItemStore:
+    return ItemStore(config.home / "state" / f"{config.serving.dataset}-items.sqlite")
+
+
+@dataclass
+class Served:
+    config: DynrecConfig
+    artifacts: Artifacts
+    model: DynrecModel
+    item_ids: list[str]
+    runtime: ModelRuntime
+
+    def catalog(self, store: ItemStore | None = None) -> Catalog:
+        return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store)
+
+
+def load_served(threads: int = 1) -> Served:
+    config = load_config(threads)
+    artifacts = ensure_artifacts(config, progress=True)
+    model, item_ids, _ = load_model(artifacts.model_path)
+    return Served(config, artifacts, model, item_ids, ModelRuntime(model, config.runtime))

@@ -1,0 +1,36 @@
+"""Text and image encoder deployments: pretrained models, ONNX Runtime by default."""
+
+from __future__ import annotations
+
+import numpy as np
+from ray import serve
+
+from deployments.common import load_config
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
+class TextEncoder:
+    def __init__(self):
+        from dynrec.encoders.text import TextEncoder as Encoder
+
+        config = load_config()
+        self.encoder = Encoder.from_config(config.encoders, config.runtime)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(texts)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
+class ImageEncoder:
+    def __init__(self):
+        from dynrec.encoders.image import ImageEncoder as Encoder
+
+        config = load_config()
+        self.encoder = Encoder.from_config(config.encoders, config.runtime)
+
+    def decodable(self, image: bytes) -> bool:
+        return self.encoder.preprocess(image) is not None
+
+    def encode(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 1280) features and which images could be decoded."""
+        return self.encoder.encode(images)

@@ -1,0 +1,167 @@
+"""HTTP ingress (FastAPI): validates requests, routes users to their UserState shard, and composes
+the other deployments through their handles. OpenAPI is served at /docs."""
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import time
+import uuid
+
+import numpy as np
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.common import load_config
+from dynrec.encoders.content import item_text
+from dynrec.serving.schemas import (
+    ErrorResponse,
+    EventsRequest,
+    EventsResponse,
+    ItemIn,
+    ItemOut,
+    RecommendationRequest,
+    RecommendationResponse,
+    RecommendedItem,
+    SimilarResponse,
+)
+
+ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
+api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations")
+ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+_limits = {"max_body_bytes": load_config().serving.max_body_bytes}
+
+
+def error(status: int, message: str, detail: object = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, "detail": detail})
+
+
+@api.middleware("http")
+async def limit_body_size(request: Request, call_next):
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > _limits["max_body_bytes"]):
+        return error(413, f"request body larger than {_limits['max_body_bytes']} bytes")
+    return await call_next(request)
+
+
+@api.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return error(422, "invalid request", jsonable_encoder(detail))
+
+
+@api.exception_handler(Exception)
+async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return error(503, "temporarily unavailable; retry", type(exc).__name__)
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    """Stable across processes and restarts (unlike hash()), so a user always meets one shard."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") % shards
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=200)
+@serve.ingress(api)
+class Ingress:
+    def __init__(
+        self,
+        text_encoder: DeploymentHandle,
+        image_encoder: DeploymentHandle,
+        fusion: DeploymentHandle,
+        ranker: DeploymentHandle,
+        *user_shards: DeploymentHandle,
+    ):
+        self.config = load_config().serving
+        self.text_encoder, self.image_encoder, self.fusion, self.ranker = text_encoder, image_encoder, fusion, ranker
+        self.user_shards = user_shards
+
+    def _shard(self, user_id: str) -> DeploymentHandle:
+        return self.user_shards[shard_of(user_id, len(self.user_shards))]
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        version = await self.ranker.version.remote()
+        return {"status": "ok", "model_version": version, "user_shards": len(self.user_shards)}
+
+    @api.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
+    async def recommendations(self, body: RecommendationRequest) -> RecommendationResponse:
+        view = await self._shard(body.user_id).view.remote(body.user_id)
+        items = await self.ranker.recommend.remote(
+            body.user_id, view, body.num_results, body.filters.model_dump(), body.exclude_seen
+        )
+        version = await self.ranker.version.remote()
+        return RecommendationResponse(
+            recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=version,
+            items=[RecommendedItem(**item) for item in items],
+        )
+
+    @api.post("/v1/events", response_model=EventsResponse, responses=ERRORS)
+    async def events(self, body: EventsRequest) -> EventsResponse:
+        now = int(time.time())
+        by_shard: dict[int, list[dict]] = {}
+        for index, event in enumerate(body.events):
+            row = event.model_dump()
+            row.update(index=index, timestamp=event.timestamp if event.timestamp is not None else now,
+                       value=event.value if event.value is not None else 1.0)
+            by_shard.setdefault(shard_of(event.user_id, len(self.user_shards)), []).append(row)
+        results = await asyncio.gather(*(self.user_shards[s].apply.remote(rows) for s, rows in by_shard.items()))
+        rejected = sorted((r for shard in results for r in shard), key=lambda r: r["index"])
+        return EventsResponse(accepted=len(body.events) - len(rejected), rejected=rejected)
+
+    @api.put("/v1/items/{item_id}", response_model=ItemOut, responses=ERRORS)
+    async def put_item(self, body: ItemIn, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        image = None
+        if body.image:
+            if len(body.image) > self.config.max_image_bytes * 4 // 3 + 4:
+                return error(413, f"image larger than {self.config.max_image_bytes} bytes")
+            try:
+                image = base64.b64decode(body.image, validate=True)
+            except (binascii.Error, ValueError):
+                return error(422, "image is not valid base64")
+            if len(image) > self.config.max_image_bytes:
+                return error(413, f"image larger than {self.config.max_image_bytes} bytes")
+            if not await self.image_encoder.decodable.remote(image):
+                return error(422, "image could not be decoded (send a JPEG, PNG, GIF or WebP file)")
+        text = item_text(body.title, body.categories, body.text)
+        text_call = self.text_encoder.encode.remote([text])
+        if image is not None:
+            features, valid = await self.image_encoder.encode.remote([image])
+            image_vec, image_mask = features[0], bool(valid[0])
+        else:
+            image_vec, image_mask = np.zeros(1280, np.float32), False
+        text_vec = (await text_call)[0]
+        record = {**body.model_dump(exclude={"image"}), "created_at": int(time.time())}
+        await self.fusion.upsert.remote(item_id, record, text_vec, True, image_vec, image_mask)
+        return await self.ranker.item.remote(item_id)
+
+    @api.delete("/v1/items/{item_id}", responses=ERRORS)
+    async def delete_item(self, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        if await self.ranker.item.remote(item_id) is None:
+            return error(404, f"unknown item_id '{item_id}'")
+        await self.fusion.hide.remote(item_id)
+        return {"item_id": item_id, "hidden": True}
+
+    @api.get("/v1/items/{item_id}", response_model=ItemOut, responses=ERRORS)
+    async def get_item(self, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        item = await self.ranker.item.remote(item_id)
+        return item if item is not None else error(404, f"unknown item_id '{item_id}'")
+
+    @api.get("/v1/items/{item_id}/similar", response_model=SimilarResponse, responses=ERRORS)
+    async def similar(
+        self,
+        item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN),
+        num_results: int = Query(10, ge=1, le=500),
+    ):
+        items = await self.ranker.similar.remote(item_id, num_results)
+        if items is None:
+            return error(404, f"unknown or hidden item_id '{item_id}'")
+        return SimilarResponse(item_id=item_id, items=[RecommendedItem(**i) for i in items])
+
+    @api.get("/v1/users/{user_id}", responses=ERRORS)
+    async def get_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        described = await self._shard(user_id).describe.remote(user_id)
+        return described or {"user_id": user_id, "known": False, "history_length": 0, "recent": []}

@@ -1,0 +1,55 @@
+"""Ranker deployment: holds the item index and ranks; replicas scale out with load.
+
+Each replica replays the item store before answering, so an item change reaches every replica.
+"""
+
+from __future__ import annotations
+
+from ray import serve
+
+from deployments.common import item_store, load_served
+from dynrec.serving.ranker import Filters, recommend, similar_items
+from dynrec.serving.users import UserView
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
+class Ranker:
+    def __init__(self):
+        served = load_served()
+        self.config = served.config.serving
+        self.catalog = served.catalog(item_store(served.config))
+
+    @property
+    def model_version(self) -> str:
+        return self.catalog.model_version
+
+    def recommend(self, user_id: str, view: dict, num_results: int, filters: dict, exclude_seen: bool) -> list[dict]:
+        self.catalog.sync()
+        user = UserView(user_id, view["embedding"], view["seen"], view["recent"])
+        ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen,
+                           self.config.candidates, self.config.diversity, self.config.new_item_slots)
+        return [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title}
+                for r in ranked]
+
+    def similar(self, item_id: str, num_results: int) -> list[dict] | None:
+        self.catalog.sync()
+        if not self.catalog.visible(item_id):
+            return None
+        ranked = similar_items(self.catalog, item_id, num_results, Filters())
+        return [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title}
+                for r in ranked]
+
+    def item(self, item_id: str) -> dict | None:
+        self.catalog.sync()
+        if item_id not in self.catalog:
+            return None
+        meta = self.catalog.item(item_id)
+        row = self.catalog.row[item_id]
+        return {
+            "item_id": item_id, "title": meta.title, "categories": meta.categories, "attributes": meta.attributes,
+            "hidden": item_id in self.catalog.hidden, "new": self.catalog.is_new(item_id),
+            "has_image": bool(self.catalog.image_mask[row]), "model_version": self.catalog.model_version,
+        }
+
+    def version(self) -> str:
+        return self.catalog.model_version

@@ -1,0 +1,162 @@
+"""What the service needs on disk before it starts: a trained model and the catalogue's embeddings.
+
+A trained run (`dynrec train`) and its Ray Data embeddings (`dynrec encode`) are used when they
+exist. On a fresh machine a small bootstrap model is trained in-process (plain torch, a few
+epochs) and the catalogue embedded in-process, so `serve run` works with nothing prepared. A file
+lock makes concurrent replicas wait for one preparation instead of racing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dynrec.config import DynrecConfig
+
+EMBEDDINGS_FILE = "item_embeddings.parquet"
+
+
+@dataclass
+class Artifacts:
+    model_path: Path
+    embeddings_path: Path
+    run_name: str
+
+
+def serving_config(config: DynrecConfig) -> DynrecConfig:
+    """The config with its training dataset set to the served catalogue."""
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, dataset=config.serving.dataset))
+    return config
+
+
+def embeddings_path(config: DynrecConfig, run_name: str) -> Path:
+    return config.home / "embeddings" / run_name / EMBEDDINGS_FILE
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
+    """The served model and embeddings, preparing whatever is missing (see module docstring)."""
+    config = serving_config(config)
+    with _locked(config.home / "artifacts" / ".prepare.lock"):
+        run_name = config.run_name
+        model_path = config.home / "artifacts" / run_name / "model.pt"
+        if not model_path.is_file():
+            run_name = f"{config.serving.dataset}-bootstrap"
+            model_path = config.home / "artifacts" / run_name / "model.pt"
+            if not model_path.is_file():
+                train_bootstrap(config, model_path, progress)
+        output = embeddings_path(config, run_name)
+        if not _embeddings_current(output, model_path):
+            embed_catalogue_in_process(config, model_path, output, progress)
+        return Artifacts(model_path, output, run_name)
+
+
+def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> None:
+    """A few epochs of plain-torch training: enough to serve sensibly, minutes on a laptop."""
+    from dynrec.models.inputs import prepare_inputs
+    from dynrec.models.model import save_model
+    from dynrec.models.training import SequenceTrainer
+
+    train = dataclasses.replace(
+        config.train,
+        epochs=config.serving.bootstrap_epochs,
+        eval_every=config.serving.bootstrap_epochs,
+        max_minutes=config.serving.bootstrap_minutes,
+    )
+    config = dataclasses.replace(config, train=train)
+    if progress:
+        print(f"no trained model yet: training a bootstrap model on {config.train.dataset} "
+              f"({train.epochs} epochs, at most {train.max_minutes:g} min)", flush=True)
+    inputs = prepare_inputs(config, progress=progress)
+    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at)
+    best = trainer.fit(progress=progress)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = model_path.with_name(f".{model_path.name}.{os.getpid()}.tmp")
+    save_model(temp, trainer.model, inputs.interactions.item_ids, {"bootstrap": True, "best_ndcg@10": best})
+    os.replace(temp, model_path)
+
+
+def _embeddings_current(path: Path, model_path: Path) -> bool:
+    if not path.is_file():
+        return False
+    from dynrec.models.model import load_model
+    from dynrec.models.runtime import weights_fingerprint
+
+    versions = pq.read_table(path, columns=["model_version"])["model_version"].unique().to_pylist()
+    return versions == [weights_fingerprint(load_model(model_path)[0])]
+
+
+def embed_catalogue_in_process(config: DynrecConfig, model_path: Path, output: Path, progress: bool) -> None:
+    """The Ray Data job's output (same columns), computed in this process."""
+    from dynrec.data import Interactions, load_dataset
+    from dynrec.encoders.behaviour import latest_behaviour
+    from dynrec.encoders.content import encode_catalogue, image_content_hash, item_content_hash, item_text
+    from dynrec.models.model import load_model
+    from dynrec.models.runtime import ModelRuntime
+
+    dataset = load_dataset(config.serving.dataset, config.data.data_dir)
+    items = dataset.items
+    content = encode_catalogue(items, config.cache_dir, config=config.encoders, progress=progress, runtime=config.runtime)
+    model, trained_ids, _ = load_model(model_path)
+    runtime = ModelRuntime(model, config.runtime)
+    created_at = items["created_at"].cast("int64").fill_null(-1).to_numpy()
+    _, behaviour, empty = latest_behaviour(Interactions.from_dataset(dataset), created_at, config.behaviour)
+    ids = items["item_id"].to_pylist()
+    position = {item_id: i for i, item_id in enumerate(trained_ids)}
+    embedding = runtime.embed_items(
+        np.array([position.get(i, -1) for i in ids]), content.text, content.text_mask, content.image,
+        content.image_mask, np.stack([behaviour.get(i, empty) for i in ids]),
+    )
+    rows = items.to_pylist()
+    hashes = [
+        item_content_hash(item_text(r["title"], r["categories"], r["text"]) if mask else "", image_content_hash(r["image"]))
+        for r, mask in zip(rows, content.text_mask)
+    ]
+    table = pa.table(
+        {
+            "item_id": ids,
+            "content_hash": hashes,
+            "text_mask": content.text_mask,
+            "text_embedding": fixed_list(content.text),
+            "image_embedding": fixed_list(content.image),
+            "image_mask": content.image_mask,
+            "embedding": fixed_list(embedding),
+            "model_version": [runtime.fingerprint] * len(ids),
+        }
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    pq.write_table(table, temp)
+    os.replace(temp, output)
+
+
+def fixed_list(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), matrix.shape[1])
+
+
+def vectors(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column back to an (n, d) float32 matrix."""
+    array = column.combine_chunks()
+    if len(array) == 0:
+        return np.zeros((0, array.type.list_size), np.float32)
+    return array.flatten().to_numpy().astype(np.float32).reshape(len(array), -1)

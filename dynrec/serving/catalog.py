@@ -1,0 +1,246 @@
+"""A replica's view of the catalogue: item metadata, content vectors, behaviour, and the indexes.
+
+Built from the dataset and the catalogue embeddings (Parquet), then kept current by replaying the
+item store's log: upserts and hides apply at once; behaviour events update the statistics, and
+the touched items are re-fused (new embedding, same content) every `behaviour_refresh_s`.
+
+Three indexes: `index` holds the full embeddings (ID, content and behaviour) that users are
+matched against; `content_index` holds every item's content vector (its text embedding, joined
+with the fusion model's view of it as a brand-new item: no ID, no behaviour), so "similar items"
+compares what items are about, whatever their popularity, and a new item is comparable at once; `fresh_index` holds the content view of items added while serving, the pool new
+items are recommended from before they have any behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from dynrec.config import DynrecConfig
+from dynrec.data import Interactions, load_dataset
+from dynrec.encoders.behaviour import BehaviourFeatures
+from dynrec.index import ExactIndex, IndexConfig, make_index
+from dynrec.models.runtime import ModelRuntime
+from dynrec.serving.artifacts import Artifacts, vectors
+from dynrec.serving.store import ItemChange, ItemStore
+
+TEXT_DIM, IMAGE_DIM = 384, 1280
+
+
+@dataclass
+class ItemMeta:
+    item_id: str
+    title: str
+    categories: list[str]
+    created_at: int  # unix seconds, -1 unknown
+    attributes: dict[str, str]
+    text: str = ""
+
+
+class Catalog:
+    def __init__(
+        self,
+        config: DynrecConfig,
+        artifacts: Artifacts,
+        runtime: ModelRuntime,
+        trained_ids: list[str],
+        store: ItemStore | None = None,
+        index_config: IndexConfig | None = None,
+    ):
+        self.config, self.runtime, self.store = config, runtime, store
+        self.model_version = runtime.fingerprint
+        dataset = load_dataset(config.serving.dataset, config.data.data_dir)
+        items = dataset.items
+        table = pq.read_table(artifacts.embeddings_path)
+        position = {item_id: i for i, item_id in enumerate(table["item_id"].to_pylist())}
+        ids = items["item_id"].to_pylist()
+        rows = [position[i] for i in ids]
+        self.ids: list[str] = list(ids)
+        self.row: dict[str, int] = {item_id: i for i, item_id in enumerate(ids)}
+        self.text = vectors(table["text_embedding"])[rows]
+        self.image = vectors(table["image_embedding"])[rows]
+        self.text_mask = np.asarray(table["text_mask"].to_pylist(), bool)[rows]
+        self.image_mask = np.asarray(table["image_mask"].to_pylist(), bool)[rows]
+        embeddings = vectors(table["embedding"])[rows]
+        trained = {item_id: i for i, item_id in enumerate(trained_ids)}
+        self.model_index = np.array([trained.get(i, -1) for i in ids], dtype=np.int64)
+        created = items["created_at"].cast("int64").fill_null(-1).to_numpy()
+        self.meta = [
+            ItemMeta(r["item_id"], r["title"] or r["item_id"], list(r["categories"] or []), int(c),
+                     dict(r["attributes"] or []), r["text"] or "")
+            for r, c in zip(items.select(["item_id", "title", "categories", "attributes", "text"]).to_pylist(), created)
+        ]
+        interactions = Interactions.from_dataset(dataset)
+        self.behaviour = BehaviourFeatures.from_events(
+            interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created, config.behaviour
+        )
+        self.now = int(interactions.timestamps.max()) + 1 if len(interactions.timestamps) else int(time.time())
+        self.hidden: set[str] = set()
+        self.hidden_vectors: dict[str, np.ndarray] = {}  # hidden items still appear in user histories
+        self.index = make_index(embeddings.shape[1], len(ids), index_config, model_version=self.model_version)
+        self.index.upsert(ids, embeddings)
+        content_dim = TEXT_DIM + embeddings.shape[1]
+        self.content_index = make_index(content_dim, len(ids), index_config, model_version=self.model_version)
+        for start in range(0, len(ids), 4096):
+            rows = np.arange(start, min(start + 4096, len(ids)))
+            self.content_index.upsert([ids[r] for r in rows], self.content_view(rows))
+        self.fresh_index = ExactIndex(content_dim, model_version=self.model_version)
+        self.touched: set[int] = set()
+        self._seen = (0, 0)
+        self._checked = self._refreshed = 0.0
+        self._lock = threading.RLock()
+        self._refresh_popularity()
+        self.sync(force=True)
+
+    @property
+    def dim(self) -> int:
+        return self.index.dim
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.row
+
+    def visible(self, item_id: str) -> bool:
+        return item_id in self.row and item_id not in self.hidden
+
+    def item(self, item_id: str) -> ItemMeta:
+        return self.meta[self.row[item_id]]
+
+    def vector(self, item_id: str) -> np.ndarray:
+        """The item's current fused embedding (hidden items keep theirs, for user histories)."""
+        if item_id in self.index:
+            return self.index.vector(item_id)
+        return self.hidden_vectors[item_id]
+
+    def is_new(self, item_id: str) -> bool:
+        """No trained ID embedding: the item is embedded from its content alone."""
+        return self.model_index[self.row[item_id]] < 0
+
+    def sync(self, force: bool = False) -> bool:
+        """Apply the store's new changes (at most every `sync_interval_s` unless forced); returns
+        whether anything changed."""
+        if self.store is None:
+            return False
+        clock = time.monotonic()
+        if not force and clock - self._checked < self.config.serving.sync_interval_s:
+            self._maybe_refresh(clock)
+            return False
+        with self._lock:
+            self._checked = clock
+            latest = self.store.latest()
+            changed = latest != self._seen
+            if latest[0] > self._seen[0]:
+                for change in self.store.item_changes(self._seen[0]):
+                    self._apply(change)
+            if latest[1] > self._seen[1]:
+                for _, item_id, ts, value in self.store.events(self._seen[1]):
+                    row = self.row.get(item_id)
+                    if row is not None:
+                        self.behaviour.update(row, ts, value)
+                        self.touched.add(row)
+                        self.now = max(self.now, int(ts) + 1)
+            self._seen = latest
+            self._maybe_refresh(clock)
+            return changed
+
+    def _apply(self, change: ItemChange) -> None:
+        if change.hidden:
+            if change.item_id in self.row and change.item_id not in self.hidden:
+                self.hidden.add(change.item_id)
+                self.hidden_vectors[change.item_id] = self.index.vector(change.item_id)
+                for index in (self.index, self.content_index, self.fresh_index):
+                    index.remove([change.item_id])
+            return
+        record = change.record or {}
+        row = self.row.get(change.item_id)
+        if row is None:
+            row = self.behaviour.add_item(int(record.get("created_at", -1)))
+            self.row[change.item_id] = row
+            self.ids.append(change.item_id)
+            self.text = np.vstack([self.text, np.zeros((1, TEXT_DIM), np.float32)])
+            self.image = np.vstack([self.image, np.zeros((1, IMAGE_DIM), np.float32)])
+            self.text_mask = np.append(self.text_mask, False)
+            self.image_mask = np.append(self.image_mask, False)
+            self.model_index = np.append(self.model_index, -1)
+            self.meta.append(ItemMeta(change.item_id, change.item_id, [], -1, {}))
+        self.meta[row] = ItemMeta(
+            change.item_id, record.get("title") or change.item_id, list(record.get("categories") or []),
+            int(record.get("created_at", -1)), dict(record.get("attributes") or {}), record.get("text") or "",
+        )
+        if change.text_vec is not None:
+            self.text[row], self.text_mask[row] = change.text_vec, change.text_mask
+        if change.image_vec is not None:
+            self.image[row], self.image_mask[row] = change.image_vec, change.image_mask
+        self.hidden.discard(change.item_id)
+        self.hidden_vectors.pop(change.item_id, None)
+        if change.embedding is not None:
+            self.index.upsert([change.item_id], change.embedding[None, :])
+        content = self.content_view(np.array([row]))
+        self.content_index.upsert([change.item_id], content)
+        if self.model_index[row] < 0:
+            self.fresh_index.upsert([change.item_id], content)
+
+    def _maybe_refresh(self, clock: float) -> None:
+        if self.touched and clock - self._refreshed >= self.config.serving.behaviour_refresh_s:
+            with self._lock:
+                self.refresh_behaviour()
+                self._refreshed = clock
+
+    def refresh_behaviour(self) -> int:
+        """Re-fuse the items whose behaviour changed since the last refresh; returns how many."""
+        rows = np.array(sorted(r for r in self.touched if self.ids[r] not in self.hidden), dtype=np.int64)
+        self.touched.clear()
+        if len(rows):
+            embeddings = self.embed_rows(rows)
+            self.index.upsert([self.ids[r] for r in rows], embeddings)
+        self._refresh_popularity()
+        return len(rows)
+
+    def embed_rows(self, rows: np.ndarray) -> np.ndarray:
+        behaviour = np.stack([self.behaviour.item_features(int(r), self.now) for r in rows])
+        return self.runtime.embed_items(
+            self.model_index[rows], self.text[rows], self.text_mask[rows], self.image[rows], self.image_mask[rows], behaviour
+        )
+
+    def content_view(self, rows: np.ndarray) -> np.ndarray:
+        """Unit content vectors: the text embedding (weight 0.8) joined with the fusion model's
+        embedding of the item from content alone (0.6: no ID, the behaviour of an unseen item), so
+        their dot product is 0.64 x text cosine + 0.36 x model cosine."""
+        unseen = np.repeat(self.behaviour_features("")[None], len(rows), axis=0)
+        fused = self.runtime.embed_items(
+            np.full(len(rows), -1), self.text[rows], self.text_mask[rows], self.image[rows], self.image_mask[rows], unseen
+        )
+        joined = np.hstack([0.8 * self.text[rows], 0.6 * fused])
+        return joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)
+
+    def content_vector(self, item_id: str) -> np.ndarray:
+        if item_id in self.content_index:
+            return self.content_index.vector(item_id)
+        return self.content_view(np.array([self.row[item_id]]))[0]
+
+    def behaviour_features(self, item_id: str) -> np.ndarray:
+        """The item's behaviour now; an item not in the catalogue yet has none."""
+        if item_id in self.row:
+            return self.behaviour.item_features(self.row[item_id], self.now)
+        return BehaviourFeatures(1, config=self.config.behaviour).item_features(0, self.now)
+
+    def _refresh_popularity(self) -> None:
+        """Items by events in the last 30 days, then all time: the cold-start ranking."""
+        snapshot = self.behaviour.snapshot(self.now)
+        widest = len(self.config.behaviour.windows_days) - 1  # columns: window counts, then the all-time count
+        self.popularity = snapshot[:, widest] * 1000 + snapshot[:, widest + 1]
+
+    def popular(self, exclude: set[str], k: int, accept=None) -> list[str]:
+        order = np.argsort(-self.popularity, kind="stable")
+        picked = []
+        for row in order:
+            item_id = self.ids[row]
+            if item_id in exclude or item_id in self.hidden or (accept is not None and not accept(item_id)):
+                continue
+            picked.append(item_id)
+            if len(picked) == k:
+                break
+        return picked

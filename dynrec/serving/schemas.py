@@ -1,0 +1,106 @@
+"""The v1 HTTP API's request and response bodies (pydantic), with the limits every field obeys."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+Category = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendationFilters(Strict):
+    include_categories: list[Category] = Field(default_factory=list, max_length=50)
+    exclude_categories: list[Category] = Field(default_factory=list, max_length=50)
+    exclude_item_ids: list[Id] = Field(default_factory=list, max_length=1000)
+
+
+class RecommendationRequest(Strict):
+    user_id: Id
+    num_results: int = Field(10, ge=1, le=500)
+    filters: RecommendationFilters = Field(default_factory=RecommendationFilters)
+    exclude_seen: bool = True
+    context: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=20)
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str
+    title: str | None = None
+
+
+class RecommendationResponse(BaseModel):
+    recommendation_id: str
+    user_id: str
+    model_version: str
+    items: list[RecommendedItem]
+
+
+class EventIn(Strict):
+    user_id: Id
+    item_id: Id
+    event_type: str = Field(min_length=1, max_length=32)
+    timestamp: int | None = Field(None, ge=0, le=32503680000, description="unix seconds; default: now")
+    value: float | None = Field(None, description="e.g. a rating; default 1")
+    recommendation_id: str | None = Field(None, max_length=64)
+
+    @field_validator("value")
+    @classmethod
+    def finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("value must be a finite number")
+        if value is not None and abs(value) > 1e6:
+            raise ValueError("value must be within ±1e6")
+        return value
+
+
+class EventsRequest(Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    error: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+
+
+class ItemIn(Strict):
+    title: str = Field(min_length=1, max_length=500)
+    text: str = Field("", max_length=20_000)
+    categories: list[Category] = Field(default_factory=list, max_length=50)
+    attributes: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=dict, max_length=50
+    )
+    image: str | None = Field(None, description="base64-encoded image bytes, at most 5 MB decoded")
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str
+    categories: list[str]
+    attributes: dict[str, str]
+    hidden: bool
+    new: bool
+    has_image: bool
+    model_version: str
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    items: list[RecommendedItem]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: object | None = None

@@ -1,0 +1,180 @@
+"""Per-user state for serving: recent history, the user model's cached state, and the embedding.
+
+`apply` appends one user's events in order; each costs one step of the user model over its
+cached keys and values (a full re-encode of the last `max_length` events when the window is
+full). Users with history in the dataset start from it, embedded in one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dynrec.config import DynrecConfig
+from dynrec.data import Interactions, load_dataset
+from dynrec.models.model import DynrecModel
+from dynrec.models.user import UserState
+from dynrec.serving.catalog import Catalog
+
+
+@dataclass
+class Event:
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp: int
+    value: float = 1.0
+    recommendation_id: str | None = None
+
+
+@dataclass
+class UserRecord:
+    history: deque  # (item_id, event_type, timestamp, value), the newest last, at most max_length
+    seen: set[str] = field(default_factory=set)
+    embedding: np.ndarray | None = None
+    profile: np.ndarray | None = None  # long-term interest: an exponential moving average of items
+    state: UserState | None = None  # the user model's cache; rebuilt on demand
+    events: int = 0  # events received while serving
+
+
+@dataclass
+class UserView:
+    """What ranking needs to know about a user."""
+
+    user_id: str
+    embedding: np.ndarray | None
+    seen: set[str]
+    recent: list[tuple[str, str, int, float]]  # newest first
+
+
+class UserSessions:
+    def __init__(self, config: DynrecConfig, model: DynrecModel, catalog: Catalog, profile_decay: float = 0.9):
+        self.config, self.model, self.catalog = config, model.eval(), catalog
+        self.types = config.model.event_types
+        self.max_length = config.model.max_length
+        self.profile_decay = profile_decay
+        self.users: dict[str, UserRecord] = {}
+        self._lock = threading.RLock()
+        self._load_histories()
+
+    def _load_histories(self) -> None:
+        dataset = load_dataset(self.config.serving.dataset, self.config.data.data_dir)
+        interactions = Interactions.from_dataset(dataset)
+        names = interactions.event_type_names
+        for u, user_id in enumerate(interactions.user_ids):
+            lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
+            items = interactions.item_ids[interactions.items[lo:hi]]
+            record = UserRecord(deque(maxlen=self.max_length), set(items.tolist()))
+            start = max(lo, hi - self.max_length)
+            for at in range(start, hi):
+                record.history.append(
+                    (interactions.item_ids[interactions.items[at]], names[interactions.event_types[at]],
+                     int(interactions.timestamps[at]), float(interactions.values[at]))
+                )
+            self.users[str(user_id)] = record
+        self._embed_all(list(self.users))
+
+    def _window(self, record: UserRecord):
+        items = [h[0] for h in record.history]
+        vectors = np.stack([self.catalog.vector(i) for i in items])
+        types = np.array([self._code(h[1]) for h in record.history])
+        times = np.array([h[2] for h in record.history], dtype=np.float64)
+        gaps = np.diff(times, prepend=times[:1]).clip(min=0)
+        values = np.array([h[3] for h in record.history], dtype=np.float32)
+        return vectors, types, gaps, values
+
+    def _embed_all(self, user_ids: list[str], batch: int = 256) -> None:
+        """Embeddings for many users at once (start-up), through the configured backend."""
+        runtime = self.catalog.runtime
+        for start in range(0, len(user_ids), batch):
+            chunk = [u for u in user_ids[start : start + batch] if self.users[u].history]
+            if not chunk:
+                continue
+            windows = [self._window(self.users[u]) for u in chunk]
+            width = max(len(w[1]) for w in windows)
+            items = np.zeros((len(chunk), width, self.catalog.dim), np.float32)
+            types = np.zeros((len(chunk), width), np.int64)
+            gaps = np.zeros((len(chunk), width), np.float32)
+            values = np.zeros((len(chunk), width), np.float32)
+            lengths = np.zeros(len(chunk), np.int64)
+            for row, (v, t, g, x) in enumerate(windows):
+                n = len(t)
+                items[row, :n], types[row, :n], gaps[row, :n], values[row, :n], lengths[row] = v, t, g, x, n
+            embeddings = runtime.embed_users(items, types, gaps, values, lengths)
+            for row, user_id in enumerate(chunk):
+                record = self.users[user_id]
+                record.embedding = embeddings[row]
+                record.profile = windows[row][0].mean(axis=0)
+
+    def _code(self, event_type: str) -> int:
+        return self.types.index(event_type) if event_type in self.types else len(self.types)
+
+    def apply(self, events: list[Event]) -> None:
+        """Append events (already validated) to their users, in the order given."""
+        with self._lock:
+            for event in events:
+                record = self.users.get(event.user_id)
+                if record is None:
+                    record = self.users[event.user_id] = UserRecord(deque(maxlen=self.max_length))
+                self._append(record, event)
+
+    def _append(self, record: UserRecord, event: Event) -> None:
+        vector = self.catalog.vector(event.item_id)
+        last_time = record.history[-1][2] if record.history else event.timestamp
+        timestamp = max(event.timestamp, last_time)  # late events keep the sequence's time order
+        record.history.append((event.item_id, event.event_type, timestamp, float(event.value)))
+        record.seen.add(event.item_id)
+        record.events += 1
+        record.profile = vector.copy() if record.profile is None else (
+            self.profile_decay * record.profile + (1 - self.profile_decay) * vector
+        )
+        user = self.model.user
+        if record.state is not None and len(record.history) == record.state.length + 1:
+            stepped = user.step(
+                record.state, torch.from_numpy(vector), self._code(event.event_type), float(timestamp), float(event.value)
+            )
+            if stepped is not None:
+                record.state = stepped
+                record.embedding = stepped.embedding.numpy()
+                return
+        # no cache yet, or the window is full: encode the whole (last max_length) window once
+        vectors, types, gaps, values = self._window(record)
+        record.state = user.start(
+            torch.from_numpy(vectors)[None], torch.from_numpy(types)[None], torch.from_numpy(gaps).float()[None],
+            torch.from_numpy(values)[None], float(timestamp),
+        )
+        record.embedding = record.state.embedding.numpy()
+
+    def view(self, user_id: str) -> UserView:
+        with self._lock:
+            record = self.users.get(user_id)
+            if record is None:
+                return UserView(user_id, None, set(), [])
+            return UserView(user_id, record.embedding, set(record.seen), list(reversed(record.history)))
+
+    def describe(self, user_id: str) -> dict | None:
+        with self._lock:
+            record = self.users.get(user_id)
+            if record is None:
+                return None
+            recent = list(reversed(record.history))[:10]
+            return {
+                "user_id": user_id,
+                "known": True,
+                "history_length": len(record.seen),
+                "events_since_start": record.events,
+                "recent": [
+                    {"item_id": i, "title": self.catalog.item(i).title, "event_type": t, "timestamp": ts, "value": v}
+                    for i, t, ts, v in recent
+                ],
+                "embedding_norm": float(np.linalg.norm(record.embedding)) if record.embedding is not None else None,
+            }
+
+    @staticmethod
+    def now() -> int:
+        return int(time.time())

@@ -1,0 +1,58 @@
+"""A real Serve app on a local Ray cluster, serving ML-100k with a bootstrap model, over HTTP."""
+
+import os
+import socket
+import time
+
+import pytest
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Client:
+    def __init__(self, base: str):
+        self.base = base
+        self.session = requests.Session()
+
+    def __getattr__(self, method: str):
+        call = getattr(self.session, method)
+        return lambda path, **kwargs: call(self.base + path, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="package")
+def service(tmp_path_factory, data_dir):
+    """Starts the app exactly as serve_config.yaml builds it, with a small test config."""
+    folder = tmp_path_factory.mktemp("service")
+    config_path = folder / "dynrec.yaml"
+    config_path.write_text(
+        f"home: {folder / 'home'}\n"
+        f"data: {{data_dir: {data_dir}}}\n"
+        "serving: {dataset: ml-100k, bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
+        "model: {dim: 32, max_length: 50}\n"
+    )
+    env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled"}
+    os.environ.update(env)
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, runtime_env={"env_vars": env})
+    port = free_port()
+    try:
+        from deployments.app import build_app
+
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(), name="dynrec", route_prefix="/")
+        client = Client(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        yield client
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.pop("DYNREC_CONFIG", None)

@@ -1,0 +1,145 @@
+"""End-to-end over HTTP against the real Serve app: the v1 API's behaviour and its errors."""
+
+import base64
+import time
+from pathlib import Path
+
+import pytest
+
+
+def recommend(service, user_id, **body):
+    response = service.post("/v1/recommendations", json={"user_id": user_id, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ids(result):
+    return [item["item_id"] for item in result["items"]]
+
+
+def test_health_and_openapi(service):
+    health = service.get("/healthz").json()
+    assert health["status"] == "ok" and health["model_version"]
+    paths = service.get("/openapi.json").json()["paths"]
+    for path in ("/v1/recommendations", "/v1/events", "/v1/items/{item_id}", "/v1/items/{item_id}/similar", "/v1/users/{user_id}"):
+        assert path in paths
+
+
+def service_seen(service, user_id):
+    return {r["item_id"] for r in service.get(f"/v1/users/{user_id}").json()["recent"]}
+
+
+def test_events_change_recommendations_and_seen_items_are_excluded(service):
+    before = recommend(service, "7", num_results=10)
+    assert len(before["items"]) == 10 and before["recommendation_id"] and before["model_version"]
+    watched = ids(before)[:3]
+    events = [{"user_id": "7", "item_id": item, "event_type": "rating", "value": 5} for item in watched]
+    response = service.post("/v1/events", json={"events": events})
+    assert response.json() == {"accepted": 3, "rejected": []}
+    after = recommend(service, "7", num_results=10)
+    assert ids(after) != ids(before)
+    assert not set(watched) & set(ids(after))
+    user = service.get("/v1/users/7").json()
+    assert user["known"] and [r["item_id"] for r in user["recent"][:3]] == watched[::-1]
+    with_seen = ids(recommend(service, "7", num_results=500, exclude_seen=False))
+    assert set(with_seen) & service_seen(service, "7")
+
+
+def test_unknown_user_gets_cold_start_then_adapts_from_the_first_event(service):
+    cold = recommend(service, "brand-new-user", num_results=5)
+    assert len(cold["items"]) == 5 and all("popular" in item["reason"].lower() for item in cold["items"])
+    assert service.get("/v1/users/brand-new-user").json()["known"] is False
+    service.post("/v1/events", json={"events": [{"user_id": "brand-new-user", "item_id": "172", "event_type": "view"}]})
+    warm = recommend(service, "brand-new-user", num_results=5)
+    assert ids(warm) != ids(cold) and "172" not in ids(warm)
+    assert all("“" in item["reason"] for item in warm["items"])  # now explained by the user's own history
+
+
+def test_events_for_unknown_items_are_rejected_and_the_rest_accepted(service):
+    events = [
+        {"user_id": "9", "item_id": "50", "event_type": "view"},
+        {"user_id": "9", "item_id": "no-such-item", "event_type": "view"},
+        {"user_id": "9", "item_id": "51", "event_type": "teleport"},
+        {"user_id": "10", "item_id": "52", "event_type": "click", "timestamp": 893286638},
+    ]
+    result = service.post("/v1/events", json={"events": events}).json()
+    assert result["accepted"] == 2
+    assert [r["index"] for r in result["rejected"]] == [1, 2]
+    assert "no-such-item" in result["rejected"][0]["error"] and "event_type" in result["rejected"][1]["error"]
+
+
+def test_new_item_is_retrievable_and_similar_within_a_second(service):
+    related = service.get("/v1/items/50").json()  # Star Wars (1977)
+    assert related["title"].startswith("Star Wars")
+    body = {"title": "Star Wars: Return of the Rebels (1979)", "text": "A space opera sequel: rebels, the Empire, Jedi knights.",
+            "categories": related["categories"]}
+    sent = time.monotonic()
+    response = service.put("/v1/items/sw-sequel", json=body)
+    assert response.status_code == 200 and response.json()["new"] is True
+    found_similar = found_for_user = None
+    while time.monotonic() - sent < 5 and not (found_similar and found_for_user):
+        if not found_similar and "sw-sequel" in ids(service.get("/v1/items/50/similar", params={"num_results": 50}).json()):
+            found_similar = time.monotonic() - sent
+        if not found_for_user and "sw-sequel" in ids(recommend(service, "1", num_results=10)):
+            found_for_user = time.monotonic() - sent
+    assert found_similar is not None and found_similar <= 1.0
+    assert found_for_user is not None and found_for_user <= 1.0
+    reason = next(i["reason"] for i in recommend(service, "1", num_results=10)["items"] if i["item_id"] == "sw-sequel")
+    assert reason.lower().startswith("new item")
+
+
+def test_filters_are_respected_and_hidden_items_never_return(service):
+    comedy = recommend(service, "3", num_results=20, filters={"include_categories": ["Comedy"]})
+    assert comedy["items"] and all("Comedy" in service.get(f"/v1/items/{i}").json()["categories"] for i in ids(comedy))
+    no_drama = recommend(service, "3", num_results=20, filters={"exclude_categories": ["Drama"]})
+    assert all("Drama" not in service.get(f"/v1/items/{i}").json()["categories"] for i in ids(no_drama))
+    top = ids(recommend(service, "3", num_results=5))
+    without = recommend(service, "3", num_results=5, filters={"exclude_item_ids": top[:2]})
+    assert not set(top[:2]) & set(ids(without))
+
+    hidden = top[0]
+    assert service.delete(f"/v1/items/{hidden}").status_code == 200
+    assert service.get(f"/v1/items/{hidden}").json()["hidden"] is True
+    for user in ("3", "4", "5", "unknown-user"):
+        assert hidden not in ids(recommend(service, user, num_results=100, exclude_seen=False))
+    assert hidden not in ids(service.get("/v1/items/1/similar", params={"num_results": 100}).json())
+    assert service.get(f"/v1/items/{hidden}/similar").status_code == 404
+
+
+def test_every_recommendation_has_a_readable_reason(service):
+    for user in ("2", "11", "someone-new"):
+        for item in recommend(service, user, num_results=10)["items"]:
+            reason = item["reason"]
+            assert 10 <= len(reason) <= 200 and reason[0].isupper() and "None" not in reason
+
+
+def test_bad_requests_get_clear_4xx_errors(service, ml1m):
+    malformed = service.post("/v1/recommendations", json={"user_id": 5, "num_results": 0})
+    assert malformed.status_code == 422
+    fields = {tuple(e["loc"]) for e in malformed.json()["detail"]}
+    assert ("body", "user_id") in fields and ("body", "num_results") in fields
+    assert service.post("/v1/recommendations", data="{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert service.post("/v1/events", json={"events": []}).status_code == 422
+    too_many = [{"user_id": "1", "item_id": "1", "event_type": "view"}] * 1001
+    assert service.post("/v1/events", json={"events": too_many}).status_code == 422
+    assert service.post("/v1/events", data=b"x" * (9 * 1024 * 1024),
+                        headers={"content-type": "application/json"}).status_code == 413
+    assert service.get("/v1/items/not-an-item").status_code == 404
+    assert service.get("/v1/items/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)
+    item = {"title": "x", "categories": []}
+    assert service.put("/v1/items/bad-image", json={**item, "image": "%%%not base64"}).status_code == 422
+    not_image = base64.b64encode(b"just some text, not an image").decode()
+    assert service.put("/v1/items/bad-image", json={**item, "image": not_image}).status_code == 422
+    assert service.get("/v1/items/bad-image").status_code == 404  # nothing was stored
+
+    poster = next(Path(image["path"]) for image in ml1m.items["image"].to_pylist() if image)
+    good = {**item, "title": "A film with a poster", "image": base64.b64encode(poster.read_bytes()).decode()}
+    stored = service.put("/v1/items/with-poster", json=good)
+    assert stored.status_code == 200 and stored.json()["has_image"] is True
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e400"])
+def test_non_finite_numbers_are_rejected(service, value):
+    body = '{"events": [{"user_id": "1", "item_id": "1", "event_type": "rating", "value": %s}]}' % value
+    response = service.post("/v1/events", data=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
