@@ -18,6 +18,7 @@ class Ranker:
         served = load_served()
         self.config = served.config.serving
         self.catalog = served.catalog(item_store(served.config))
+        self.catalog.start_refreshing()
 
     @property
     def model_version(self) -> str:

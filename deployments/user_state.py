@@ -20,6 +20,7 @@ class UserState:
         self.config = served.config
         self.store = item_store(served.config)
         self.catalog = served.catalog(self.store)
+        self.catalog.start_refreshing()
         self.sessions = UserSessions(served.config, served.model, self.catalog)
 
     def apply(self, events: list[dict]) -> list[dict]:

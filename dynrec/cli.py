@@ -77,10 +77,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """For now: the baselines on ML-100k, so a fresh machine proves data, protocol and models work."""
-    args.dataset, args.models, args.json = "ml-100k", "pop,itemknn,ease", False
-    print("dynrec quickstart: full-ranking leave-one-out evaluation of the baselines on ML-100k\n")
-    return cmd_eval(args)
+    """Prepare artefacts, start the Serve graph locally, show sample requests, keep serving."""
+    from deployments.quickstart import run
+
+    return run(port=args.port, wait=not args.no_wait, config_path=args.config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_encode.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting")
     p_encode.set_defaults(func=cmd_encode)
 
-    p_quick = sub.add_parser("quickstart", help="the README's main job")
-    p_quick.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_quick = sub.add_parser("quickstart", help="the README's main job: start the service and show it working")
+    p_quick.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p_quick.add_argument("--no-wait", action="store_true", help="stop after the sample requests instead of serving on")
     p_quick.set_defaults(func=cmd_quickstart)
     return parser
 

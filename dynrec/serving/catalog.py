@@ -2,7 +2,8 @@
 
 Built from the dataset and the catalogue embeddings (Parquet), then kept current by replaying the
 item store's log: upserts and hides apply at once; behaviour events update the statistics, and
-the touched items are re-fused (new embedding, same content) every `behaviour_refresh_s`.
+the touched items are re-fused (new embedding, same content) every `behaviour_refresh_s` by a
+background thread, off the request path.
 
 Three indexes: `index` holds the full embeddings (ID, content and behaviour) that users are
 matched against; `content_index` holds every item's content vector (its text embedding, joined
@@ -91,10 +92,27 @@ class Catalog:
         self.fresh_index = ExactIndex(content_dim, model_version=self.model_version)
         self.touched: set[int] = set()
         self._seen = (0, 0)
-        self._checked = self._refreshed = 0.0
+        self._checked = 0.0
+        self._popularity_at = time.monotonic()
         self._lock = threading.RLock()
         self._refresh_popularity()
         self.sync(force=True)
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    def start_refreshing(self) -> None:
+        """Re-fuse behaviour-touched items every `behaviour_refresh_s` in a daemon thread."""
+        if self._refresher is None:
+            self._refresher = threading.Thread(target=self._refresh_loop, name="catalog-refresh", daemon=True)
+            self._refresher.start()
+
+    def stop_refreshing(self) -> None:
+        self._stop.set()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.config.serving.behaviour_refresh_s):
+            self.sync(force=True)
+            self.refresh_behaviour()
 
     @property
     def dim(self) -> int:
@@ -126,7 +144,6 @@ class Catalog:
             return False
         clock = time.monotonic()
         if not force and clock - self._checked < self.config.serving.sync_interval_s:
-            self._maybe_refresh(clock)
             return False
         with self._lock:
             self._checked = clock
@@ -143,7 +160,6 @@ class Catalog:
                         self.touched.add(row)
                         self.now = max(self.now, int(ts) + 1)
             self._seen = latest
-            self._maybe_refresh(clock)
             return changed
 
     def _apply(self, change: ItemChange) -> None:
@@ -183,20 +199,16 @@ class Catalog:
         if self.model_index[row] < 0:
             self.fresh_index.upsert([change.item_id], content)
 
-    def _maybe_refresh(self, clock: float) -> None:
-        if self.touched and clock - self._refreshed >= self.config.serving.behaviour_refresh_s:
-            with self._lock:
-                self.refresh_behaviour()
-                self._refreshed = clock
-
     def refresh_behaviour(self) -> int:
         """Re-fuse the items whose behaviour changed since the last refresh; returns how many."""
-        rows = np.array(sorted(r for r in self.touched if self.ids[r] not in self.hidden), dtype=np.int64)
-        self.touched.clear()
-        if len(rows):
-            embeddings = self.embed_rows(rows)
-            self.index.upsert([self.ids[r] for r in rows], embeddings)
-        self._refresh_popularity()
+        with self._lock:
+            rows = np.array(sorted(r for r in self.touched if self.ids[r] not in self.hidden), dtype=np.int64)
+            self.touched.clear()
+            if len(rows):
+                self.index.upsert([self.ids[r] for r in rows], self.embed_rows(rows))
+            if time.monotonic() - self._popularity_at >= self.config.serving.popularity_refresh_s:
+                self._refresh_popularity()
+                self._popularity_at = time.monotonic()
         return len(rows)
 
     def embed_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -231,12 +243,12 @@ class Catalog:
         """Items by events in the last 30 days, then all time: the cold-start ranking."""
         snapshot = self.behaviour.snapshot(self.now)
         widest = len(self.config.behaviour.windows_days) - 1  # columns: window counts, then the all-time count
-        self.popularity = snapshot[:, widest] * 1000 + snapshot[:, widest + 1]
+        popularity = snapshot[:, widest] * 1000 + snapshot[:, widest + 1]
+        self.popular_order = np.argsort(-popularity, kind="stable")
 
     def popular(self, exclude: set[str], k: int, accept=None) -> list[str]:
-        order = np.argsort(-self.popularity, kind="stable")
         picked = []
-        for row in order:
+        for row in self.popular_order:
             item_id = self.ids[row]
             if item_id in exclude or item_id in self.hidden or (accept is not None and not accept(item_id)):
                 continue

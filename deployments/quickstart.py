@@ -1,0 +1,104 @@
+"""The README's main job: prepare artefacts, start the service, and show it working.
+
+    dynrec quickstart [--port 8000] [--no-wait]
+
+Trains a small model if none exists (minutes, once), starts the whole Serve graph on a local Ray
+cluster, sends sample requests (printing recommendations, their reasons and latencies), prints
+how to call the service with curl, and keeps serving until Ctrl+C (`--no-wait` stops instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import requests
+
+from dynrec.config import DynrecConfig
+
+SAMPLE_USER = "42"
+
+
+def _timed(method: str, url: str, **kwargs) -> tuple[dict, float]:
+    started = time.perf_counter()
+    response = requests.request(method, url, timeout=60, **kwargs)
+    elapsed = 1000 * (time.perf_counter() - started)
+    response.raise_for_status()
+    return response.json(), elapsed
+
+
+def _show(title: str, result: dict, elapsed_ms: float) -> None:
+    print(f"\n{title}  ({elapsed_ms:.0f} ms)")
+    for rank, item in enumerate(result["items"], start=1):
+        print(f"  {rank:>2}. {item['title'] or item['item_id']:<48.48}  {item['reason']}")
+
+
+def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> int:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if config_path:
+        os.environ["DYNREC_CONFIG"] = str(config_path)
+    config = DynrecConfig.load(config_path)
+    print(f"dynrec quickstart: serving the {config.serving.dataset} catalogue (home: {config.home})")
+
+    from dynrec.serving.artifacts import ensure_artifacts
+
+    artifacts = ensure_artifacts(config, progress=True)
+    print(f"model: {artifacts.model_path}\nembeddings: {artifacts.embeddings_path}")
+
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    env = {key: os.environ[key] for key in ("DYNREC_CONFIG", "DYNREC_HOME", "DYNREC_DATA_DIR", "RAY_AUTH_MODE") if key in os.environ}
+    ray.init(include_dashboard=False, configure_logging=False, runtime_env={"env_vars": env})
+    try:
+        print("\nstarting the Serve graph (Ingress, TextEncoder, ImageEncoder, Fusion, Ranker, UserState) ...", flush=True)
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(), name="dynrec", route_prefix="/")
+        base = f"http://127.0.0.1:{port}"
+        health, _ = _timed("GET", f"{base}/healthz")
+        print(f"service up at {base} (model {health['model_version']})")
+
+        body = {"user_id": SAMPLE_USER, "num_results": 5}
+        before, ms = _timed("POST", f"{base}/v1/recommendations", json=body)
+        _show(f"recommendations for user {SAMPLE_USER}", before, ms)
+
+        liked = before["items"][0]["item_id"]
+        event = {"user_id": SAMPLE_USER, "item_id": liked, "event_type": "rating", "value": 5,
+                 "recommendation_id": before["recommendation_id"]}
+        accepted, ms = _timed("POST", f"{base}/v1/events", json={"events": [event]})
+        print(f"\nuser {SAMPLE_USER} rates “{before['items'][0]['title']}” 5★: {accepted}  ({ms:.0f} ms)")
+        after, ms = _timed("POST", f"{base}/v1/recommendations", json=body)
+        _show("recommendations right after that event", after, ms)
+
+        new_item = {"title": "Galaxy Rangers (2026)", "text": "A space opera: rebels fight an empire across the galaxy.",
+                    "categories": ["Action", "Sci-Fi"]}
+        stored, ms = _timed("PUT", f"{base}/v1/items/galaxy-rangers", json=new_item)
+        print(f"\nnew item “{stored['title']}” added ({ms:.0f} ms, new={stored['new']})")
+        similar, ms = _timed("GET", f"{base}/v1/items/galaxy-rangers/similar", params={"num_results": 5})
+        _show("items similar to it", similar, ms)
+        cold, ms = _timed("POST", f"{base}/v1/recommendations", json={"user_id": "someone-new", "num_results": 5})
+        _show("a user the service has never seen", cold, ms)
+
+        print(f"""
+call it yourself (OpenAPI docs: {base}/docs):
+  curl -s -X POST {base}/v1/recommendations -H 'content-type: application/json' \\
+       -d '{json.dumps(body)}'
+  curl -s -X POST {base}/v1/events -H 'content-type: application/json' \\
+       -d '{json.dumps({"events": [{"user_id": SAMPLE_USER, "item_id": "260", "event_type": "view"}]})}'
+  curl -s -X PUT {base}/v1/items/my-item -H 'content-type: application/json' \\
+       -d '{json.dumps({"title": "My item", "text": "What it is about", "categories": ["Drama"]})}'
+  curl -s {base}/v1/items/260/similar""")
+        if wait:
+            print("\nserving; press Ctrl+C to stop", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
