@@ -90,13 +90,12 @@ class Ingress:
     @api.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
     async def recommendations(self, body: RecommendationRequest) -> RecommendationResponse:
         view = await self._shard(body.user_id).view.remote(body.user_id)
-        items = await self.ranker.recommend.remote(
+        ranked = await self.ranker.recommend.remote(
             body.user_id, view, body.num_results, body.filters.model_dump(), body.exclude_seen
         )
-        version = await self.ranker.version.remote()
         return RecommendationResponse(
-            recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=version,
-            items=[RecommendedItem(**item) for item in items],
+            recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked["model_version"],
+            items=[RecommendedItem(**item) for item in ranked["items"]],
         )
 
     @api.post("/v1/events", response_model=EventsResponse, responses=ERRORS)

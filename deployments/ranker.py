@@ -20,17 +20,15 @@ class Ranker:
         self.catalog = served.catalog(item_store(served.config))
         self.catalog.start_refreshing()
 
-    @property
-    def model_version(self) -> str:
-        return self.catalog.model_version
-
-    def recommend(self, user_id: str, view: dict, num_results: int, filters: dict, exclude_seen: bool) -> list[dict]:
+    def recommend(self, user_id: str, view: dict, num_results: int, filters: dict, exclude_seen: bool) -> dict:
+        """{model_version, items}: the version comes back with the results it produced."""
         self.catalog.sync()
         user = UserView(user_id, view["embedding"], view["seen"], view["recent"])
         ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen,
                            self.config.candidates, self.config.diversity, self.config.new_item_slots)
-        return [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title}
-                for r in ranked]
+        items = [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title}
+                 for r in ranked]
+        return {"model_version": self.catalog.model_version, "items": items}
 
     def similar(self, item_id: str, num_results: int) -> list[dict] | None:
         self.catalog.sync()

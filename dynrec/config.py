@@ -141,6 +141,19 @@ class TrainConfig:
 
 
 @dataclass
+class IndexConfig:
+    """`kind`: exact, hnsw, or auto (exact up to `exact_max_items`, where a full scan stays
+    within a few milliseconds, HNSW beyond)."""
+
+    kind: str = "auto"
+    exact_max_items: int = 200_000
+    connectivity: int = 16  # HNSW graph degree
+    expansion_add: int = 64  # candidate list while inserting
+    expansion_search: int = 256  # candidate list while searching: recall vs latency
+    threads: int = 0  # bulk-insert threads; 0 = all this process may use
+
+
+@dataclass
 class ServingConfig:
     """The online service: which catalogue it serves and how it answers."""
 
@@ -171,6 +184,7 @@ class DynrecConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     home: Path = field(default_factory=default_home)
 
     def __post_init__(self) -> None:

@@ -32,9 +32,7 @@ from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_dataset
 from dynrec.encoders.behaviour import latest_behaviour
 from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
-
-EMBEDDINGS_FILE = "item_embeddings.parquet"
-
+from dynrec.serving.artifacts import embeddings_path
 
 @dataclass
 class StageResources:
@@ -154,10 +152,6 @@ def behaviour_snapshot(config: DynrecConfig) -> tuple[dict[str, np.ndarray], np.
     return by_item, empty
 
 
-def embeddings_path(config: DynrecConfig) -> Path:
-    return config.home / "embeddings" / config.run_name / EMBEDDINGS_FILE
-
-
 def model_path_for(config: DynrecConfig) -> Path:
     path = config.home / "artifacts" / config.run_name / "model.pt"
     if not path.is_file():
@@ -178,7 +172,7 @@ def encode_catalog(
 
     items_path = Path(items_path) if items_path else catalogue_parquet(config)
     model_path = Path(model_path) if model_path else model_path_for(config)
-    output = Path(output) if output else embeddings_path(config)
+    output = Path(output) if output else embeddings_path(config, config.run_name)
     model, _, _ = load_model(model_path)
     model_version = weights_fingerprint(model)
     behaviour, default_behaviour = behaviour_snapshot(config)

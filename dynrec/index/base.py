@@ -6,27 +6,15 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
+from dynrec.config import IndexConfig
+
 META_FILE = "index.json"
 CURRENT_FILE = "CURRENT"
-
-
-@dataclass
-class IndexConfig:
-    """`kind`: exact, hnsw, or auto (exact up to `exact_max_items`, where a full scan stays
-    within a few milliseconds, HNSW beyond)."""
-
-    kind: str = "auto"
-    exact_max_items: int = 200_000
-    connectivity: int = 16  # HNSW graph degree
-    expansion_add: int = 64  # candidate list while inserting
-    expansion_search: int = 256  # candidate list while searching: recall vs latency
-    threads: int = 0  # bulk-insert threads; 0 = all this process may use
 
 
 class ItemIndex(Protocol):

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_dataset
 from dynrec.encoders.behaviour import BehaviourFeatures
-from dynrec.index import ExactIndex, IndexConfig, make_index
+from dynrec.index import ExactIndex, make_index
 from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import Artifacts, vectors
 from dynrec.serving.store import ItemChange, ItemStore
@@ -50,7 +50,6 @@ class Catalog:
         runtime: ModelRuntime,
         trained_ids: list[str],
         store: ItemStore | None = None,
-        index_config: IndexConfig | None = None,
     ):
         self.config, self.runtime, self.store = config, runtime, store
         self.model_version = runtime.fingerprint
@@ -82,10 +81,10 @@ class Catalog:
         self.now = int(interactions.timestamps.max()) + 1 if len(interactions.timestamps) else int(time.time())
         self.hidden: set[str] = set()
         self.hidden_vectors: dict[str, np.ndarray] = {}  # hidden items still appear in user histories
-        self.index = make_index(embeddings.shape[1], len(ids), index_config, model_version=self.model_version)
+        self.index = make_index(embeddings.shape[1], len(ids), config.index, model_version=self.model_version)
         self.index.upsert(ids, embeddings)
         content_dim = TEXT_DIM + embeddings.shape[1]
-        self.content_index = make_index(content_dim, len(ids), index_config, model_version=self.model_version)
+        self.content_index = make_index(content_dim, len(ids), config.index, model_version=self.model_version)
         for start in range(0, len(ids), 4096):
             rows = np.arange(start, min(start + 4096, len(ids)))
             self.content_index.upsert([ids[r] for r in rows], self.content_view(rows))
