@@ -1,7 +1,8 @@
 """The application graph that `serve_config.yaml` imports: `serve run serve_config.yaml`.
 
 Ingress -> {TextEncoder, ImageEncoder, Fusion, Ranker, UserState shard(s)}. `build_app` takes
-`user_shards` (from the config's `args`) to split users across that many UserState deployments.
+`user_shards` (from the config's `args`) to split users across that many UserState deployments,
+and `ranker_replicas` to start with a fixed number of Ranker replicas instead of autoscaling.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from deployments.user_state import UserState
 def build_app(args: dict | None = None) -> Application:
     shards = int((args or {}).get("user_shards", load_config().serving.user_shards))
     users = [UserState.options(name="UserState" if shards == 1 else f"UserState{i}").bind() for i in range(shards)]
-    return Ingress.bind(TextEncoder.bind(), ImageEncoder.bind(), Fusion.bind(), Ranker.bind(), *users)
+    replicas = (args or {}).get("ranker_replicas")
+    ranker = Ranker.options(num_replicas=int(replicas)) if replicas else Ranker
+    return Ingress.bind(TextEncoder.bind(), ImageEncoder.bind(), Fusion.bind(), ranker.bind(), *users)
 
 
 app = build_app()

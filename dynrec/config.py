@@ -167,7 +167,7 @@ class ServingConfig:
     max_image_bytes: int = 5 * 1024 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
     max_events_per_request: int = 1000
-    sync_interval_s: float = 0.05  # replicas pick up item changes at least this often
+    sync_interval_s: float = 0.0  # replicas check the item store at most this often (0: every request)
     behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed this often (in the background)
     popularity_refresh_s: float = 60.0  # recount what is popular (the cold-start ranking) this often
     reason_history: int = 20  # recent history items a "similar to" reason may cite

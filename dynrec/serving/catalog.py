@@ -128,17 +128,22 @@ class Catalog:
 
     def vector(self, item_id: str) -> np.ndarray:
         """The item's current fused embedding (hidden items keep theirs, for user histories)."""
-        if item_id in self.index:
+        try:
             return self.index.vector(item_id)
-        return self.hidden_vectors[item_id]
+        except KeyError:
+            return self.hidden_vectors[item_id]
 
     def is_new(self, item_id: str) -> bool:
         """No trained ID embedding: the item is embedded from its content alone."""
         return self.model_index[self.row[item_id]] < 0
 
     def sync(self, force: bool = False) -> bool:
-        """Apply the store's new changes (at most every `sync_interval_s` unless forced); returns
-        whether anything changed."""
+        """Apply the store's new changes; returns whether anything changed.
+
+        With the default `sync_interval_s` of 0 every call checks the store (two indexed reads),
+        so a request sees every write acknowledged before it began; concurrent callers wait for
+        a sync in progress rather than read a half-applied view.
+        """
         if self.store is None:
             return False
         clock = time.monotonic()
@@ -171,16 +176,15 @@ class Catalog:
             return
         record = change.record or {}
         row = self.row.get(change.item_id)
-        if row is None:
+        if row is None:  # grow every per-item array first; readers find the id only once it is complete
             row = self.behaviour.add_item(int(record.get("created_at", -1)))
-            self.row[change.item_id] = row
-            self.ids.append(change.item_id)
             self.text = np.vstack([self.text, np.zeros((1, TEXT_DIM), np.float32)])
             self.image = np.vstack([self.image, np.zeros((1, IMAGE_DIM), np.float32)])
             self.text_mask = np.append(self.text_mask, False)
             self.image_mask = np.append(self.image_mask, False)
             self.model_index = np.append(self.model_index, -1)
             self.meta.append(ItemMeta(change.item_id, change.item_id, [], -1, {}))
+            self.ids.append(change.item_id)
         self.meta[row] = ItemMeta(
             change.item_id, record.get("title") or change.item_id, list(record.get("categories") or []),
             int(record.get("created_at", -1)), dict(record.get("attributes") or {}), record.get("text") or "",
@@ -189,14 +193,15 @@ class Catalog:
             self.text[row], self.text_mask[row] = change.text_vec, change.text_mask
         if change.image_vec is not None:
             self.image[row], self.image_mask[row] = change.image_vec, change.image_mask
-        self.hidden.discard(change.item_id)
-        self.hidden_vectors.pop(change.item_id, None)
+        content = self.content_view(np.array([row]))
+        self.row[change.item_id] = row
         if change.embedding is not None:
             self.index.upsert([change.item_id], change.embedding[None, :])
-        content = self.content_view(np.array([row]))
         self.content_index.upsert([change.item_id], content)
         if self.model_index[row] < 0:
             self.fresh_index.upsert([change.item_id], content)
+        self.hidden.discard(change.item_id)
+        self.hidden_vectors.pop(change.item_id, None)
 
     def refresh_behaviour(self) -> int:
         """Re-fuse the items whose behaviour changed since the last refresh; returns how many."""

@@ -40,13 +40,14 @@ def service(tmp_path_factory, data_dir):
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, runtime_env={"env_vars": env})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     port = free_port()
     try:
         from deployments.app import build_app
 
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(), name="dynrec", route_prefix="/")
+        # two user shards and two Ranker replicas, so routing and replica sync are exercised
+        serve.run(build_app({"user_shards": 2, "ranker_replicas": 2}), name="dynrec", route_prefix="/")
         client = Client(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 60
         while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:

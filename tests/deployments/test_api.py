@@ -19,7 +19,7 @@ def ids(result):
 
 def test_health_and_openapi(service):
     health = service.get("/healthz").json()
-    assert health["status"] == "ok" and health["model_version"]
+    assert health["status"] == "ok" and health["model_version"] and health["user_shards"] == 2
     paths = service.get("/openapi.json").json()["paths"]
     for path in ("/v1/recommendations", "/v1/events", "/v1/items/{item_id}", "/v1/items/{item_id}/similar", "/v1/users/{user_id}"):
         assert path in paths
@@ -75,7 +75,7 @@ def test_new_item_is_retrievable_and_similar_within_a_second(service):
             "categories": related["categories"]}
     sent = time.monotonic()
     response = service.put("/v1/items/sw-sequel", json=body)
-    assert response.status_code == 200 and response.json()["new"] is True
+    assert response.status_code == 200 and response.json()["new"] is True, response.text
     found_similar = found_for_user = None
     while time.monotonic() - sent < 5 and not (found_similar and found_for_user):
         if not found_similar and "sw-sequel" in ids(service.get("/v1/items/50/similar", params={"num_results": 50}).json()):
@@ -86,6 +86,18 @@ def test_new_item_is_retrievable_and_similar_within_a_second(service):
     assert found_for_user is not None and found_for_user <= 1.0
     reason = next(i["reason"] for i in recommend(service, "1", num_results=10)["items"] if i["item_id"] == "sw-sequel")
     assert reason.lower().startswith("new item")
+
+
+def test_an_item_change_reaches_every_ranker_replica(service):
+    body = {"title": "Toy Story 5 (2026)", "text": "The toys are back for one more adventure.", "categories": ["Animation", "Children's"]}
+    assert service.put("/v1/items/toy-story-5", json=body).status_code == 200
+    # requests are spread over both Ranker replicas; every answer must already know the item
+    for _ in range(12):
+        assert service.get("/v1/items/toy-story-5").json()["title"] == "Toy Story 5 (2026)"
+        assert "toy-story-5" in ids(service.get("/v1/items/1/similar", params={"num_results": 30}).json())
+    assert service.delete("/v1/items/toy-story-5").status_code == 200
+    for _ in range(12):
+        assert "toy-story-5" not in ids(service.get("/v1/items/1/similar", params={"num_results": 30}).json())
 
 
 def test_filters_are_respected_and_hidden_items_never_return(service):
