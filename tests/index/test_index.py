@@ -133,3 +133,21 @@ def test_readers_never_see_a_half_applied_update(kind):
     assert writer_blocked == [True]
     assert ids == ["0"] and scores[0] == pytest.approx(1.0, abs=1e-5)  # the state before the update
     assert index.search(query, 50)[0][-1] == "0"  # and the update is applied after it
+
+
+def test_hnsw_compaction_keeps_results_and_drops_retired_nodes():
+    index = build("hnsw")
+    vectors = unit(300, 11)
+    items = {f"i{i}": vectors[i] for i in range(300)}
+    index.upsert(list(items), vectors)
+    moved = unit(300, 12)
+    index.upsert(list(items), moved)  # every item updated once: 300 retired nodes
+    items = dict(zip(items, moved))
+    index.remove(["i0", "i1"])
+    del items["i0"], items["i1"]
+    query = unit(1, 13)[0]
+    before = index.search(query, 20)[0]
+    assert before == brute_force(items, query, 20)
+    index.compact()
+    assert index.search(query, 20)[0] == before and len(index) == 298
+    assert len(index._graph) == 298  # only live items remain in the graph
