@@ -298,6 +298,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
             log.close()
+    path = write_results("serve_load", results)  # the load figures survive a failure below
     if not args.skip_growth:
         print("catalogue growth (in-process ranking) ...", flush=True)
         results["catalogue_growth"] = catalogue_growth()
