@@ -11,7 +11,8 @@ from ray.serve.handle import DeploymentHandle
 api = FastAPI()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+# the same max_ongoing_requests as the real app's deployments, so queueing is judged alike
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class NoopUsers:
     def view(self, user_id: str) -> dict:
         return {"embedding": None, "seen": set(), "recent": []}
@@ -20,13 +21,13 @@ class NoopUsers:
         return []
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
 class NoopRanker:
     def recommend(self, user_id: str, view: dict) -> dict:
         return {"model_version": "noop", "items": []}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=200)
 @serve.ingress(api)
 class NoopIngress:
     def __init__(self, users: DeploymentHandle, ranker: DeploymentHandle):
