@@ -96,7 +96,6 @@ class Catalog:
         self._lock = threading.RLock()
         self._refresh_popularity()
         self.sync(force=True)
-        self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
 
     def start_refreshing(self) -> None:
@@ -105,11 +104,9 @@ class Catalog:
             self._refresher = threading.Thread(target=self._refresh_loop, name="catalog-refresh", daemon=True)
             self._refresher.start()
 
-    def stop_refreshing(self) -> None:
-        self._stop.set()
-
     def _refresh_loop(self) -> None:
-        while not self._stop.wait(self.config.serving.behaviour_refresh_s):
+        while True:
+            time.sleep(self.config.serving.behaviour_refresh_s)
             self.sync(force=True)
             self.refresh_behaviour()
 

@@ -174,7 +174,3 @@ class UserSessions:
                 ],
                 "embedding_norm": float(np.linalg.norm(record.embedding)) if record.embedding is not None else None,
             }
-
-    @staticmethod
-    def now() -> int:
-        return int(time.time())
