@@ -56,12 +56,17 @@ class BehaviourFeatures:
 
     def add_item(self, created_at: int = -1) -> int:
         """Register a new catalogue item; returns its index."""
-        self._times.append([])
-        self._values.append([])
-        self.created_at = np.append(self.created_at, np.int64(created_at))
-        self.n_items += 1
+        return int(self.add_items([created_at])[0])
+
+    def add_items(self, created_at) -> np.ndarray:
+        """Register new catalogue items (their creation times, -1 unknown); returns their indices."""
+        n = len(created_at)
+        self._times.extend([] for _ in range(n))
+        self._values.extend([] for _ in range(n))
+        self.created_at = np.append(self.created_at, np.asarray(created_at, np.int64))
+        self.n_items += n
         self._flat = None
-        return self.n_items - 1
+        return np.arange(self.n_items - n, self.n_items)
 
     def update(self, item: int, timestamp: int, value: float = 1.0) -> None:
         """Record one event; out-of-order events are inserted in time order."""

@@ -4,8 +4,8 @@
 large ones implement one `ItemIndex` protocol; `make_index` picks by catalogue size.
 """
 
-from dynrec.index.base import IndexConfig, ItemIndex, load_index, make_index
+from dynrec.index.base import IndexConfig, ItemIndex, fitted_index, load_index, make_index
 from dynrec.index.exact import ExactIndex
 from dynrec.index.hnsw import HnswIndex
 
-__all__ = ["ExactIndex", "HnswIndex", "IndexConfig", "ItemIndex", "load_index", "make_index"]
+__all__ = ["ExactIndex", "HnswIndex", "IndexConfig", "ItemIndex", "fitted_index", "load_index", "make_index"]

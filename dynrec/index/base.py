@@ -24,6 +24,7 @@ class ItemIndex(Protocol):
     removal, never in between. `version` counts applied mutations and is saved with the index.
     """
 
+    kind: str
     dim: int
     version: int
     model_version: str
@@ -31,6 +32,8 @@ class ItemIndex(Protocol):
     def __len__(self) -> int: ...
 
     def __contains__(self, item_id: str) -> bool: ...
+
+    def ids(self) -> list[str]: ...
 
     def upsert(self, item_ids: Iterable[str], vectors: np.ndarray) -> None: ...
 
@@ -59,6 +62,20 @@ def make_index(dim: int, expected_items: int, config: IndexConfig | None = None,
     if kind == "hnsw":
         return HnswIndex(dim, config, model_version=model_version)
     raise ValueError(f"index kind must be auto, exact or hnsw, got '{config.kind}'")
+
+
+def fitted_index(index: ItemIndex, expected_items: int, config: IndexConfig | None = None) -> ItemIndex:
+    """`index` itself while its kind suits `expected_items`; otherwise a copy of it in the kind that
+    does (with `kind: auto`, an exact index becomes HNSW once the catalogue outgrows
+    `exact_max_items`). Called before a bulk insert, so a growing catalogue keeps fast search."""
+    wanted = make_index(index.dim, expected_items, config, model_version=index.model_version)
+    if wanted.kind == index.kind:
+        return index
+    ids = index.ids()
+    for start in range(0, len(ids), 65536):
+        chunk = ids[start : start + 65536]
+        wanted.upsert(chunk, np.stack([index.vector(i) for i in chunk]))
+    return wanted
 
 
 def load_index(directory: str | Path) -> ItemIndex:

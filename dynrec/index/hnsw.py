@@ -124,7 +124,9 @@ class HnswIndex:
         with self._lock:
             want = min(k, len(self._keys))
             nodes = len(self._graph)  # live and retired: retired ones take result slots too
-            fetch = want + len(excluded)
+            # excluded ids (a user's seen items: thousands for some) rarely all sit at the top, so
+            # start with a modest margin and widen only when filtering leaves too few
+            fetch = want + min(len(excluded), max(32, 2 * want))
             while True:
                 fetch = min(nodes, fetch)
                 matches = self._graph.search(query, fetch) if fetch else None
@@ -138,9 +140,22 @@ class HnswIndex:
                         scores.append(1.0 - float(distance))  # usearch "ip" distance is 1 - dot
                         if len(ids) == want:
                             break
-                if len(ids) == want or fetch >= nodes:
+                if len(ids) == want:
                     return ids, np.asarray(scores, dtype=np.float32)
+                if fetch >= nodes:  # the graph's walk missed nodes it cannot reach: scan them all
+                    return self._scan(query, want, excluded, accept)
                 fetch = max(2 * fetch, fetch + self._retired)
+
+    def _scan(self, query: np.ndarray, want: int, excluded: set[str], accept) -> tuple[list[str], np.ndarray]:
+        """Exact top-`want` over every live item: only when a search asks for nearly everything."""
+        live = [(item_id, key) for item_id, key in self._keys.items()
+                if item_id not in excluded and (accept is None or accept(item_id))]
+        if not live:
+            return [], np.zeros(0, np.float32)
+        vectors = np.asarray(self._graph.get(np.array([key for _, key in live], dtype=np.uint64)), np.float32)
+        scores = vectors.reshape(len(live), self.dim) @ query
+        order = np.argsort(-scores, kind="stable")[:want]
+        return [live[r][0] for r in order], scores[order].astype(np.float32)
 
     def save(self, directory: str | Path) -> Path:
         with self._lock:

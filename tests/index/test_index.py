@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from dynrec.index import ExactIndex, HnswIndex, IndexConfig, load_index, make_index
+from dynrec.index import ExactIndex, HnswIndex, IndexConfig, fitted_index, load_index, make_index
 
 DIM = 16
 
@@ -23,8 +23,9 @@ def brute_force(items: dict[str, np.ndarray], query: np.ndarray, k: int, exclude
 
 
 def build(kind: str):
-    # a high search expansion makes HNSW exact at this size, so results compare one to one
-    return make_index(DIM, 500, IndexConfig(kind=kind, expansion_search=512))
+    # a high search expansion and a single-threaded build (usearch's parallel insertion can leave
+    # a small graph slightly imperfect) make HNSW exact at this size, so results compare one to one
+    return make_index(DIM, 500, IndexConfig(kind=kind, expansion_search=512, threads=1))
 
 
 @pytest.fixture(params=["exact", "hnsw"])
@@ -151,3 +152,15 @@ def test_hnsw_compaction_keeps_results_and_drops_retired_nodes():
     index.compact()
     assert index.search(query, 20)[0] == before and len(index) == 298
     assert len(index._graph) == 298  # only live items remain in the graph
+
+
+def test_fitted_index_moves_a_grown_catalogue_to_hnsw_and_keeps_results():
+    config = IndexConfig(exact_max_items=200, expansion_search=512, threads=1)
+    index = make_index(DIM, 100, config)
+    vectors = unit(300, 3)
+    index.upsert([f"item-{i}" for i in range(300)], vectors)
+    assert fitted_index(index, 150, config) is index  # still small enough: nothing is copied
+    grown = fitted_index(index, 300, config)
+    assert isinstance(grown, HnswIndex) and len(grown) == 300
+    query = unit(1, 4)[0]
+    assert grown.search(query, 10)[0] == index.search(query, 10)[0]
