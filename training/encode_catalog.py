@@ -33,6 +33,7 @@ from dynrec.data import Interactions, load_dataset
 from dynrec.encoders.behaviour import latest_behaviour
 from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
 from dynrec.serving.artifacts import embeddings_path
+from training.ray_cluster import connect_ray
 
 @dataclass
 class StageResources:
@@ -187,8 +188,7 @@ def encode_catalog(
         ids, hashes = previous["item_id"].to_pylist(), previous["content_hash"].to_pylist()
         unchanged = frozenset((i, h) for i, h, ok in zip(ids, hashes, current) if ok)
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count())
+    connect_ray()
     resources = stage_resources(ray.cluster_resources())
     stage_runtime = {name: _with_threads(config.runtime, r.threads) for name, r in resources.items()}
     started = time.perf_counter()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
 from dynrec.models.model import save_model
 from dynrec.models.training import EpochReport, SequenceTrainer
+from training.ray_cluster import connect_ray
 
 TRAINER_STATE = "trainer.pt"
 MODEL_FILE = "model.pt"
@@ -91,8 +91,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def run_training(config: DynrecConfig) -> dict[str, Any]:
     """Run the TorchTrainer on the current (or a new local) Ray cluster; returns the final metrics
     and where the served model was written."""
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count())
+    connect_ray()
     # build the content-embedding cache once here, so the workers only read it
     prepare_inputs(config, progress=True)
     trainer = TorchTrainer(

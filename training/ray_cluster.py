@@ -1,0 +1,18 @@
+"""Joining Ray for the batch jobs: the cluster a RayJob (or `ray start`) provides, else a local one."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+
+def connect_ray() -> None:
+    """Connect once. Inside a RayJob `RAY_ADDRESS` names the cluster, whose resources are its own
+    (Ray refuses `num_cpus` when joining); a laptop run starts a local cluster over every CPU."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(num_cpus=os.cpu_count())
