@@ -1,13 +1,14 @@
 """Serving benchmark (DESIGN.md protocol): the real app from serve_config.yaml under open-loop load.
 
-    .venv/bin/python -m bench.serve_load [--rates 10,25,50] [--seconds 30]
+    .venv/bin/python -m bench.serve_load [--rates 10,25,50] [--seconds 30] [--skip-growth | --growth-only]
 
 Starts `serve run` on serve_config.yaml (ML-1M catalogue, trained artefacts; access logs off)
 with a no-op app of the same depth beside it on /noop, then in one run:
 - open-loop load at each rate: 80% recommendation requests, 20% event batches (1-5 events);
-- the same load at the top rate against the no-op app (the floor), and the ratios;
+- the same load at each rate against the no-op app (the floor), back to back, and the ratios;
 - freshness: event -> changed recommendations, and item upsert -> retrievable (in /similar);
-- peak RSS of the whole Ray session (every process under `serve run`);
+- peak memory of the app (every process under `serve run` but the no-op replicas): the sum of
+  RSS, and the sum of PSS (shared library pages counted once), with a per-process breakdown;
 - ranking cost as the catalogue grows to 10k / 100k / 1M items (synthetic embeddings added to the
   ML-1M catalogue, measured in-process on the Ranker's code).
 Writes bench/results/serve_load.json and prints a table.
@@ -32,6 +33,7 @@ import aiohttp
 import numpy as np
 import requests
 import yaml
+from tqdm import tqdm
 
 from bench.common import machine, write_results
 
@@ -51,39 +53,59 @@ def bench_config(folder: Path) -> Path:
     return path
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of `root` and every descendant, from /proc."""
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant, from /proc."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
-        except OSError:
-            continue
-        pid = int(entry.name)
-        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    total, stack = 0, [root]
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        found.append(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return found
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, root: int, every_s: float = 1.0):
+def process_memory(pid: int) -> tuple[str, int, int] | None:
+    """(label, RSS bytes, PSS bytes) of one process. RSS counts shared pages (libraries, torch) in
+    every process that maps them; PSS splits them between those processes, so PSS sums to what the
+    app really holds. The label is Ray's process title (e.g. ray::ServeReplica:dynrec:Ranker)."""
+    try:
+        title = (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace") or "?").split(" ")[0]
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return None
+    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in rollup[1:] if line.split()[-1] == "kB"}
+    return title[:60], fields.get("Rss", 0), fields.get("Pss", 0)
+
+
+class MemorySampler(threading.Thread):
+    """Peak memory of the app: every process under `serve run` except the no-op floor's replicas."""
+
+    def __init__(self, root: int, every_s: float = 2.0):
         super().__init__(daemon=True)
-        self.root, self.every_s, self.peak, self.samples = root, every_s, 0, []
+        self.root, self.every_s = root, every_s
+        self.peak_rss = self.peak_pss = 0
+        self.at_peak: dict[str, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(self.every_s):
-            value = tree_rss_bytes(self.root)
-            self.samples.append((time.monotonic(), value))
-            self.peak = max(self.peak, value)
+            rows = [m for m in map(process_memory, process_tree(self.root)) if m and "noop" not in m[0].lower()]
+            rss, pss = sum(r for _, r, _ in rows), sum(p for _, _, p in rows)
+            self.peak_rss = max(self.peak_rss, rss)
+            if pss > self.peak_pss:
+                self.peak_pss = pss
+                by_label: dict[str, float] = {}
+                for label, _, p in rows:
+                    by_label[label] = by_label.get(label, 0) + p / 2**30
+                self.at_peak = dict(sorted(by_label.items(), key=lambda kv: -kv[1]))
 
 
 def wait_healthy(timeout_s: float = 900) -> None:
@@ -154,53 +176,60 @@ async def open_loop(prefix: str, rate: float, seconds: float, users: list[str], 
 
 def freshness(users: list[str], trials: int = 30) -> dict:
     """ms from sending an event to the user's recommendations having changed, and from sending an
-    item upsert to the item appearing among a related item's similar items."""
-    event_ms, item_ms = [], []
+    item upsert to the item appearing among a related item's similar items. One kept-alive
+    connection, as a product service would hold."""
+    http = requests.Session()
+    event_ms, ack_ms, item_ms = [], [], []
     for trial in range(trials):
         user = users[trial]
-        before = requests.post(f"{BASE}/v1/recommendations", json={"user_id": user, "num_results": 10}).json()
+        before = http.post(f"{BASE}/v1/recommendations", json={"user_id": user, "num_results": 10}).json()
         target = before["items"][0]["item_id"]
         started = time.perf_counter()
-        requests.post(f"{BASE}/v1/events", json={"events": [{"user_id": user, "item_id": target, "event_type": "rating", "value": 5}]})
+        http.post(f"{BASE}/v1/events", json={"events": [{"user_id": user, "item_id": target, "event_type": "rating", "value": 5}]})
+        ack_ms.append(1000 * (time.perf_counter() - started))
         while True:
-            after = requests.post(f"{BASE}/v1/recommendations", json={"user_id": user, "num_results": 10}).json()
+            after = http.post(f"{BASE}/v1/recommendations", json={"user_id": user, "num_results": 10}).json()
             if [i["item_id"] for i in after["items"]] != [i["item_id"] for i in before["items"]]:
                 event_ms.append(1000 * (time.perf_counter() - started))
                 break
             if time.perf_counter() - started > 10:
                 event_ms.append(float("inf"))
                 break
-    related = requests.get(f"{BASE}/v1/items/260").json()  # Star Wars: Episode IV
+    related = http.get(f"{BASE}/v1/items/260").json()  # Star Wars: Episode IV
     for trial in range(min(trials, 20)):
         item_id = f"bench-new-{trial}-{int(time.time())}"
         body = {"title": f"Star Wars: Episode {trial + 10} - Rebels Rising", "categories": related["categories"],
                 "text": "A space opera: the rebels, the Empire and the Jedi fight across the galaxy."}
         started = time.perf_counter()
-        requests.put(f"{BASE}/v1/items/{item_id}", json=body)
+        http.put(f"{BASE}/v1/items/{item_id}", json=body)
         while True:
-            similar = requests.get(f"{BASE}/v1/items/260/similar", params={"num_results": 100}).json()
+            similar = http.get(f"{BASE}/v1/items/260/similar", params={"num_results": 100}).json()
             if item_id in [i["item_id"] for i in similar["items"]]:
                 item_ms.append(1000 * (time.perf_counter() - started))
                 break
             if time.perf_counter() - started > 10:
                 item_ms.append(float("inf"))
                 break
-        requests.delete(f"{BASE}/v1/items/{item_id}")
+        http.delete(f"{BASE}/v1/items/{item_id}")
     return {
         "freshness_event_p50_ms": float(np.percentile(event_ms, 50)),
         "freshness_event_p99_ms": float(np.percentile(event_ms, 99)),
+        "event_ack_p50_ms": float(np.percentile(ack_ms, 50)),
         "freshness_item_p50_ms": float(np.percentile(item_ms, 50)),
         "freshness_item_p99_ms": float(np.percentile(item_ms, 99)),
     }
 
 
 def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> dict:
-    """In-process p50 of the Ranker's `recommend` with the ML-1M catalogue padded to each size."""
+    """In-process p50 of the Ranker's `recommend` (retrieval, seen-filtering, reasons, new-item
+    slots) with the ML-1M catalogue grown to each size. The added items are perturbed copies of
+    real ones (embedding + noise, the source's text and trained ID row), added through
+    `Catalog.add_items`, so they take the same paths as real items."""
     from dynrec.config import DynrecConfig
     from dynrec.models.model import load_model
     from dynrec.models.runtime import ModelRuntime
     from dynrec.serving.artifacts import ensure_artifacts
-    from dynrec.serving.catalog import Catalog
+    from dynrec.serving.catalog import Catalog, ItemMeta
     from dynrec.serving.ranker import Filters, recommend
     from dynrec.serving.users import UserSessions
 
@@ -212,31 +241,33 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> 
     sessions = UserSessions(config, model, catalog)
     views = [sessions.view(str(u)) for u in range(1, 1 + queries)]
     real = np.stack([catalog.index.vector(i) for i in catalog.ids])
+    n_real = len(real)
     rng = np.random.default_rng(0)
     results = {}
     for size in sizes:
-        from dynrec.index import make_index
-
-        extra = size - len(real)
-        synthetic = real[rng.integers(0, len(real), extra)] + 0.3 * rng.standard_normal((extra, real.shape[1])).astype(np.float32)
-        synthetic /= np.linalg.norm(synthetic, axis=1, keepdims=True)
-        index = make_index(real.shape[1], size)
-        index.upsert(catalog.ids, real)
-        for start in range(0, extra, 100_000):
-            stop = min(extra, start + 100_000)
-            index.upsert([f"synthetic-{i}" for i in range(start, stop)], synthetic[start:stop])
-        catalog.index = index
+        extra = size - len(catalog.ids)
+        began = time.perf_counter()
+        for start in tqdm(range(0, extra, 50_000), desc=f"grow to {size:,}", unit="chunk", leave=False):
+            count = min(50_000, extra - start)
+            source = rng.integers(0, n_real, count)
+            vectors = real[source] + 0.3 * rng.standard_normal((count, real.shape[1])).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            first = len(catalog.ids)
+            metas = [ItemMeta(f"synthetic-{first + j}", f"Synthetic {first + j}", catalog.meta[s].categories, -1, {})
+                     for j, s in enumerate(source)]
+            catalog.add_items(metas, catalog.text[source], vectors, catalog.model_index[source])
+        build_s = time.perf_counter() - began
         for view in views[:10]:
-            recommend(catalog, view, 10, Filters(), True, 200, 0.0, 0)
+            recommend(catalog, view, 10, Filters(), True, 200, 0.0, 1)
         times = []
         for view in views:
             began = time.perf_counter()
-            recommend(catalog, view, 10, Filters(), True, 200, 0.0, 0)
+            recommend(catalog, view, 10, Filters(), True, 200, 0.0, 1)
             times.append(1000 * (time.perf_counter() - began))
-        results[str(size)] = {"index": type(index).__name__, "p50_ms": statistics.median(times),
-                              "p99_ms": float(np.percentile(times, 99))}
-        print(f"  {size:>9,} items ({type(index).__name__}): recommend p50 {results[str(size)]['p50_ms']:.2f} ms", flush=True)
-        del index
+        results[str(size)] = {"index": type(catalog.index).__name__, "p50_ms": statistics.median(times),
+                              "p99_ms": float(np.percentile(times, 99)), "build_s": build_s}
+        print(f"  {size:>9,} items ({type(catalog.index).__name__}): recommend p50 {results[str(size)]['p50_ms']:.2f} ms",
+              flush=True)
     results["p50_1m_over_10k"] = results["1000000"]["p50_ms"] / results["10000"]["p50_ms"]
     return results
 
@@ -246,7 +277,13 @@ def main() -> None:
     parser.add_argument("--rates", default="10,25,50")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--skip-growth", action="store_true")
+    parser.add_argument("--growth-only", action="store_true", help="only the catalogue-size step, merged into the results")
     args = parser.parse_args()
+    if args.growth_only:
+        growth = catalogue_growth()
+        path = write_results("serve_load", {"catalogue_growth": growth, "p50_1m_over_10k": growth["p50_1m_over_10k"]}, merge=True)
+        print(f"p50 at 1M over 10k: {growth['p50_1m_over_10k']:.2f}\nwrote {path}")
+        return
     rates = [float(r) for r in args.rates.split(",")]
     results: dict = {"machine": machine()}
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
@@ -257,7 +294,7 @@ def main() -> None:
             [str(Path(sys.executable).parent / "serve"), "run", str(config)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        sampler = RssSampler(server.pid)
+        sampler = MemorySampler(server.pid)
         sampler.start()
         try:
             started = time.monotonic()
@@ -267,31 +304,34 @@ def main() -> None:
             users = [str(u) for u in range(1, 3000)]
             items = [i["item_id"] for i in requests.get(f"{BASE}/v1/items/260/similar", params={"num_results": 500}).json()["items"]]
             asyncio.run(open_loop("", 5, 5, users, items, seed=99))  # warm-up
-            runs = []
-            for rate in rates:
+            runs, floors = [], []
+            for rate in rates:  # each rate against the no-op floor at the same rate, back to back
                 run = asyncio.run(open_loop("", rate, args.seconds, users, items, seed=int(rate)))
+                noop = asyncio.run(open_loop("/noop", rate, args.seconds, users, items, seed=int(rate)))
+                run.update(noop_p50_ms=noop["p50_ms"], noop_p99_ms=noop["p99_ms"], noop_errors=noop["errors"],
+                           p50_over_noop=run["p50_ms"] / noop["p50_ms"], p99_over_noop=run["p99_ms"] / noop["p99_ms"])
                 runs.append(run)
-                print(f"  dynrec {rate:>5.0f} rps: p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, errors {run['errors']}", flush=True)
-            top = rates[-1]
-            noop = asyncio.run(open_loop("/noop", top, args.seconds, users, items, seed=int(top)))
-            print(f"  no-op  {top:>5.0f} rps: p50 {noop['p50_ms']:.1f} ms, p99 {noop['p99_ms']:.1f} ms, errors {noop['errors']}", flush=True)
+                print(f"  {rate:>5.0f} rps: dynrec p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, errors {run['errors']}"
+                      f" | no-op p50 {noop['p50_ms']:.1f} ms, p99 {noop['p99_ms']:.1f} ms, errors {noop['errors']}", flush=True)
             at_top = runs[-1]
             results.update({
                 "rates": runs,
-                "rate_rps": top,
+                "rate_rps": at_top["rate_rps"],
                 "p50_ms": at_top["p50_ms"],
                 "p99_ms": at_top["p99_ms"],
                 "errors": at_top["errors"],
-                "noop_p50_ms": noop["p50_ms"],
-                "noop_p99_ms": noop["p99_ms"],
-                "p50_over_noop": at_top["p50_ms"] / noop["p50_ms"],
-                "p99_over_noop": at_top["p99_ms"] / noop["p99_ms"],
+                "noop_p50_ms": at_top["noop_p50_ms"],
+                "noop_p99_ms": at_top["noop_p99_ms"],
+                "p50_over_noop": at_top["p50_over_noop"],
+                "p99_over_noop": at_top["p99_over_noop"],
             })
             results.update(freshness(users))
             print(f"  freshness: event p99 {results['freshness_event_p99_ms']:.0f} ms, item p99 {results['freshness_item_p99_ms']:.0f} ms", flush=True)
         finally:
             sampler.stop.set()
-            results["peak_rss_gb"] = sampler.peak / 2**30
+            results["peak_rss_gb"] = sampler.peak_rss / 2**30
+            results["peak_pss_gb"] = sampler.peak_pss / 2**30
+            results["pss_gb_by_process_at_peak"] = sampler.at_peak
             os.killpg(server.pid, signal.SIGINT)
             try:
                 server.wait(timeout=60)
@@ -306,7 +346,7 @@ def main() -> None:
     path = write_results("serve_load", results)
     print(f"\n{'figure':<26} {'value':>10}")
     for key in ("rate_rps", "p50_ms", "p99_ms", "noop_p50_ms", "noop_p99_ms", "p50_over_noop", "p99_over_noop", "errors",
-                "freshness_event_p99_ms", "freshness_item_p99_ms", "peak_rss_gb", "p50_1m_over_10k"):
+                "freshness_event_p99_ms", "freshness_item_p99_ms", "peak_rss_gb", "peak_pss_gb", "p50_1m_over_10k"):
         if key in results:
             print(f"{key:<26} {results[key]:>10.3f}")
     print(f"\nwrote {path}")

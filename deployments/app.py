@@ -1,8 +1,9 @@
 """The application graph that `serve_config.yaml` imports: `serve run serve_config.yaml`.
 
-Ingress -> {TextEncoder, ImageEncoder, Fusion, Ranker, UserState shard(s)}. `build_app` takes
-`user_shards` (from the config's `args`) to split users across that many UserState deployments,
-and `ranker_replicas` to start with a fixed number of Ranker replicas instead of autoscaling.
+Ingress -> {TextEncoder, ImageEncoder, Fusion, Ranker, Segments, UserState shard(s)}; Segments reads
+the UserState shards. `build_app` takes `user_shards` (from the config's `args`) to split users
+across that many UserState deployments, and `ranker_replicas` to start with a fixed number of
+Ranker replicas instead of autoscaling.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from deployments.encoders import ImageEncoder, TextEncoder
 from deployments.fusion import Fusion
 from deployments.ingress import Ingress
 from deployments.ranker import Ranker
+from deployments.segments import Segments
 from deployments.user_state import UserState
 
 
@@ -22,7 +24,7 @@ def build_app(args: dict | None = None) -> Application:
     users = [UserState.options(name="UserState" if shards == 1 else f"UserState{i}").bind() for i in range(shards)]
     replicas = (args or {}).get("ranker_replicas")
     ranker = Ranker.options(num_replicas=int(replicas)) if replicas else Ranker
-    return Ingress.bind(TextEncoder.bind(), ImageEncoder.bind(), Fusion.bind(), ranker.bind(), *users)
+    return Ingress.bind(TextEncoder.bind(), ImageEncoder.bind(), Fusion.bind(), ranker.bind(), Segments.bind(*users), *users)
 
 
 app = build_app()

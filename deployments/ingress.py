@@ -27,6 +27,8 @@ from dynrec.serving.schemas import (
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
+    SegmentOut,
+    SegmentsResponse,
     SimilarResponse,
 )
 
@@ -73,10 +75,13 @@ class Ingress:
         image_encoder: DeploymentHandle,
         fusion: DeploymentHandle,
         ranker: DeploymentHandle,
+        segments: DeploymentHandle,
         *user_shards: DeploymentHandle,
     ):
-        self.config = load_config().serving
+        config = load_config()
+        self.config, self.attribute_keys = config.serving, config.cold_start.attributes
         self.text_encoder, self.image_encoder, self.fusion, self.ranker = text_encoder, image_encoder, fusion, ranker
+        self.segments = segments
         self.user_shards = user_shards
 
     def _shard(self, user_id: str) -> DeploymentHandle:
@@ -89,9 +94,10 @@ class Ingress:
 
     @api.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
     async def recommendations(self, body: RecommendationRequest) -> RecommendationResponse:
-        view = await self._shard(body.user_id).view.remote(body.user_id)
+        attributes = {k: str(v) for k, v in body.context.items() if k in self.attribute_keys}
+        view = await self._shard(body.user_id).view.remote(body.user_id, attributes)
         ranked = await self.ranker.recommend.remote(
-            body.user_id, view, body.num_results, body.filters.model_dump(), body.exclude_seen
+            view, body.num_results, body.filters.model_dump(), body.exclude_seen, body.exploration.model_dump(exclude_none=True)
         )
         return RecommendationResponse(
             recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked["model_version"],
@@ -162,5 +168,20 @@ class Ingress:
 
     @api.get("/v1/users/{user_id}", responses=ERRORS)
     async def get_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
-        described = await self._shard(user_id).describe.remote(user_id)
-        return described or {"user_id": user_id, "known": False, "history_length": 0, "recent": []}
+        described, embedding = await self._shard(user_id).describe.remote(user_id)
+        described = described or {"user_id": user_id, "known": False, "attributes": {}, "history_length": 0, "recent": []}
+        described["segment"] = await self.segments.assign.remote(user_id, embedding, described["attributes"])
+        return described
+
+    @api.get("/v1/segments", response_model=SegmentsResponse, responses=ERRORS)
+    async def list_segments(self):
+        return await self.segments.summary.remote()
+
+    @api.get("/v1/segments/{segment_id}", response_model=SegmentOut, responses=ERRORS)
+    async def get_segment(self, segment_id: int = Path(ge=0, le=10_000)):
+        segment = await self.segments.segment.remote(segment_id)
+        return segment if segment is not None else error(404, f"unknown segment {segment_id}")
+
+    @api.post("/v1/segments/recompute", response_model=SegmentsResponse, responses=ERRORS)
+    async def recompute_segments(self):
+        return await self.segments.recompute.remote()

@@ -5,9 +5,12 @@ Each replica replays the item store before answering, so an item change reaches 
 
 from __future__ import annotations
 
+import numpy as np
 from ray import serve
+from ray.util import metrics
 
 from deployments.common import item_store, load_served
+from dynrec.serving.bandit import ExplorationSettings
 from dynrec.serving.ranker import Filters, recommend, similar_items
 from dynrec.serving.users import UserView
 
@@ -17,17 +20,26 @@ class Ranker:
     def __init__(self):
         served = load_served()
         self.config = served.config.serving
+        self.exploration = served.config.exploration
+        self.rng = np.random.default_rng()
+        # Prometheus (through Ray's metrics agent): ray_dynrec_index_items, ray_dynrec_explored_total
+        self.index_items = metrics.Gauge("dynrec_index_items", description="items this Ranker replica can retrieve")
+        self.explored = metrics.Counter("dynrec_explored", description="exploration picks mixed into results")
         self.catalog = served.catalog(item_store(served.config))
         self.catalog.start_refreshing()
 
-    def recommend(self, user_id: str, view: dict, num_results: int, filters: dict, exclude_seen: bool) -> dict:
+    def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict) -> dict:
         """{model_version, items}: the version comes back with the results it produced."""
         self.catalog.sync()
-        user = UserView(user_id, view["embedding"], view["seen"], view["recent"])
-        ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen,
-                           self.config.candidates, self.config.diversity, self.config.new_item_slots)
-        items = [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title}
-                 for r in ranked]
+        settings = ExplorationSettings.from_config(self.exploration, **exploration)
+        ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
+                           self.config.diversity, self.config.new_item_slots, settings, self.rng)
+        self.index_items.set(len(self.catalog.index))
+        explored = sum(r.explored for r in ranked)
+        if explored:
+            self.explored.inc(explored)
+        items = [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title,
+                  "explored": r.explored} for r in ranked]
         return {"model_version": self.catalog.model_version, "items": items}
 
     def similar(self, item_id: str, num_results: int) -> list[dict] | None:

@@ -7,10 +7,14 @@ Accepted events are written to the item store's behaviour log before they are ac
 
 from __future__ import annotations
 
+import numpy as np
 from ray import serve
+from ray.util import metrics
 
 from deployments.common import item_store, load_served
-from dynrec.serving.users import Event, UserSessions
+from dynrec.segments import UserTable
+from dynrec.serving.store import StoredEvent
+from dynrec.serving.users import Event, UserSessions, UserView
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -22,6 +26,7 @@ class UserState:
         self.catalog = served.catalog(self.store)
         self.catalog.start_refreshing()
         self.sessions = UserSessions(served.config, served.model, self.catalog)
+        self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")
 
     def apply(self, events: list[dict]) -> list[dict]:
         """Validate and apply events; returns one rejection ({index, error}) per refused event."""
@@ -37,14 +42,20 @@ class UserState:
                 accepted.append(Event(event["user_id"], event["item_id"], event["event_type"], int(event["timestamp"]),
                                       float(event["value"]), event.get("recommendation_id")))
         if accepted:
-            self.store.add_events([(e.item_id, e.timestamp, e.value) for e in accepted])
+            self.store.add_events([StoredEvent(e.item_id, e.timestamp, e.value, e.event_type, e.user_id, e.recommendation_id)
+                                   for e in accepted])
             self.sessions.apply(accepted)
+            self.accepted.inc(len(accepted))
         return rejected
 
-    def view(self, user_id: str) -> dict:
+    def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
         self.catalog.sync()
-        view = self.sessions.view(user_id)
-        return {"embedding": view.embedding, "seen": view.seen, "recent": view.recent}
+        return self.sessions.view(user_id, attributes)
 
-    def describe(self, user_id: str) -> dict | None:
-        return self.sessions.describe(user_id)
+    def describe(self, user_id: str) -> tuple[dict | None, np.ndarray | None]:
+        """The user's readable summary, and the embedding that places them in a segment."""
+        view = self.sessions.view(user_id)
+        return self.sessions.describe(user_id), view.embedding
+
+    def export(self) -> UserTable:
+        return self.sessions.export()

@@ -1,4 +1,4 @@
-"""`dynrec` command line: evaluation, dataset summaries and the quickstart."""
+"""`dynrec` command line: evaluation, dataset summaries, training, encoding, segments and the quickstart."""
 
 from __future__ import annotations
 
@@ -76,6 +76,35 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segments(args: argparse.Namespace) -> int:
+    """Fit user segments on the served model's user embeddings; print profiles, plot them."""
+    from dynrec.models.model import load_model
+    from dynrec.models.runtime import ModelRuntime
+    from dynrec.segments import ItemInfo, fit_segments, plot_segments
+    from dynrec.serving.artifacts import ensure_artifacts
+    from dynrec.serving.catalog import Catalog
+    from dynrec.serving.users import UserSessions
+
+    config = _config(args)
+    for override in args.set or []:
+        config = config.with_override(override)
+    artifacts = ensure_artifacts(config, progress=True)
+    model, item_ids, _ = load_model(artifacts.model_path)
+    catalog = Catalog(config, artifacts, ModelRuntime(model, config.runtime), item_ids)
+    users = UserSessions(config, model, catalog).export()
+    items = {m.item_id: ItemInfo(m.title, m.categories, m.text) for m in catalog.meta}
+    segmentation = fit_segments(users, items, config.segments)
+    print(f"{segmentation.k} segments over {len(users.user_ids):,} users (silhouette {segmentation.silhouette:.3f})\n")
+    for profile in segmentation.profiles:
+        print(f"[{profile.segment_id}] {profile.label}  —  {profile.size:,} users")
+        print(f"    categories: {', '.join(profile.top_categories)}")
+        print(f"    top items:  {'; '.join(i['title'] for i in profile.top_items)}")
+        print(f"    terms:      {', '.join(profile.terms)}")
+    path = plot_segments(users, segmentation, args.plot)
+    print(f"\nplot: {path}")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """Prepare artefacts, start the Serve graph locally, show sample requests, keep serving."""
     from deployments.quickstart import run
@@ -111,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_encode.add_argument("--full", action="store_true", help="re-encode every item, not only changed ones")
     p_encode.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting")
     p_encode.set_defaults(func=cmd_encode)
+
+    p_segments = sub.add_parser("segments", help="fit user segments, print their profiles and plot them (PNG)")
+    p_segments.add_argument("--plot", default="segments.png", help="where to write the 2-D plot (default segments.png)")
+    p_segments.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. segments.k=6")
+    p_segments.set_defaults(func=cmd_segments)
 
     p_quick = sub.add_parser("quickstart", help="the README's main job: start the service and show it working")
     p_quick.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")

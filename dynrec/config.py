@@ -174,6 +174,39 @@ class ServingConfig:
 
 
 @dataclass
+class ExplorationConfig:
+    """Thompson sampling over new items' click-through rates (see dynrec.serving.bandit)."""
+
+    weight: float = 0.1  # share of result slots offered to exploration (0 = off, 1 = every slot)
+    max_age_days: float = 30.0  # only items created less than this long ago are explored
+    prior_clicks: float = 1.0  # Beta prior: pseudo-clicks and pseudo-impressions of an unseen item
+    prior_impressions: float = 20.0
+    pool: int = 50  # explored items are drawn from the new items most relevant to the user
+
+
+@dataclass
+class SegmentConfig:
+    """User segments: k-means over user embeddings and attributes (see dynrec.segments)."""
+
+    k: int = 0  # 0: chosen by silhouette over k_min..k_max
+    k_min: int = 3
+    k_max: int = 10
+    seed: int = 0
+    attribute_weight: float = 0.5  # weight of the one-hot attributes against the unit embedding
+    sample: int = 2000  # users the silhouette is scored on (a seeded sample)
+    recompute_every_s: float = 3600.0  # the service recomputes segments this often (0: only on request)
+    top: int = 5  # categories, items and terms per profile
+
+
+@dataclass
+class ColdStartConfig:
+    """The prior for users without events: item popularity within their attribute groups."""
+
+    attributes: tuple[str, ...] = ("gender", "age", "occupation")
+    smoothing: float = 20.0  # pseudo-counts pulling a group's popularity towards the global one
+
+
+@dataclass
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -185,6 +218,9 @@ class DynrecConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     home: Path = field(default_factory=default_home)
 
     def __post_init__(self) -> None:

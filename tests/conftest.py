@@ -29,6 +29,25 @@ def data_dir():
 
 
 @pytest.fixture(scope="session")
+def serving_config_path(tmp_path_factory, data_dir):
+    """A small serving config (ML-100k, a bootstrap model), its artefacts prepared once: shared by
+    the in-process serving tests and the Serve app, which finds them ready."""
+    from dynrec.config import DynrecConfig
+    from dynrec.serving.artifacts import ensure_artifacts
+
+    folder = tmp_path_factory.mktemp("serving")
+    path = folder / "dynrec.yaml"
+    path.write_text(
+        f"home: {folder / 'home'}\n"
+        f"data: {{data_dir: {data_dir}}}\n"
+        "serving: {dataset: ml-100k, bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
+        "model: {dim: 32, max_length: 50}\n"
+    )
+    ensure_artifacts(DynrecConfig.load(path))
+    return path
+
+
+@pytest.fixture(scope="session")
 def ml1m(data_dir):
     return load_ml1m(data_dir)
 

@@ -24,10 +24,12 @@ import pyarrow.parquet as pq
 from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_dataset
 from dynrec.encoders.behaviour import BehaviourFeatures
-from dynrec.index import ExactIndex, make_index
+from dynrec.index import ExactIndex, fitted_index, make_index
 from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import Artifacts, vectors
-from dynrec.serving.store import ItemChange, ItemStore
+from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
+from dynrec.serving.prior import AttributePrior
+from dynrec.serving.store import ItemChange, ItemStore, StoredEvent
 
 TEXT_DIM, IMAGE_DIM = 384, 1280
 
@@ -75,6 +77,7 @@ class Catalog:
             for r, c in zip(items.select(["item_id", "title", "categories", "attributes", "text"]).to_pylist(), created)
         ]
         interactions = Interactions.from_dataset(dataset)
+        self.prior = AttributePrior.fit(dataset.users, interactions, config.cold_start)
         self.behaviour = BehaviourFeatures.from_events(
             interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created, config.behaviour
         )
@@ -90,6 +93,7 @@ class Catalog:
             self.content_index.upsert([ids[r] for r in rows], self.content_view(rows))
         self.fresh_index = ExactIndex(content_dim, model_version=self.model_version)
         self.touched: set[int] = set()
+        self.bandit = ClickBandit(config.exploration)
         self._seen = (0, 0)
         self._checked = 0.0
         self._popularity_at = time.monotonic()
@@ -130,6 +134,11 @@ class Catalog:
         except KeyError:
             return self.hidden_vectors[item_id]
 
+    def created_since(self, cutoff: float) -> list[str]:
+        """Visible items created at or after `cutoff` (unix seconds): what exploration may show."""
+        rows = np.flatnonzero(self.behaviour.created_at >= cutoff)
+        return [self.ids[r] for r in rows if r < len(self.ids) and self.ids[r] in self.row and self.ids[r] not in self.hidden]
+
     def is_new(self, item_id: str) -> bool:
         """No trained ID embedding: the item is embedded from its content alone."""
         return self.model_index[self.row[item_id]] < 0
@@ -154,14 +163,23 @@ class Catalog:
                 for change in self.store.item_changes(self._seen[0]):
                     self._apply(change)
             if latest[1] > self._seen[1]:
-                for _, item_id, ts, value in self.store.events(self._seen[1]):
-                    row = self.row.get(item_id)
-                    if row is not None:
-                        self.behaviour.update(row, ts, value)
-                        self.touched.add(row)
-                        self.now = max(self.now, int(ts) + 1)
+                for _, event in self.store.events(self._seen[1]):
+                    self._apply_event(event)
             self._seen = latest
             return changed
+
+    def _apply_event(self, event: StoredEvent) -> None:
+        """Attributed impressions and clicks feed the bandit; every event but an impression (a
+        showing, not an interaction) feeds the item's behaviour statistics."""
+        row = self.row.get(event.item_id)
+        if row is None:
+            return
+        if event.recommendation_id and event.event_type in FEEDBACK_TYPES:
+            self.bandit.record(event.item_id, event.event_type)
+        if event.event_type != "impression":
+            self.behaviour.update(row, event.ts, event.value)
+            self.touched.add(row)
+            self.now = max(self.now, int(event.ts) + 1)
 
     def _apply(self, change: ItemChange) -> None:
         if change.hidden:
@@ -174,14 +192,7 @@ class Catalog:
         record = change.record or {}
         row = self.row.get(change.item_id)
         if row is None:  # grow every per-item array first; readers find the id only once it is complete
-            row = self.behaviour.add_item(int(record.get("created_at", -1)))
-            self.text = np.vstack([self.text, np.zeros((1, TEXT_DIM), np.float32)])
-            self.image = np.vstack([self.image, np.zeros((1, IMAGE_DIM), np.float32)])
-            self.text_mask = np.append(self.text_mask, False)
-            self.image_mask = np.append(self.image_mask, False)
-            self.model_index = np.append(self.model_index, -1)
-            self.meta.append(ItemMeta(change.item_id, change.item_id, [], -1, {}))
-            self.ids.append(change.item_id)
+            row = self._grow([ItemMeta(change.item_id, change.item_id, [], int(record.get("created_at", -1)), {})])[0]
         self.meta[row] = ItemMeta(
             change.item_id, record.get("title") or change.item_id, list(record.get("categories") or []),
             int(record.get("created_at", -1)), dict(record.get("attributes") or {}), record.get("text") or "",
@@ -199,6 +210,43 @@ class Catalog:
             self.fresh_index.upsert([change.item_id], content)
         self.hidden.discard(change.item_id)
         self.hidden_vectors.pop(change.item_id, None)
+
+    def _grow(self, metas: list[ItemMeta]) -> np.ndarray:
+        """Append rows for new items to every per-item array (zero vectors, no trained ID); returns
+        their rows. The ids become visible to readers only when `row` is set afterwards."""
+        n = len(metas)
+        rows = self.behaviour.add_items([m.created_at for m in metas])
+        self.text = np.vstack([self.text, np.zeros((n, TEXT_DIM), np.float32)])
+        self.image = np.vstack([self.image, np.zeros((n, IMAGE_DIM), np.float32)])
+        self.text_mask = np.append(self.text_mask, np.zeros(n, bool))
+        self.image_mask = np.append(self.image_mask, np.zeros(n, bool))
+        self.model_index = np.append(self.model_index, np.full(n, -1, np.int64))
+        self.meta.extend(metas)
+        self.ids.extend(m.item_id for m in metas)
+        return rows
+
+    def add_items(
+        self, metas: list[ItemMeta], text: np.ndarray, embeddings: np.ndarray, model_rows: np.ndarray | None = None
+    ) -> None:
+        """Add many items not yet in the catalogue in one step (bulk imports, and the catalogue-size
+        benchmark): arrays grow once rather than per item. `model_rows` names each item's trained ID
+        row (-1, the default: a new item, embedded from content alone)."""
+        with self._lock:
+            rows = self._grow(metas)
+            self.text[rows], self.text_mask[rows] = text, True
+            if model_rows is not None:
+                self.model_index[rows] = model_rows
+            ids = [m.item_id for m in metas]
+            self.index = fitted_index(self.index, len(self.ids), self.config.index)
+            self.content_index = fitted_index(self.content_index, len(self.ids), self.config.index)
+            self.index.upsert(ids, embeddings)
+            for start in range(0, len(rows), 4096):
+                chunk = rows[start : start + 4096]
+                self.content_index.upsert([self.ids[r] for r in chunk], self.content_view(chunk))
+            fresh = [r for r in rows if self.model_index[r] < 0]
+            if fresh:
+                self.fresh_index.upsert([self.ids[r] for r in fresh], np.stack([self.content_index.vector(self.ids[r]) for r in fresh]))
+            self.row.update({item_id: int(r) for item_id, r in zip(ids, rows)})
 
     def refresh_behaviour(self) -> int:
         """Re-fuse the items whose behaviour changed since the last refresh; returns how many."""

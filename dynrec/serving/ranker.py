@@ -3,10 +3,12 @@ readable reason for every result."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynrec.serving.bandit import ExplorationSettings, exploration_slots
 from dynrec.serving.catalog import Catalog
 from dynrec.serving.users import UserView
 
@@ -37,6 +39,7 @@ class Ranked:
     item_id: str
     score: float
     reason: str
+    explored: bool = False
 
 
 def recommend(
@@ -48,28 +51,85 @@ def recommend(
     candidates: int,
     diversity: float,
     new_item_slots: int = 1,
+    exploration: ExplorationSettings | None = None,
+    rng: np.random.Generator | None = None,
 ) -> list[Ranked]:
-    """Top-k for `user`; users without an embedding (unknown, or no events yet) get what is popular.
+    """Top-k for `user`; users without an embedding (unknown, or no events yet) get the prior of
+    their attributes (popularity within their groups, see dynrec.serving.prior) or what is popular.
 
     Up to `new_item_slots` per 10 results go to new items (added while serving, so without
     behaviour or a trained ID) whose content is closest to the user's recent history: they are
-    served from content alone from the moment they are upserted.
+    served from content alone from the moment they are upserted. With `exploration`, a share of
+    the slots goes to young items picked by Thompson sampling (see dynrec.serving.bandit); those
+    come last and are flagged.
     """
     exclude = set(filters.exclude_item_ids) | catalog.hidden
     if exclude_seen:
         exclude |= user.seen
     accept = filters.accepts(catalog)
+    rng = rng if rng is not None else np.random.default_rng()
+    explored: list[Ranked] = []
+    if exploration is not None:
+        explored = explore(catalog, user, exploration_slots(k, exploration.weight, rng), exclude, accept, exploration, rng)
+        exclude = exclude | {e.item_id for e in explored}
+    k_main = k - len(explored)
     if user.embedding is None:
-        return [Ranked(i, 0.0, "Popular right now") for i in catalog.popular(exclude, k, accept)]
-    ids, scores = catalog.index.search(user.embedding, max(k, candidates) if diversity > 0 else k, exclude, accept)
-    if diversity > 0 and len(ids) > k:
-        ids, scores = mmr(catalog, ids, scores, k, diversity)
-    ranked = [Ranked(i, float(s), reason_for(catalog, i, user)) for i, s in zip(ids, scores)]
-    slots = new_item_slots * k // 10
-    if slots and len(catalog.fresh_index):
-        fresh = [f for f in new_items_for(catalog, user, slots, exclude, accept) if f.item_id not in set(ids)]
-        ranked = ranked[: k - len(fresh)] + fresh
-    return ranked
+        ranked = cold_start(catalog, user, k_main, exclude, accept)
+    else:
+        ids, scores = catalog.index.search(user.embedding, max(k_main, candidates) if diversity > 0 else k_main, exclude, accept)
+        if diversity > 0 and len(ids) > k_main:
+            ids, scores = mmr(catalog, ids, scores, k_main, diversity)
+        ranked = [Ranked(i, float(s), r) for i, s, r in zip(ids, scores, reasons_for(catalog, ids, user))]
+        slots = new_item_slots * k // 10
+        if slots and len(catalog.fresh_index):
+            fresh = [f for f in new_items_for(catalog, user, slots, exclude, accept) if f.item_id not in set(ids)]
+            ranked = ranked[: k_main - len(fresh)] + fresh
+    return ranked[:k_main] + explored
+
+
+def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
+    """A user without events: the best of their attribute prior, else what is popular now."""
+    prior = catalog.prior.scores(user.attributes) if catalog.prior is not None else None
+    picked: list[Ranked] = []
+    if prior is not None:
+        reason = sentence(f"popular with {catalog.prior.label(user.attributes)}")
+        for row in np.argsort(-prior, kind="stable"):
+            item_id = catalog.ids[row]
+            if item_id not in exclude and (accept is None or accept(item_id)):
+                picked.append(Ranked(item_id, float(prior[row]), reason))
+                if len(picked) == k:
+                    return picked
+        exclude = exclude | {p.item_id for p in picked}
+    return picked + [Ranked(i, 0.0, "Popular right now") for i in catalog.popular(exclude, k - len(picked), accept)]
+
+
+def explore(
+    catalog: Catalog, user: UserView, slots: int, exclude: set[str], accept, settings: ExplorationSettings, rng
+) -> list[Ranked]:
+    """`slots` items younger than `settings.max_age_days`: of the `pool` most relevant to the user
+    (all equal for a user without an embedding), those with the highest draws from their CTR posterior."""
+    if slots <= 0:
+        return []
+    young = [i for i in catalog.created_since(time.time() - settings.max_age_days * 86400)
+             if i not in exclude and (accept is None or accept(i))]
+    if not young:
+        return []
+    if user.embedding is not None and len(young) > settings.pool:
+        relevance = np.array([catalog.vector(i) @ user.embedding for i in young])
+        young = [young[r] for r in np.argsort(-relevance, kind="stable")[: settings.pool]]
+    draws = catalog.bandit.sample(young, rng)
+    order = np.argsort(-draws, kind="stable")[:slots]
+    picked = [young[r] for r in order]
+    reasons = reasons_for(catalog, picked, user)
+    return [Ranked(i, float(d), exploring(catalog, i, r), explored=True) for i, d, r in zip(picked, draws[order], reasons)]
+
+
+def exploring(catalog: Catalog, item_id: str, reason: str) -> str:
+    """The flag on an explored item's reason: how much the bandit has seen of it so far."""
+    alpha, beta = catalog.bandit.posterior(item_id)
+    shown = int(round(alpha + beta - catalog.bandit.prior_clicks - catalog.bandit.prior_misses))
+    reason = reason.removeprefix("New item, ")
+    return f"Exploring a new item (shown {shown} times so far): {reason[:1].lower()}{reason[1:]}"
 
 
 def new_items_for(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
@@ -80,7 +140,7 @@ def new_items_for(catalog: Catalog, user: UserView, k: int, exclude: set[str], a
     profile = np.mean([catalog.content_vector(i) for i in recent], axis=0)
     profile /= max(float(np.linalg.norm(profile)), 1e-12)
     ids, scores = catalog.fresh_index.search(profile, k, exclude, accept)
-    return [Ranked(i, float(s), reason_for(catalog, i, user)) for i, s in zip(ids, scores)]
+    return [Ranked(i, float(s), r) for i, s, r in zip(ids, scores, reasons_for(catalog, ids, user))]
 
 
 def mmr(catalog: Catalog, ids: list[str], scores: np.ndarray, k: int, diversity: float) -> tuple[list[str], np.ndarray]:
@@ -98,18 +158,24 @@ def mmr(catalog: Catalog, ids: list[str], scores: np.ndarray, k: int, diversity:
     return [ids[c] for c in chosen], scores[chosen]
 
 
-def reason_for(catalog: Catalog, item_id: str, user: UserView, recent: int = 20) -> str:
-    """"Similar to <the recent history item closest to it in content>", flagged when the item is new."""
+def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView, recent: int = 20) -> list[str]:
+    """One reason per item: "similar to <the recent history item closest to it in content>",
+    flagged when the item is new. The history's content vectors are read once for all items."""
     history = [h for h in user.recent[:recent] if h[0] in catalog]
-    prefix = "new item, " if catalog.is_new(item_id) else ""
+    if not item_ids:
+        return []
+    prefixes = ["new item, " if catalog.is_new(i) else "" for i in item_ids]
     if not history:
-        return sentence(f"{prefix}matches your interests")
-    target = catalog.content_vector(item_id)
-    similarities = [float(catalog.content_vector(h[0]) @ target) for h in history]
-    item, event_type, _, value = history[int(np.argmax(similarities))]
-    verb = VERBS.get(event_type, "interacted with")
-    detail = f" {value:g}★" if event_type == "rating" else ""
-    return sentence(f"{prefix}similar to “{catalog.item(item).title}”, which you {verb}{detail}")
+        return [sentence(f"{prefix}matches your interests") for prefix in prefixes]
+    past = np.stack([catalog.content_vector(h[0]) for h in history])
+    closest = (np.stack([catalog.content_vector(i) for i in item_ids]) @ past.T).argmax(axis=1)
+    reasons = []
+    for prefix, c in zip(prefixes, closest):
+        item, event_type, _, value = history[int(c)]
+        verb = VERBS.get(event_type, "interacted with")
+        detail = f" {value:g}★" if event_type == "rating" else ""
+        reasons.append(sentence(f"{prefix}similar to “{catalog.item(item).title}”, which you {verb}{detail}"))
+    return reasons
 
 
 def similar_items(catalog: Catalog, item_id: str, k: int, filters: Filters) -> list[Ranked]:

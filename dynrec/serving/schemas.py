@@ -21,12 +21,33 @@ class RecommendationFilters(Strict):
     exclude_item_ids: list[Id] = Field(default_factory=list, max_length=1000)
 
 
+class ExplorationRequest(Strict):
+    """Overrides the service's exploration settings for one request."""
+
+    weight: float | None = Field(None, ge=0, le=1, description="share of slots offered to exploration (0 = off)")
+    max_age_days: float | None = Field(None, gt=0, le=36500, description="only items younger than this are explored")
+
+
 class RecommendationRequest(Strict):
     user_id: Id
     num_results: int = Field(10, ge=1, le=500)
     filters: RecommendationFilters = Field(default_factory=RecommendationFilters)
     exclude_seen: bool = True
-    context: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=20)
+    context: dict[Annotated[str, Field(max_length=64)], str | int | float | bool] = Field(
+        default_factory=dict, max_length=20,
+        description="request context; gender, age and occupation here give a new user an attribute prior",
+    )
+    exploration: ExplorationRequest = Field(default_factory=ExplorationRequest)
+
+    @field_validator("context")
+    @classmethod
+    def short_values(cls, context: dict) -> dict:
+        for key, value in context.items():
+            if isinstance(value, str) and len(value) > 256:
+                raise ValueError(f"context value for '{key}' is longer than 256 characters")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"context value for '{key}' must be a finite number")
+        return context
 
 
 class RecommendedItem(BaseModel):
@@ -34,6 +55,7 @@ class RecommendedItem(BaseModel):
     score: float
     reason: str
     title: str | None = None
+    explored: bool = Field(False, description="shown to learn its click-through rate (exploration)")
 
 
 class RecommendationResponse(BaseModel):
@@ -104,3 +126,21 @@ class SimilarResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     detail: object | None = None
+
+
+class SegmentOut(BaseModel):
+    version: int | None = None
+    segment_id: int
+    label: str
+    size: int
+    top_categories: list[str]
+    top_items: list[dict[str, str]]
+    terms: list[str]
+    attributes: dict[str, str]
+
+
+class SegmentsResponse(BaseModel):
+    version: int
+    k: int
+    silhouette: float
+    segments: list[SegmentOut]

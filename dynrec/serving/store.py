@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,9 +33,14 @@ CREATE TABLE IF NOT EXISTS item_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id TEXT NOT NULL,
     ts INTEGER NOT NULL,
-    value REAL NOT NULL
+    value REAL NOT NULL,
+    event_type TEXT NOT NULL DEFAULT 'rating',
+    user_id TEXT,
+    recommendation_id TEXT
 );
 """
+# columns added to item_events after its first release; older files gain them on open
+EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT"}
 
 
 @dataclass
@@ -49,6 +55,15 @@ class ItemChange:
     image_mask: bool = False
     embedding: np.ndarray | None = None
     model_version: str = ""
+
+
+class StoredEvent(NamedTuple):
+    item_id: str
+    ts: int  # unix seconds
+    value: float
+    event_type: str = "rating"
+    user_id: str | None = None
+    recommendation_id: str | None = None  # the recommendation it answers (bandit feedback)
 
 
 def _blob(vector: np.ndarray | None) -> bytes | None:
@@ -68,6 +83,10 @@ class ItemStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a returned write is on disk
         self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(item_events)")}
+        for column, declaration in EVENT_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE item_events ADD COLUMN {column} {declaration}")
 
     def put_item(self, change: ItemChange) -> int:
         """Append an upsert (or, with `hidden`, a hide); returns its sequence number."""
@@ -99,19 +118,26 @@ class ItemStore:
             for seq, item_id, hidden, record, tv, tm, iv, im, emb, version in rows
         ]
 
-    def add_events(self, events: list[tuple[str, int, float]]) -> int:
-        """Append (item_id, unix seconds, value) behaviour events in one transaction."""
+    def add_events(self, events: list[StoredEvent]) -> int:
+        """Append behaviour events in one transaction; durable when this returns."""
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO item_events (item_id, ts, value) VALUES (?, ?, ?)", events)
+            self._db.executemany(
+                "INSERT INTO item_events (item_id, ts, value, event_type, user_id, recommendation_id) VALUES (?, ?, ?, ?, ?, ?)",
+                events,
+            )
             self._db.execute("COMMIT")
             return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM item_events").fetchone()[0])
 
-    def events(self, after: int) -> list[tuple[int, str, int, float]]:
+    def events(self, after: int) -> list[tuple[int, StoredEvent]]:
+        """(seq, event) for every event after sequence number `after`, in order."""
         with self._lock:
-            return self._db.execute(
-                "SELECT seq, item_id, ts, value FROM item_events WHERE seq > ? ORDER BY seq", (after,)
+            rows = self._db.execute(
+                "SELECT seq, item_id, ts, value, event_type, user_id, recommendation_id FROM item_events"
+                " WHERE seq > ? ORDER BY seq",
+                (after,),
             ).fetchall()
+        return [(row[0], StoredEvent(*row[1:])) for row in rows]
 
     def latest(self) -> tuple[int, int]:
         """The newest (item change, behaviour event) sequence numbers: a cheap "anything new?"."""

@@ -19,6 +19,7 @@ from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_dataset
 from dynrec.models.model import DynrecModel
 from dynrec.models.user import UserState
+from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
 
 
@@ -40,6 +41,7 @@ class UserRecord:
     profile: np.ndarray | None = None  # long-term interest: an exponential moving average of items
     state: UserState | None = None  # the user model's cache; rebuilt on demand
     events: int = 0  # events received while serving
+    attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation
 
 
 @dataclass
@@ -50,6 +52,7 @@ class UserView:
     embedding: np.ndarray | None
     seen: set[str]
     recent: list[tuple[str, str, int, float]]  # newest first
+    attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation: the cold-start prior
 
 
 class UserSessions:
@@ -66,10 +69,11 @@ class UserSessions:
         dataset = load_dataset(self.config.serving.dataset, self.config.data.data_dir)
         interactions = Interactions.from_dataset(dataset)
         names = interactions.event_type_names
+        attributes = {r["user_id"]: dict(r["attributes"] or []) for r in dataset.users.select(["user_id", "attributes"]).to_pylist()}
         for u, user_id in enumerate(interactions.user_ids):
             lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
             items = interactions.item_ids[interactions.items[lo:hi]]
-            record = UserRecord(deque(maxlen=self.max_length), set(items.tolist()))
+            record = UserRecord(deque(maxlen=self.max_length), set(items.tolist()), attributes=attributes.get(str(user_id), {}))
             start = max(lo, hi - self.max_length)
             for at in range(start, hi):
                 record.history.append(
@@ -115,9 +119,12 @@ class UserSessions:
         return self.types.index(event_type) if event_type in self.types else len(self.types)
 
     def apply(self, events: list[Event]) -> None:
-        """Append events (already validated) to their users, in the order given."""
+        """Append events (already validated) to their users, in the order given. Impressions are
+        skipped: being shown an item is not an interaction with it (the bandit counts them)."""
         with self._lock:
             for event in events:
+                if event.event_type == "impression":
+                    continue
                 record = self.users.get(event.user_id)
                 if record is None:
                     record = self.users[event.user_id] = UserRecord(deque(maxlen=self.max_length))
@@ -150,12 +157,25 @@ class UserSessions:
         )
         record.embedding = record.state.embedding.numpy()
 
-    def view(self, user_id: str) -> UserView:
+    def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
+        """What ranking needs; `attributes` (from the request) add to or override the stored ones."""
         with self._lock:
             record = self.users.get(user_id)
             if record is None:
-                return UserView(user_id, None, set(), [])
-            return UserView(user_id, record.embedding, set(record.seen), list(reversed(record.history)))
+                return UserView(user_id, None, set(), [], dict(attributes or {}))
+            merged = {**record.attributes, **(attributes or {})}
+            return UserView(user_id, record.embedding, set(record.seen), list(reversed(record.history)), merged)
+
+    def export(self, history: int = 50) -> UserTable:
+        """Every user with an embedding, for segmentation: their last `history` items too."""
+        with self._lock:
+            rows = [(u, r) for u, r in self.users.items() if r.embedding is not None]
+            return UserTable(
+                [u for u, _ in rows],
+                np.stack([r.embedding for _, r in rows]) if rows else np.zeros((0, self.catalog.dim), np.float32),
+                [dict(r.attributes) for _, r in rows],
+                [[h[0] for h in list(r.history)[-history:]] for _, r in rows],
+            )
 
     def describe(self, user_id: str) -> dict | None:
         with self._lock:
@@ -166,6 +186,7 @@ class UserSessions:
             return {
                 "user_id": user_id,
                 "known": True,
+                "attributes": dict(record.attributes),
                 "history_length": len(record.seen),
                 "events_since_start": record.events,
                 "recent": [

@@ -25,16 +25,9 @@ class Client:
 
 
 @pytest.fixture(scope="package")
-def service(tmp_path_factory, data_dir):
-    """Starts the app exactly as serve_config.yaml builds it, with a small test config."""
-    folder = tmp_path_factory.mktemp("service")
-    config_path = folder / "dynrec.yaml"
-    config_path.write_text(
-        f"home: {folder / 'home'}\n"
-        f"data: {{data_dir: {data_dir}}}\n"
-        "serving: {dataset: ml-100k, bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
-        "model: {dim: 32, max_length: 50}\n"
-    )
+def service(serving_config_path):
+    """Starts the app exactly as serve_config.yaml builds it, with the small test config."""
+    config_path = serving_config_path
     env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled"}
     os.environ.update(env)
     import ray

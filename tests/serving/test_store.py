@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dynrec.serving.store import ItemChange, ItemStore
+from dynrec.serving.store import ItemChange, ItemStore, StoredEvent
 
 
 def change(item_id: str, seed: int) -> ItemChange:
@@ -27,8 +27,25 @@ def test_changes_come_back_in_order_from_any_reader_and_survive_reopening(tmp_pa
     assert changes[0].record == {"title": "A", "categories": ["Drama"]} and changes[0].model_version == "v1"
     assert [c.item_id for c in reader.item_changes(seqs[0])] == ["b", "a"]  # only what is newer
 
-    last = writer.add_events([("a", 100, 5.0), ("b", 101, 1.0)])
+    last = writer.add_events([StoredEvent("a", 100, 5.0), StoredEvent("b", 101, 1.0, "click", "u1", "rec-1")])
     writer.close()
     reopened = ItemStore(path)
     assert reopened.latest() == (seqs[-1], last)
-    assert [(item, ts, value) for _, item, ts, value in reopened.events(0)] == [("a", 100, 5.0), ("b", 101, 1.0)]
+    assert [event for _, event in reopened.events(0)] == [
+        ("a", 100, 5.0, "rating", None, None), ("b", 101, 1.0, "click", "u1", "rec-1")
+    ]
+
+
+def test_an_older_event_table_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE item_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL,"
+               " ts INTEGER NOT NULL, value REAL NOT NULL)")
+    db.execute("INSERT INTO item_events (item_id, ts, value) VALUES ('a', 5, 4.0)")
+    db.commit()
+    db.close()
+    store = ItemStore(path)
+    store.add_events([StoredEvent("b", 6, 1.0, "impression", "u", "r")])
+    assert [event for _, event in store.events(0)] == [("a", 5, 4.0, "rating", None, None), ("b", 6, 1.0, "impression", "u", "r")]

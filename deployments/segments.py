@@ -1,0 +1,91 @@
+"""Segments deployment: fits user segments from every UserState shard's embeddings, serves their
+profiles and assigns users to them.
+
+A fit is saved as a new version (`CURRENT` repointed atomically) and then swapped in as one
+object, so every request reads one version whole. Segments are fitted on first use when none is
+saved, on `POST /v1/segments/recompute`, and every `segments.recompute_every_s` in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import numpy as np
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.common import item_store, load_config
+from dynrec.data import load_dataset
+from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+class Segments:
+    def __init__(self, *user_shards: DeploymentHandle):
+        self.config = load_config()
+        self.shards = user_shards
+        self.folder = self.config.home / "state" / f"{self.config.serving.dataset}-segments"
+        self.current: Segmentation | None = Segmentation.load(self.folder) if (self.folder / "CURRENT").is_file() else None
+        self._fitting = asyncio.Lock()
+        self._schedule: asyncio.Task | None = None
+
+    def _items(self) -> dict[str, ItemInfo]:
+        """Titles, categories and text of the dataset's items and every item upserted since."""
+        items = load_dataset(self.config.serving.dataset, self.config.data.data_dir).items
+        info = {r["item_id"]: ItemInfo(r["title"] or r["item_id"], list(r["categories"] or []), r["text"] or "")
+                for r in items.select(["item_id", "title", "categories", "text"]).to_pylist()}
+        for change in item_store(self.config).item_changes(0):
+            if change.record:
+                info[change.item_id] = ItemInfo(change.record.get("title") or change.item_id,
+                                                list(change.record.get("categories") or []), change.record.get("text") or "")
+        return info
+
+    async def recompute(self) -> dict:
+        async with self._fitting:
+            tables = await asyncio.gather(*(shard.export.remote() for shard in self.shards))
+            users = UserTable(
+                [u for t in tables for u in t.user_ids],
+                np.concatenate([t.embeddings for t in tables]),
+                [a for t in tables for a in t.attributes],
+                [h for t in tables for h in t.histories],
+            )
+            version = (self.current.version if self.current else 0) + 1
+            fitted = await asyncio.to_thread(lambda: fit_segments(users, self._items(), self.config.segments, version))
+            await asyncio.to_thread(fitted.save, self.folder)
+            self.current = fitted
+            return self._summary(fitted)
+
+    async def _segmentation(self) -> Segmentation:
+        if self._schedule is None and self.config.segments.recompute_every_s > 0:
+            self._schedule = asyncio.get_running_loop().create_task(self._recompute_periodically())
+        if self.current is None:
+            await self.recompute()
+        return self.current
+
+    async def _recompute_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.segments.recompute_every_s)
+            await self.recompute()
+
+    @staticmethod
+    def _summary(segmentation: Segmentation) -> dict:
+        summary = segmentation.summary()
+        return {key: summary[key] for key in ("version", "k", "silhouette", "segments")}
+
+    async def summary(self) -> dict:
+        return self._summary(await self._segmentation())
+
+    async def segment(self, segment_id: int) -> dict | None:
+        segmentation = await self._segmentation()
+        if not 0 <= segment_id < segmentation.k:
+            return None
+        return {"version": segmentation.version, **dataclasses.asdict(segmentation.profile(segment_id))}
+
+    async def assign(self, user_id: str, embedding: np.ndarray | None, attributes: dict[str, str]) -> dict:
+        """The user's segment: from the last fit when the user was in it, else the nearest centroid."""
+        segmentation = await self._segmentation()
+        segment_id = segmentation.members.get(user_id)
+        if segment_id is None:
+            segment_id = segmentation.assign(embedding, attributes)
+        return {"segment_id": segment_id, "label": segmentation.profile(segment_id).label, "version": segmentation.version}

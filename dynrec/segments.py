@@ -1,0 +1,276 @@
+"""User segments: k-means over user embeddings joined with one-hot attributes, and readable profiles.
+
+k comes from the config, or is the one with the best silhouette over k_min..k_max (scored on a
+seeded sample). The same users, embeddings and seed give the same segments. Each segment's
+profile names its size, top categories, top items, the terms that set its items' text apart from
+the catalogue's, and a label built from them. A `Segmentation` is immutable once fitted; the
+service swaps whole objects, so a request sees one version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dynrec.config import SegmentConfig
+from dynrec.index.base import read_meta, write_version
+
+GENDER_WORDS = {"F": "women", "M": "men"}
+STOP_WORDS = frozenset(
+    "about after again also among another around back based because been before being between both came come could"
+    " does during each even film films finds first from gets have here himself herself into just later life like"
+    " made make many more most movie much must never only other over own same said series several should since"
+    " some story such take than that their them then there these they this those though three through time told"
+    " under until upon very well were what when where which while who whom will with within without would year"
+    " years young your after american released directed starring stars written produced plot".split()
+)
+
+
+@dataclass
+class UserTable:
+    """What segmentation reads about users: ids, unit embeddings, attributes and history items."""
+
+    user_ids: list[str]
+    embeddings: np.ndarray  # (n, d)
+    attributes: list[dict[str, str]]
+    histories: list[list[str]]  # item ids, newest last
+
+
+@dataclass
+class ItemInfo:
+    title: str
+    categories: list[str]
+    text: str
+
+
+@dataclass
+class SegmentProfile:
+    segment_id: int
+    label: str
+    size: int
+    top_categories: list[str]
+    top_items: list[dict[str, str]]  # {item_id, title}
+    terms: list[str]
+    attributes: dict[str, str]  # values clearly over-represented in the segment
+
+
+@dataclass
+class Segmentation:
+    version: int
+    seed: int
+    silhouette: float
+    centroids: np.ndarray  # (k, d + attribute columns)
+    columns: list[tuple[str, str]]  # the one-hot attribute columns after the embedding
+    attribute_weight: float
+    profiles: list[SegmentProfile]
+    members: dict[str, int]
+
+    @property
+    def k(self) -> int:
+        return len(self.centroids)
+
+    def features(self, embedding: np.ndarray | None, attributes: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """The user's feature row and a mask of the columns it has (no embedding: attributes only)."""
+        dim = self.centroids.shape[1] - len(self.columns)
+        row = np.zeros(self.centroids.shape[1], np.float32)
+        mask = np.ones(self.centroids.shape[1], bool)
+        if embedding is None:
+            mask[:dim] = False
+        else:
+            row[:dim] = embedding / max(float(np.linalg.norm(embedding)), 1e-12)
+        for c, (key, value) in enumerate(self.columns):
+            row[dim + c] = self.attribute_weight * (str(attributes.get(key)) == value)
+        return row, mask
+
+    def assign(self, embedding: np.ndarray | None, attributes: dict[str, str]) -> int:
+        """The nearest segment; a user with neither embedding nor attributes goes to the largest."""
+        if embedding is None and not any(k in attributes for k, _ in self.columns):
+            return int(np.argmax([p.size for p in self.profiles]))
+        row, mask = self.features(embedding, attributes)
+        return int(np.argmin(((self.centroids[:, mask] - row[mask]) ** 2).sum(axis=1)))
+
+    def profile(self, segment_id: int) -> SegmentProfile:
+        return self.profiles[segment_id]
+
+    def summary(self) -> dict:
+        return {"version": self.version, "k": self.k, "silhouette": self.silhouette, "seed": self.seed,
+                "segments": [asdict(p) for p in self.profiles]}
+
+    def save(self, directory: str | Path) -> Path:
+        meta = {**self.summary(), "columns": self.columns, "attribute_weight": self.attribute_weight}
+
+        def payload(folder: Path) -> None:
+            np.save(folder / "centroids.npy", self.centroids)
+            (folder / "members.json").write_text(json.dumps(self.members))
+
+        return write_version(directory, meta, payload)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Segmentation":
+        folder, meta = read_meta(directory)
+        return cls(
+            meta["version"], meta["seed"], meta["silhouette"], np.load(folder / "centroids.npy"),
+            [tuple(c) for c in meta["columns"]], meta["attribute_weight"],
+            [SegmentProfile(**p) for p in meta["segments"]], json.loads((folder / "members.json").read_text()),
+        )
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's algorithm from a k-means++ start; returns (centroids, labels)."""
+    rng = np.random.default_rng(seed)
+    centroids = [x[rng.integers(len(x))]]
+    closest = ((x - centroids[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        centroids.append(x[rng.choice(len(x), p=closest / closest.sum())] if closest.sum() > 0 else x[rng.integers(len(x))])
+        closest = np.minimum(closest, ((x - centroids[-1]) ** 2).sum(axis=1))
+    centroids = np.array(centroids)
+    labels = np.zeros(len(x), np.int64)
+    for step in range(iterations):
+        distances = (x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None, :]
+        new_labels = distances.argmin(axis=1)
+        if step and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        for c in range(k):
+            members = x[labels == c]
+            if len(members):
+                centroids[c] = members.mean(axis=0)
+    return centroids, labels
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette: (b - a) / max(a, b), a the mean distance within a point's cluster, b to the nearest other."""
+    distances = np.sqrt(np.maximum((x**2).sum(1)[:, None] - 2 * x @ x.T + (x**2).sum(1)[None, :], 0))
+    clusters = np.unique(labels)
+    if len(clusters) < 2:
+        return 0.0
+    mean_to = np.stack([distances[:, labels == c].mean(axis=1) for c in clusters], axis=1)
+    sizes = np.array([(labels == c).sum() for c in clusters])
+    own = np.searchsorted(clusters, labels)
+    a = mean_to[np.arange(len(x)), own] * sizes[own] / np.maximum(sizes[own] - 1, 1)
+    mean_to[np.arange(len(x)), own] = np.inf
+    b = mean_to.min(axis=1)
+    return float(np.mean((b - a) / np.maximum(np.maximum(a, b), 1e-12)))
+
+
+def fit_segments(users: UserTable, items: dict[str, ItemInfo], config: SegmentConfig, version: int = 1) -> Segmentation:
+    columns = sorted({(k, str(v)) for a in users.attributes for k, v in a.items() if k in ("gender", "age", "occupation")})
+    shell = Segmentation(version, config.seed, 0.0, np.zeros((1, users.embeddings.shape[1] + len(columns))), columns,
+                         config.attribute_weight, [], {})
+    x = np.stack([shell.features(e, a)[0] for e, a in zip(users.embeddings, users.attributes)]).astype(np.float64)
+    rng = np.random.default_rng(config.seed)
+    sample = rng.choice(len(x), min(config.sample, len(x)), replace=False)
+    candidates = [config.k] if config.k else range(config.k_min, config.k_max + 1)
+    best = None
+    for k in candidates:
+        centroids, labels = kmeans(x, k, config.seed)
+        score = silhouette(x[sample], labels[sample])
+        if best is None or score > best[0]:
+            best = (score, centroids, labels)
+    score, centroids, labels = best
+    profiles = profile_segments(users, labels, len(centroids), items, config.top)
+    members = {u: int(s) for u, s in zip(users.user_ids, labels)}
+    return Segmentation(version, config.seed, score, centroids.astype(np.float32), columns, config.attribute_weight,
+                        profiles, members)
+
+
+def terms_of(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z][a-z'-]{3,}", text.lower()) if w not in STOP_WORDS]
+
+
+def profile_segments(users: UserTable, labels: np.ndarray, k: int, items: dict[str, ItemInfo], top: int) -> list[SegmentProfile]:
+    overall_items: Counter = Counter(i for h in users.histories for i in h)
+    overall_terms: Counter = Counter()
+    item_terms = {i: Counter(terms_of(items[i].text)) for i in overall_items if i in items}
+    for item_id, count in overall_items.items():
+        for term, n in item_terms.get(item_id, {}).items():
+            overall_terms[term] += n * count
+    total_terms = sum(overall_terms.values()) or 1
+    overall_attrs = Counter((k_, v) for a in users.attributes for k_, v in a.items())
+    profiles = []
+    for s in range(k):
+        member_rows = np.flatnonzero(labels == s)
+        seg_items: Counter = Counter(i for r in member_rows for i in users.histories[r])
+        categories: Counter = Counter()
+        seg_terms: Counter = Counter()
+        for item_id, count in seg_items.items():
+            info = items.get(item_id)
+            if info:
+                categories.update({c: count for c in info.categories})
+            for term, n in item_terms.get(item_id, {}).items():
+                seg_terms[term] += n * count
+        seg_total = sum(seg_terms.values()) or 1
+        # distinctive: smoothed log-ratio of the term's share in the segment to its share overall
+        distinct = sorted(
+            (t for t, n in seg_terms.items() if n >= 5),
+            key=lambda t: -np.log((seg_terms[t] + 1) / seg_total) + np.log((overall_terms[t] + 1) / total_terms),
+        )[:top]
+        # lift over the whole catalogue's popularity, among the segment's 50 most common items
+        common = seg_items.most_common(50)
+        lifted = sorted(common, key=lambda ic: -(ic[1] / max(len(member_rows), 1)) / (overall_items[ic[0]] / len(users.user_ids)))
+        top_items = [{"item_id": i, "title": items[i].title if i in items else i} for i, _ in lifted[:top]]
+        attrs: dict[str, str] = {}
+        seg_attrs = Counter((k_, v) for r in member_rows for k_, v in users.attributes[r].items())
+        for key in ("gender", "age", "occupation"):
+            options = [(v, n) for (k_, v), n in seg_attrs.items() if k_ == key]
+            if options:
+                value, n = max(options, key=lambda vn: vn[1] / max(overall_attrs[(key, vn[0])], 1))
+                lift = (n / len(member_rows)) / (overall_attrs[(key, value)] / len(users.user_ids))
+                if lift >= 1.25 and n / len(member_rows) >= 0.2:
+                    attrs[key] = value
+        top_categories = [c for c, _ in categories.most_common(top)]
+        profiles.append(SegmentProfile(s, segment_label(top_categories, attrs, distinct), len(member_rows),
+                                       top_categories, top_items, distinct, attrs))
+    return profiles
+
+
+def segment_label(categories: list[str], attributes: dict[str, str], terms: list[str]) -> str:
+    """e.g. "Sci-Fi & Action fans, mostly men aged 18-24 (alien, galaxy)"."""
+    label = " & ".join(categories[:2]) + " fans" if categories else "Mixed tastes"
+    who = GENDER_WORDS.get(attributes.get("gender", ""), "")
+    if "age" in attributes:
+        who = f"{who or 'people'} aged {attributes['age']}"
+    if "occupation" in attributes:
+        who = f"{who or 'people'} ({attributes['occupation']})" if who else attributes["occupation"]
+    if who:
+        label += f", mostly {who}"
+    if terms:
+        label += f" ({', '.join(terms[:2])})"
+    return label
+
+
+def plot_segments(users: UserTable, segmentation: Segmentation, path: str | Path) -> Path:
+    """A PNG of every user on the first two principal components of their segment features,
+    coloured by segment, with each segment's label at its centre."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.stack([segmentation.features(e, a)[0] for e, a in zip(users.embeddings, users.attributes)])
+    labels = np.array([segmentation.members[u] for u in users.user_ids])
+    centred = x - x.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ axes[:2].T
+    figure, ax = plt.subplots(figsize=(10, 7))
+    colours = plt.get_cmap("tab10" if segmentation.k <= 10 else "tab20")
+    for s, profile in enumerate(segmentation.profiles):
+        mine = points[labels == s]
+        ax.scatter(mine[:, 0], mine[:, 1], s=4, alpha=0.5, color=colours(s % colours.N), label=f"[{s}] {profile.label[:60]}")
+        if len(mine):
+            ax.annotate(str(s), mine.mean(axis=0), fontsize=12, weight="bold", ha="center")
+    ax.set_title(f"{len(users.user_ids):,} users in {segmentation.k} segments (silhouette {segmentation.silhouette:.2f})")
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.legend(fontsize=7, markerscale=3, loc="best")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

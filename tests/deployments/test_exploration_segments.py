@@ -1,0 +1,44 @@
+"""Over HTTP: the attribute prior for new users, exploration with click feedback, and segments."""
+
+from tests.deployments.test_api import ids, recommend
+
+
+def test_a_new_user_with_attributes_gets_their_groups_prior_then_their_own_state(service):
+    off = {"weight": 0}  # no exploration slots, so every result comes from the prior
+    women = recommend(service, "new-woman", num_results=10, context={"gender": "F", "age": "25"}, exploration=off)
+    men = recommend(service, "new-man", num_results=10, context={"gender": "M", "age": "25"}, exploration=off)
+    assert all(item["reason"].startswith("Popular with women aged 25") for item in women["items"])
+    assert ids(women) != ids(men)
+    service.post("/v1/events", json={"events": [{"user_id": "new-woman", "item_id": "50", "event_type": "view"}]})
+    after = recommend(service, "new-woman", num_results=10, context={"gender": "F", "age": "25"})
+    assert ids(after) != ids(women) and "50" not in ids(after)
+
+
+def test_exploration_flags_young_items_and_learns_from_attributed_clicks(service):
+    response = service.put("/v1/items/explore-me", json={"title": "A brand new space adventure", "categories": ["Sci-Fi"]})
+    assert response.status_code == 200, response.text
+    off = recommend(service, "31", num_results=10, exploration={"weight": 0})
+    assert not any(item["explored"] for item in off["items"])
+    on = recommend(service, "31", num_results=10, exploration={"weight": 1.0})
+    explored = [item for item in on["items"] if item["explored"]]
+    assert explored and all(item["reason"].startswith("Exploring") for item in explored)
+    assert "explore-me" in [item["item_id"] for item in explored]
+    feedback = [{"user_id": "31", "item_id": "explore-me", "event_type": t, "recommendation_id": on["recommendation_id"]}
+                for t in ("impression", "click")]
+    assert service.post("/v1/events", json={"events": feedback}).json() == {"accepted": 2, "rejected": []}
+    bad = service.post("/v1/recommendations", json={"user_id": "31", "exploration": {"weight": 2}})
+    assert bad.status_code == 422 and "weight" in bad.text
+
+
+def test_segments_are_listed_explained_assigned_and_recomputed(service):
+    listed = service.get("/v1/segments").json()
+    assert listed["k"] >= 2 and len(listed["segments"]) == listed["k"]
+    assert sum(s["size"] for s in listed["segments"]) > 500
+    first = service.get("/v1/segments/0").json()
+    assert first["label"] and first["top_items"] and first["version"] == listed["version"]
+    assert service.get("/v1/segments/999").status_code == 404
+    user = service.get("/v1/users/5").json()
+    assert 0 <= user["segment"]["segment_id"] < listed["k"] and user["segment"]["label"]
+    recomputed = service.post("/v1/segments/recompute").json()
+    assert recomputed["version"] == listed["version"] + 1 and recomputed["segments"]
+    assert service.get("/v1/segments").json()["version"] == recomputed["version"]

@@ -1,0 +1,55 @@
+"""The serving catalogue in-process, on ML-100k with the bootstrap model: bulk growth, and items
+added that way being ranked, explained and searchable like any other."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from deployments.common import load_served
+from dynrec.serving.catalog import ItemMeta
+from dynrec.serving.ranker import Filters, recommend, similar_items
+from dynrec.serving.users import UserSessions
+
+
+@pytest.fixture(scope="module")
+def served(serving_config_path, monkeypatch_module):
+    monkeypatch_module.setenv("DYNREC_CONFIG", str(serving_config_path))
+    return load_served()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_bulk_added_items_are_ranked_explained_and_similar(served):
+    catalog = served.catalog()
+    sessions = UserSessions(served.config, served.model, catalog)
+    user = sessions.view("1")
+    source = np.array([catalog.row[i] for i in catalog.ids[:50]])
+    copies = [ItemMeta(f"copy-{r}", f"Copy of {catalog.meta[r].title}", catalog.meta[r].categories, -1, {}) for r in source]
+    before = len(catalog.ids)
+    catalog.add_items(copies, catalog.text[source], np.stack([catalog.vector(catalog.ids[r]) for r in source]))
+    assert len(catalog.ids) == before + 50 and all(m.item_id in catalog for m in copies)
+    assert all(catalog.is_new(m.item_id) for m in copies)  # no trained ID row given: new items
+    # a copy's content matches its source's, so it is its source's nearest neighbour
+    similar = similar_items(catalog, catalog.ids[source[0]], 5, Filters())
+    assert similar[0].item_id == "copy-" + str(source[0])
+    ranked = recommend(catalog, user, 10, Filters(), True, 200, 0.0, new_item_slots=1)
+    assert len(ranked) == 10 and all(r.reason and r.reason[0].isupper() for r in ranked)
+    assert any(r.item_id.startswith("copy-") and r.reason.startswith("New item") for r in ranked)
+
+
+def test_bulk_growth_past_the_exact_limit_switches_to_hnsw(served):
+    catalog = served.catalog()
+    catalog.config = dataclasses.replace(served.config, index=dataclasses.replace(served.config.index, exact_max_items=2000))
+    n = 2000 - len(catalog.ids) + 10
+    rows = np.arange(n) % len(catalog.ids)
+    vectors = np.stack([catalog.vector(catalog.ids[r]) for r in rows])
+    metas = [ItemMeta(f"grown-{j}", f"Grown {j}", [], -1, {}) for j in range(n)]
+    catalog.add_items(metas, catalog.text[rows], vectors, catalog.model_index[rows])
+    assert catalog.index.kind == "hnsw" and catalog.content_index.kind == "hnsw"
+    assert "grown-0" in catalog.index and not catalog.is_new("grown-0")
+    assert np.allclose(catalog.vector("grown-0"), vectors[0], atol=1e-5)
