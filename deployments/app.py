@@ -21,7 +21,7 @@ from deployments.user_state import UserState
 
 def build_app(args: dict | None = None) -> Application:
     shards = int((args or {}).get("user_shards", load_config().serving.user_shards))
-    users = [UserState.options(name="UserState" if shards == 1 else f"UserState{i}").bind() for i in range(shards)]
+    users = [UserState.options(name="UserState" if shards == 1 else f"UserState{i}").bind(i, shards) for i in range(shards)]
     replicas = (args or {}).get("ranker_replicas")
     ranker = Ranker.options(num_replicas=int(replicas)) if replicas else Ranker
     return Ingress.bind(TextEncoder.bind(), ImageEncoder.bind(), Fusion.bind(), ranker.bind(), Segments.bind(*users), *users)

@@ -11,7 +11,7 @@ from dynrec.models.model import DynrecModel, load_model
 from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import Artifacts, ensure_artifacts
 from dynrec.serving.catalog import Catalog
-from dynrec.serving.store import ItemStore
+from dynrec.state import StateStore, open_store
 
 CONFIG_ENV = "DYNREC_CONFIG"
 
@@ -23,8 +23,9 @@ def load_config(threads: int = 1) -> DynrecConfig:
     return dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, threads=threads))
 
 
-def item_store(config: DynrecConfig) -> ItemStore:
-    return ItemStore(config.home / "state" / f"{config.serving.dataset}-items.sqlite")
+def state_store(config: DynrecConfig) -> StateStore:
+    """The durable log and snapshots every replica shares (`state.backend`: SQLite or Redis)."""
+    return open_store(config.state, config.home, config.serving.dataset)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Served:
     item_ids: list[str]
     runtime: ModelRuntime
 
-    def catalog(self, store: ItemStore | None = None) -> Catalog:
+    def catalog(self, store: StateStore | None = None) -> Catalog:
         return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store)
 
 

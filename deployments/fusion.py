@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 
-from deployments.common import item_store, load_served
-from dynrec.serving.store import ItemChange
+from deployments.common import load_served, state_store
+from dynrec.state import ItemChange
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
 class Fusion:
     def __init__(self):
         self.served = load_served()
-        self.store = item_store(self.served.config)
+        self.store = state_store(self.served.config)
         self.catalog = self.served.catalog(self.store)
 
     def upsert(self, item_id: str, record: dict, text: np.ndarray, text_mask: bool, image: np.ndarray, image_mask: bool) -> dict:

@@ -4,7 +4,6 @@ the other deployments through their handles. OpenAPI is served at /docs."""
 import asyncio
 import base64
 import binascii
-import hashlib
 import time
 import uuid
 
@@ -31,19 +30,32 @@ from dynrec.serving.schemas import (
     SegmentsResponse,
     SimilarResponse,
 )
+from dynrec.serving.security import ApiKeys, RateLimiter, bucket_id, presented_key
+from dynrec.serving.users import shard_of
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations")
-ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
-_limits = {"max_body_bytes": load_config().serving.max_body_bytes}
+ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 429)}
+_config = load_config()
+_limits = {"max_body_bytes": _config.serving.max_body_bytes}
+_keys = ApiKeys.from_config(_config.security)
+_rate = RateLimiter(_config.security.rate_per_s, _config.security.burst)
 
 
-def error(status: int, message: str, detail: object = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message, "detail": detail})
+def error(status: int, message: str, detail: object = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, "detail": detail}, headers=headers)
 
 
 @api.middleware("http")
-async def limit_body_size(request: Request, call_next):
+async def guard(request: Request, call_next):
+    """Before any parsing: API key (when required), rate limit, body size. The key is never logged."""
+    key = presented_key(request.headers)
+    if _keys.required(request.method, request.url.path) and not _keys.valid(key):
+        return error(401, "a valid API key is required (X-API-Key or Authorization: Bearer)", headers={"WWW-Authenticate": "Bearer"})
+    wait = _rate.allow(bucket_id(key if _keys.valid(key) else None, request.client.host if request.client else None))
+    if wait:
+        return error(429, "rate limit exceeded; retry later", {"retry_after_s": round(wait, 3)},
+                     headers={"Retry-After": str(max(1, round(wait)))})
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > _limits["max_body_bytes"]):
         return error(413, f"request body larger than {_limits['max_body_bytes']} bytes")
@@ -59,11 +71,6 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
 @api.exception_handler(Exception)
 async def unavailable(request: Request, exc: Exception) -> JSONResponse:
     return error(503, "temporarily unavailable; retry", type(exc).__name__)
-
-
-def shard_of(user_id: str, shards: int) -> int:
-    """Stable across processes and restarts (unlike hash()), so a user always meets one shard."""
-    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") % shards
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=200)
@@ -172,6 +179,14 @@ class Ingress:
         described = described or {"user_id": user_id, "known": False, "attributes": {}, "history_length": 0, "recent": []}
         described["segment"] = await self.segments.assign.remote(user_id, embedding, described["attributes"])
         return described
+
+    @api.delete("/v1/users/{user_id}", responses=ERRORS)
+    async def delete_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        """Erase the user everywhere: state and snapshot, logged events (bandit feedback with
+        them), and segment membership."""
+        erased = await self._shard(user_id).erase.remote(user_id)
+        segment = await self.segments.forget.remote(user_id)
+        return {"user_id": user_id, "erased": True, **erased, "segment_membership_erased": segment}
 
     @api.get("/v1/segments", response_model=SegmentsResponse, responses=ERRORS)
     async def list_segments(self):

@@ -9,7 +9,7 @@ import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.common import item_store, load_served
+from deployments.common import load_served, state_store
 from dynrec.serving.bandit import ExplorationSettings
 from dynrec.serving.ranker import Filters, recommend, similar_items
 from dynrec.serving.users import UserView
@@ -25,7 +25,7 @@ class Ranker:
         # Prometheus (through Ray's metrics agent): ray_dynrec_index_items, ray_dynrec_explored_total
         self.index_items = metrics.Gauge("dynrec_index_items", description="items this Ranker replica can retrieve")
         self.explored = metrics.Counter("dynrec_explored", description="exploration picks mixed into results")
-        self.catalog = served.catalog(item_store(served.config))
+        self.catalog = served.catalog(state_store(served.config))
         self.catalog.start_refreshing()
 
     def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.common import item_store, load_config
+from deployments.common import load_config, state_store
 from dynrec.data import load_dataset
 from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments
 
@@ -35,7 +35,7 @@ class Segments:
         items = load_dataset(self.config.serving.dataset, self.config.data.data_dir).items
         info = {r["item_id"]: ItemInfo(r["title"] or r["item_id"], list(r["categories"] or []), r["text"] or "")
                 for r in items.select(["item_id", "title", "categories", "text"]).to_pylist()}
-        for change in item_store(self.config).item_changes(0):
+        for change in state_store(self.config).item_changes(0):
             if change.record:
                 info[change.item_id] = ItemInfo(change.record.get("title") or change.item_id,
                                                 list(change.record.get("categories") or []), change.record.get("text") or "")
@@ -81,6 +81,17 @@ class Segments:
         if not 0 <= segment_id < segmentation.k:
             return None
         return {"version": segmentation.version, **dataclasses.asdict(segmentation.profile(segment_id))}
+
+    async def forget(self, user_id: str) -> bool:
+        """Drop the user from the saved membership (a new version, saved before it is served)."""
+        async with self._fitting:
+            if self.current is None or user_id not in self.current.members:
+                return False
+            members = {u: s for u, s in self.current.members.items() if u != user_id}
+            fitted = dataclasses.replace(self.current, version=self.current.version + 1, members=members)
+            await asyncio.to_thread(fitted.save, self.folder)
+            self.current = fitted
+            return True
 
     async def assign(self, user_id: str, embedding: np.ndarray | None, attributes: dict[str, str]) -> dict:
         """The user's segment: from the last fit when the user was in it, else the nearest centroid."""

@@ -2,31 +2,44 @@
 
 Each shard is its own deployment with one replica, and the ingress sends every user to the same
 shard (a stable hash of the id), so one user's events are applied in order, by one process.
-Accepted events are written to the item store's behaviour log before they are acknowledged.
+Accepted events are written to the state store before they are acknowledged; the shard snapshots
+its users every `state.snapshot_every_s`, and a restarted replica recovers from its snapshot plus
+the events logged after it.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.common import item_store, load_served
+from deployments.common import load_served, state_store
 from dynrec.segments import UserTable
-from dynrec.serving.store import StoredEvent
-from dynrec.serving.users import Event, UserSessions, UserView
+from dynrec.serving.users import Event, UserSessions, UserView, shard_of
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class UserState:
-    def __init__(self):
+    def __init__(self, shard: int = 0, shards: int = 1):
         served = load_served()
         self.config = served.config
-        self.store = item_store(served.config)
+        self.store = state_store(served.config)
         self.catalog = served.catalog(self.store)
         self.catalog.start_refreshing()
         self.sessions = UserSessions(served.config, served.model, self.catalog)
+        self.snapshot_name = f"users-{shard}-of-{shards}"
+        self.replayed = self.sessions.recover(self.store, self.snapshot_name, lambda user_id: shard_of(user_id, shards) == shard)
         self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")
+        if self.config.state.snapshot_every_s > 0:
+            threading.Thread(target=self._snapshot_periodically, name="user-snapshots", daemon=True).start()
+
+    def _snapshot_periodically(self) -> None:
+        while True:
+            time.sleep(self.config.state.snapshot_every_s)
+            self.sessions.save_snapshot(self.store, self.snapshot_name)
 
     def apply(self, events: list[dict]) -> list[dict]:
         """Validate and apply events; returns one rejection ({index, error}) per refused event."""
@@ -42,9 +55,7 @@ class UserState:
                 accepted.append(Event(event["user_id"], event["item_id"], event["event_type"], int(event["timestamp"]),
                                       float(event["value"]), event.get("recommendation_id")))
         if accepted:
-            self.store.add_events([StoredEvent(e.item_id, e.timestamp, e.value, e.event_type, e.user_id, e.recommendation_id)
-                                   for e in accepted])
-            self.sessions.apply(accepted)
+            self.sessions.record(self.store, accepted)
             self.accepted.inc(len(accepted))
         return rejected
 
@@ -59,3 +70,9 @@ class UserState:
 
     def export(self) -> UserTable:
         return self.sessions.export()
+
+    def erase(self, user_id: str) -> dict:
+        return self.sessions.erase(self.store, user_id, self.snapshot_name)
+
+    def status(self) -> dict:
+        return {"users": len(self.sessions.users), "replayed_on_start": self.replayed}

@@ -207,6 +207,28 @@ class ColdStartConfig:
 
 
 @dataclass
+class StateConfig:
+    """Where the durable state lives (see dynrec.state): SQLite on one machine, Redis in a cluster."""
+
+    backend: str = "sqlite"  # sqlite | redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_namespace: str = "dynrec"
+    snapshot_every_s: float = 30.0  # UserState shards snapshot their users this often (0: never)
+
+
+@dataclass
+class SecurityConfig:
+    """API keys and rate limits. Keys come from the environment variable or the file named here
+    (one per line), never from the config itself, and are never logged."""
+
+    api_keys_env: str = "DYNREC_API_KEYS"  # comma-separated keys; none set: the API is open
+    api_keys_file: str = ""  # e.g. a mounted Kubernetes secret
+    protect_reads: bool = False  # with keys, GET and recommendation requests need one too
+    rate_per_s: float = 200.0  # requests per second per key (per client address without keys)
+    burst: int = 400
+
+
+@dataclass
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -221,6 +243,8 @@ class DynrecConfig:
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     home: Path = field(default_factory=default_home)
 
     def __post_init__(self) -> None:

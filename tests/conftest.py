@@ -1,10 +1,18 @@
-"""Shared fixtures: the real datasets from DYNREC_DATA_DIR (../shared/data by default), loaded once."""
+"""Shared fixtures: the real datasets from DYNREC_DATA_DIR (../shared/data by default), loaded once;
+a small served model; and a real redis-server (from the Debian package .ci/run installs), started
+on loopback with append-only fsync on every write, so durability is tested as production runs it."""
 
 from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import redis
 
 from dynrec.config import default_data_dir
 from dynrec.data import Dataset, Interactions, leave_one_out, load_ml1m, load_ml100k
@@ -107,3 +115,71 @@ def tiny_dataset(item_ids: list[str], events: list[tuple[str, str, int]]) -> Dat
         schema=USERS_SCHEMA,
     )
     return Dataset("tiny", items, pa.table(columns, schema=EVENTS_SCHEMA), users)
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, folder):
+        self.folder, self.port, self.process = folder, free_port(), None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server not found: scripts/test.sh installs it (apt-get install redis-server)")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown save, only what the append-only file already holds survives."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_backend(request, tmp_path):
+    """A function that opens (or reopens) one store of the parametrised backend, and a `crash`
+    that loses everything not durable: for Redis, a SIGKILL and restart of the server."""
+    if request.param == "sqlite":
+        from dynrec.state.sqlite import SqliteStore
+
+        path = tmp_path / "state.sqlite"
+        yield (lambda: SqliteStore(path)), (lambda: None)
+    else:
+        from dynrec.state.redis import RedisStore
+
+        server = request.getfixturevalue("redis_server")
+
+        def crash():
+            server.crash()
+            server.start()
+
+        yield (lambda: RedisStore(server.url, namespace="test")), crash

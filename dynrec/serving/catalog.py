@@ -29,7 +29,7 @@ from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import Artifacts, vectors
 from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
 from dynrec.serving.prior import AttributePrior
-from dynrec.serving.store import ItemChange, ItemStore, StoredEvent
+from dynrec.state import ItemChange, StateStore, StoredEvent
 
 TEXT_DIM, IMAGE_DIM = 384, 1280
 
@@ -51,7 +51,7 @@ class Catalog:
         artifacts: Artifacts,
         runtime: ModelRuntime,
         trained_ids: list[str],
-        store: ItemStore | None = None,
+        store: StateStore | None = None,
     ):
         self.config, self.runtime, self.store = config, runtime, store
         self.model_version = runtime.fingerprint

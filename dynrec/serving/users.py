@@ -3,12 +3,18 @@
 `apply` appends one user's events in order; each costs one step of the user model over its
 cached keys and values (a full re-encode of the last `max_length` events when the window is
 full). Users with history in the dataset start from it, embedded in one batch.
+
+Durability: `record` writes events to the state store and applies them under one lock, so a
+`save_snapshot` (users changed while serving, and users erased, as of an event sequence number)
+never misses an acknowledged event; `recover` loads the snapshot and replays the shard's events
+after it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -21,6 +27,12 @@ from dynrec.models.model import DynrecModel
 from dynrec.models.user import UserState
 from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
+from dynrec.state import StateStore, StoredEvent
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    """The UserState shard that owns a user: stable across processes and restarts (unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") % shards
 
 
 @dataclass
@@ -62,6 +74,7 @@ class UserSessions:
         self.max_length = config.model.max_length
         self.profile_decay = profile_decay
         self.users: dict[str, UserRecord] = {}
+        self.erased: set[str] = set()  # dataset users who asked to be forgotten stay forgotten
         self._lock = threading.RLock()
         self._load_histories()
 
@@ -156,6 +169,59 @@ class UserSessions:
             torch.from_numpy(values)[None], float(timestamp),
         )
         record.embedding = record.state.embedding.numpy()
+
+    def record(self, store: StateStore, events: list[Event]) -> int:
+        """Write events durably, then apply them; returns the store's sequence number. One lock
+        covers both, so a snapshot sees every written event applied."""
+        with self._lock:
+            seq = store.add_events([StoredEvent(e.item_id, e.timestamp, e.value, e.event_type, e.user_id, e.recommendation_id)
+                                    for e in events])
+            self.apply(events)
+            return seq
+
+    def save_snapshot(self, store: StateStore, name: str) -> int:
+        """Snapshot the users changed while serving (and those erased); returns the event sequence
+        number it is complete up to. The dataset's users are rebuilt from the dataset."""
+        with self._lock:
+            seq = store.latest()[1]
+            changed = {u: (list(r.history), set(r.seen), r.embedding, r.profile, r.events, dict(r.attributes))
+                       for u, r in self.users.items() if r.events}
+            erased = set(self.erased)
+        store.save_snapshot(name, seq, pickle.dumps({"users": changed, "erased": erased}, protocol=5))
+        return seq
+
+    def recover(self, store: StateStore, name: str, mine) -> int:
+        """Overlay snapshot `name` on the dataset's users, then replay the events after it whose
+        user `mine` accepts (this shard's); returns how many were replayed."""
+        snapshot = store.load_snapshot(name)
+        after = 0
+        with self._lock:
+            if snapshot is not None:
+                after, payload = snapshot
+                saved = pickle.loads(payload)
+                for user_id in saved["erased"]:
+                    self.forget(user_id)
+                for user_id, (history, seen, embedding, profile, events, attributes) in saved["users"].items():
+                    self.users[user_id] = UserRecord(deque(history, maxlen=self.max_length), seen, embedding, profile,
+                                                     None, events, attributes)
+            replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
+                        for _, e in store.events(after) if e.user_id and mine(e.user_id) and e.item_id in self.catalog]
+            self.apply(replayed)
+        return len(replayed)
+
+    def erase(self, store: StateStore, user_id: str, snapshot: str) -> dict:
+        """Forget the user everywhere this shard can: state, logged events (bandit feedback with
+        them), and a fresh snapshot without them, so a restart cannot bring them back."""
+        known = self.forget(user_id)
+        events = store.erase_user(user_id)
+        self.save_snapshot(store, snapshot)
+        return {"known": known, "events_erased": events}
+
+    def forget(self, user_id: str) -> bool:
+        """Drop the user's state; returns whether there was any."""
+        with self._lock:
+            self.erased.add(user_id)
+            return self.users.pop(user_id, None) is not None
 
     def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
         """What ranking needs; `attributes` (from the request) add to or override the stored ones."""

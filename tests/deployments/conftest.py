@@ -1,23 +1,23 @@
 """A real Serve app on a local Ray cluster, serving ML-100k with a bootstrap model, over HTTP."""
 
 import os
-import socket
 import time
 
 import pytest
 import requests
 
+from tests.conftest import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+API_KEY = "test-key-0123456789"
 
 
 class Client:
-    def __init__(self, base: str):
+    def __init__(self, base: str, api_key: str | None = API_KEY):
         self.base = base
         self.session = requests.Session()
+        if api_key:
+            self.session.headers["X-API-Key"] = api_key
 
     def __getattr__(self, method: str):
         call = getattr(self.session, method)
@@ -28,7 +28,14 @@ class Client:
 def service(serving_config_path):
     """Starts the app exactly as serve_config.yaml builds it, with the small test config."""
     config_path = serving_config_path
-    env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled"}
+    # writes need this key (reads stay open): every test client sends it, `anonymous` does not. It
+    # comes from a secret file, as on Kubernetes: Ray logs a runtime_env's variables, so keys must
+    # never travel in one
+    secret = config_path.parent / "api-keys"
+    secret.write_text(f"# one key per line\nother-key\n{API_KEY}\n")
+    config = config_path.parent / "dynrec-with-keys.yaml"
+    config.write_text(config_path.read_text() + f"security: {{api_keys_file: {secret}}}\n")
+    env = {"DYNREC_CONFIG": str(config), "RAY_AUTH_MODE": "disabled"}
     os.environ.update(env)
     import ray
     from ray import serve
@@ -50,3 +57,9 @@ def service(serving_config_path):
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("DYNREC_CONFIG", None)
+
+
+@pytest.fixture
+def anonymous(service):
+    """The same service, without an API key."""
+    return Client(service.base, api_key=None)

@@ -9,7 +9,8 @@ from deployments.common import load_served
 from dynrec.config import ExplorationConfig
 from dynrec.serving.bandit import ClickBandit, ExplorationSettings, exploration_slots
 from dynrec.serving.ranker import Filters, recommend
-from dynrec.serving.store import ItemChange, ItemStore, StoredEvent
+from dynrec.state import ItemChange, StoredEvent
+from dynrec.state.sqlite import SqliteStore
 from dynrec.serving.users import UserSessions
 
 
@@ -43,7 +44,7 @@ def served(serving_config_path):
 @pytest.fixture
 def catalog_with_young_items(served, tmp_path):
     """A catalogue over a fresh store holding three items created just now."""
-    store = ItemStore(tmp_path / "items.sqlite")
+    store = SqliteStore(tmp_path / "items.sqlite")
     catalog = served.catalog(store)
     for n in range(3):
         source = catalog.row[catalog.ids[n]]

@@ -1,8 +1,7 @@
-"""The item store: an append-only log of item upserts, hides and behaviour events, in SQLite (WAL).
+"""The embedded state store: SQLite in WAL mode, a file under DYNREC_HOME (see dynrec.state.base).
 
-Every replica holding a catalogue view reads the log from its last sequence number, so an item
-written once reaches all of them, in the same order, and survives restarts. SQLite is the
-embedded default for one machine.
+Every replica on the machine opens the same file; `synchronous=FULL` makes a committed write
+durable before the call returns. WAL must not be shared across hosts: a cluster uses Redis.
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
+
+from dynrec.state.base import ItemChange, StoredEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item_log (
@@ -27,6 +26,12 @@ CREATE TABLE IF NOT EXISTS item_log (
     image_vec BLOB, image_mask INTEGER,
     embedding BLOB,
     model_version TEXT,
+    written_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
     written_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS item_events (
@@ -43,29 +48,6 @@ CREATE TABLE IF NOT EXISTS item_events (
 EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT"}
 
 
-@dataclass
-class ItemChange:
-    seq: int
-    item_id: str
-    hidden: bool
-    record: dict | None = None  # title, text, categories, attributes, created_at
-    text_vec: np.ndarray | None = None
-    text_mask: bool = False
-    image_vec: np.ndarray | None = None
-    image_mask: bool = False
-    embedding: np.ndarray | None = None
-    model_version: str = ""
-
-
-class StoredEvent(NamedTuple):
-    item_id: str
-    ts: int  # unix seconds
-    value: float
-    event_type: str = "rating"
-    user_id: str | None = None
-    recommendation_id: str | None = None  # the recommendation it answers (bandit feedback)
-
-
 def _blob(vector: np.ndarray | None) -> bytes | None:
     return None if vector is None else np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -74,7 +56,7 @@ def _vector(blob: bytes | None) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
 
 
-class ItemStore:
+class SqliteStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +69,7 @@ class ItemStore:
         for column, declaration in EVENT_COLUMNS.items():
             if column not in present:
                 self._db.execute(f"ALTER TABLE item_events ADD COLUMN {column} {declaration}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS item_events_user ON item_events (user_id)")
 
     def put_item(self, change: ItemChange) -> int:
         """Append an upsert (or, with `hidden`, a hide); returns its sequence number."""
@@ -145,6 +128,20 @@ class ItemStore:
             items = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM item_log").fetchone()[0]
             events = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM item_events").fetchone()[0]
         return int(items), int(events)
+
+    def save_snapshot(self, name: str, seq: int, payload: bytes) -> None:
+        with self._lock:  # one statement, one transaction: the old row or the new one, never half
+            self._db.execute("INSERT OR REPLACE INTO snapshots (name, seq, payload, written_at) VALUES (?, ?, ?, ?)",
+                             (name, seq, payload, time.time()))
+
+    def load_snapshot(self, name: str) -> tuple[int, bytes] | None:
+        with self._lock:
+            row = self._db.execute("SELECT seq, payload FROM snapshots WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def erase_user(self, user_id: str) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM item_events WHERE user_id = ?", (user_id,)).rowcount
 
     def close(self) -> None:
         self._db.close()

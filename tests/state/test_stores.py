@@ -1,0 +1,78 @@
+"""Both state stores (real SQLite, real Redis): order, hides, events, snapshots, erasure, and
+that an acknowledged write survives a crash."""
+
+import numpy as np
+import pytest
+
+from dynrec.config import StateConfig
+from dynrec.state import ItemChange, StoredEvent, open_store
+
+
+def change(item_id: str, seed: int) -> ItemChange:
+    rng = np.random.default_rng(seed)
+    return ItemChange(0, item_id, False, {"title": item_id.title(), "categories": ["Drama"]},
+                      rng.standard_normal(384).astype(np.float32), True, np.zeros(1280, np.float32), False,
+                      rng.standard_normal(16).astype(np.float32), "v1")
+
+
+def test_changes_come_back_in_order_from_any_reader_and_survive_a_crash(open_backend):
+    open_store_, crash = open_backend
+    writer = open_store_()
+    first, second = change("a", 0), change("b", 1)
+    seqs = [writer.put_item(first), writer.put_item(second), writer.hide("a")]
+    assert seqs == sorted(seqs) and writer.latest() == (seqs[-1], 0)
+    last = writer.add_events([StoredEvent("a", 100, 5.0), StoredEvent("b", 101, 1.0, "click", "u1", "rec-1")])
+    crash()
+
+    reader = open_store_()  # another replica's connection, after the crash
+    changes = reader.item_changes(0)
+    assert [(c.item_id, c.hidden) for c in changes] == [("a", False), ("b", False), ("a", True)]
+    np.testing.assert_array_equal(changes[0].embedding, first.embedding)
+    np.testing.assert_array_equal(changes[1].text_vec, second.text_vec)
+    assert changes[0].record == {"title": "A", "categories": ["Drama"]} and changes[0].model_version == "v1"
+    assert [c.item_id for c in reader.item_changes(seqs[0])] == ["b", "a"]  # only what is newer
+    assert [event for _, event in reader.events(0)] == [
+        ("a", 100, 5.0, "rating", None, None), ("b", 101, 1.0, "click", "u1", "rec-1")
+    ]
+    assert reader.latest() == (seqs[-1], last)
+    assert [event.item_id for _, event in reader.events(last - 1)] == ["b"]
+
+
+def test_snapshots_replace_whole_and_erasure_removes_only_that_users_events(open_backend):
+    open_store_, crash = open_backend
+    store = open_store_()
+    assert store.load_snapshot("users-0-of-1") is None
+    store.save_snapshot("users-0-of-1", 7, b"first")
+    store.save_snapshot("users-0-of-1", 9, b"second" * 1000)
+    store.add_events([StoredEvent("a", 1, 1.0, "view", "alice"), StoredEvent("b", 2, 1.0, "view", "bob"),
+                      StoredEvent("c", 3, 1.0, "click", "alice", "rec")])
+    assert store.erase_user("alice") == 2
+    crash()
+    store = open_store_()
+    assert store.load_snapshot("users-0-of-1") == (9, b"second" * 1000)
+    assert [(e.item_id, e.user_id) for _, e in store.events(0)] == [("b", "bob")]
+    assert store.erase_user("alice") == 0
+
+
+def test_an_older_sqlite_event_table_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from dynrec.state.sqlite import SqliteStore
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE item_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL,"
+               " ts INTEGER NOT NULL, value REAL NOT NULL)")
+    db.execute("INSERT INTO item_events (item_id, ts, value) VALUES ('a', 5, 4.0)")
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    store.add_events([StoredEvent("b", 6, 1.0, "impression", "u", "r")])
+    assert [event for _, event in store.events(0)] == [("a", 5, 4.0, "rating", None, None), ("b", 6, 1.0, "impression", "u", "r")]
+
+
+def test_open_store_picks_the_backend_and_rejects_unknown_ones(tmp_path, redis_server):
+    assert type(open_store(StateConfig(), tmp_path, "ml-100k")).__name__ == "SqliteStore"
+    assert type(open_store(StateConfig(backend="redis", redis_url=redis_server.url), tmp_path, "ml-100k")).__name__ == "RedisStore"
+    with pytest.raises(ValueError, match="sqlite or redis"):
+        open_store(StateConfig(backend="etcd"), tmp_path, "ml-100k")
