@@ -1,6 +1,7 @@
 """Serving benchmark (DESIGN.md protocol): the real app from serve_config.yaml under open-loop load.
 
     .venv/bin/python -m bench.serve_load [--rates 5,10,15,20,25,50] [--seconds 30] [--skip-growth | --growth-only]
+    .venv/bin/python -m bench.serve_load --soak [--soak-minutes 5] [--rates R]
 
 Starts `serve run` on serve_config.yaml (ML-1M catalogue, trained artefacts; access logs off)
 with a no-op app of the same depth beside it on /noop, then in one run:
@@ -93,7 +94,7 @@ class MemorySampler(threading.Thread):
     def __init__(self, root: int, every_s: float = 2.0):
         super().__init__(daemon=True)
         self.root, self.every_s = root, every_s
-        self.peak_rss = self.peak_pss = 0
+        self.peak_rss = self.peak_pss = self.last_rss = 0
         self.at_peak: dict[str, float] = {}
         self.stop = threading.Event()
 
@@ -101,6 +102,7 @@ class MemorySampler(threading.Thread):
         while not self.stop.wait(self.every_s):
             rows = [m for m in map(process_memory, process_tree(self.root)) if m and "noop" not in m[0].lower()]
             rss, pss = sum(r for _, r, _ in rows), sum(p for _, _, p in rows)
+            self.last_rss = rss
             self.peak_rss = max(self.peak_rss, rss)
             if pss > self.peak_pss:
                 self.peak_pss = pss
@@ -274,13 +276,60 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> 
     return results
 
 
+def soak(args) -> None:
+    """The highest rate that had zero errors, for `--soak-minutes`: errors, latency, and RSS
+    growth against its value after a minute's warm-up (bench/results/soak.json)."""
+    import json
+
+    last = json.loads((Path(__file__).parent / "results" / "serve_load.json").read_text())
+    rate = float(args.rates.split(",")[0]) if args.rates_given else last["highest_clean_rate_rps"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as folder:
+        config = bench_config(Path(folder))
+        log = open(Path(folder) / "serve.log", "w")
+        server = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        sampler = MemorySampler(server.pid)
+        sampler.start()
+        try:
+            wait_healthy()
+            users = [str(u) for u in range(1, 3000)]
+            items = [i["item_id"] for i in requests.get(f"{BASE}/v1/items/260/similar", params={"num_results": 500}).json()["items"]]
+            asyncio.run(open_loop("", rate, 60, users, items, seed=1))  # warm-up
+            time.sleep(2 * sampler.every_s)
+            warm_rss, sampler.peak_rss = sampler.last_rss, 0
+            run = asyncio.run(open_loop("", rate, 60 * args.soak_minutes, users, items, seed=2))
+            time.sleep(2 * sampler.every_s)
+        finally:
+            sampler.stop.set()
+            os.killpg(server.pid, signal.SIGINT)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+            log.close()
+    results = {**run, "minutes": args.soak_minutes, "warm_rss_gb": warm_rss / 2**30, "peak_rss_gb": sampler.peak_rss / 2**30,
+               "final_rss_gb": sampler.last_rss / 2**30, "rss_growth": sampler.peak_rss / warm_rss - 1, "machine": machine()}
+    path = write_results("soak", results)
+    print(f"soak at {rate:g} rps for {args.soak_minutes:g} min: errors {run['errors']}, p50 {run['p50_ms']:.1f} ms, "
+          f"p99 {run['p99_ms']:.1f} ms, RSS {warm_rss / 2**30:.2f} -> peak {sampler.peak_rss / 2**30:.2f} GB "
+          f"({100 * results['rss_growth']:+.1f} %)\nwrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="5,10,15,20,25,50")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--growth-only", action="store_true", help="only the catalogue-size step, merged into the results")
+    parser.add_argument("--soak", action="store_true",
+                        help="run the highest error-free rate of the last load run (or --rates) for --soak-minutes")
+    parser.add_argument("--soak-minutes", type=float, default=5.0)
     args = parser.parse_args()
+    args.rates_given = any(a.startswith("--rates") for a in sys.argv[1:])
+    if args.soak:
+        soak(args)
+        return
     if args.growth_only:
         growth = catalogue_growth()
         path = write_results("serve_load", {"catalogue_growth": growth, "p50_1m_over_10k": growth["p50_1m_over_10k"]}, merge=True)
