@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import signal
+import subprocess
+import sys
 import statistics
 import time
 from pathlib import Path
@@ -41,3 +45,23 @@ def machine() -> dict[str, Any]:
     import os
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_serve(config: Path, log: Path) -> subprocess.Popen:
+    """`serve run <config>` in its own process group (so it can be stopped whole), logging to `log`."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    with open(log, "w") as out:
+        return subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_serve(server: subprocess.Popen) -> None:
+    """Ctrl-C to the whole group (Serve shuts down cleanly), then a kill if it takes over a minute."""
+    os.killpg(server.pid, signal.SIGINT)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)

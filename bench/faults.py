@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,23 +29,19 @@ import aiohttp
 import requests
 import yaml
 
-from bench.common import machine, write_results
+from bench.common import ROOT, machine, start_serve, stop_serve, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE = "http://127.0.0.1:8000"
 STALL_S = 1.0  # a request answered later than this after a kill counts as held up by it
 
 
-def start_service(folder: Path) -> subprocess.Popen:
+def start_service(folder: Path):
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     for app in config["applications"]:
         app["logging_config"] = {"enable_access_log": False}
     path = folder / "serve_faults.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    log = open(folder / "serve.log", "w")
-    return subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(path)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_serve(path, folder / "serve.log")
 
 
 def wait_healthy(timeout_s: float = 900) -> None:
@@ -143,11 +138,7 @@ def main() -> None:
                 if item not in [r["item_id"] for r in described.get("recent", [])]:
                     lost.append(user)
         finally:
-            os.killpg(server.pid, signal.SIGINT)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+            stop_serve(server)
     ordered = sorted(outcome["killed_at"].items(), key=lambda kv: kv[1])
     phases = {}
     for index, (deployment, at) in enumerate(ordered):

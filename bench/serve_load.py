@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,9 +35,8 @@ import requests
 import yaml
 from tqdm import tqdm
 
-from bench.common import machine, write_results
+from bench.common import ROOT, machine, start_serve, stop_serve, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
 
@@ -283,12 +279,8 @@ def soak(args) -> None:
 
     last = json.loads((Path(__file__).parent / "results" / "serve_load.json").read_text())
     rate = float(args.rates.split(",")[0]) if args.rates_given else last["highest_clean_rate_rps"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as folder:
-        config = bench_config(Path(folder))
-        log = open(Path(folder) / "serve.log", "w")
-        server = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = start_serve(bench_config(Path(folder)), Path(folder) / "serve.log")
         sampler = MemorySampler(server.pid)
         sampler.start()
         try:
@@ -302,12 +294,7 @@ def soak(args) -> None:
             time.sleep(2 * sampler.every_s)
         finally:
             sampler.stop.set()
-            os.killpg(server.pid, signal.SIGINT)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-            log.close()
+            stop_serve(server)
     results = {**run, "minutes": args.soak_minutes, "warm_rss_gb": warm_rss / 2**30, "peak_rss_gb": sampler.peak_rss / 2**30,
                "final_rss_gb": sampler.last_rss / 2**30, "rss_growth": sampler.peak_rss / warm_rss - 1, "machine": machine()}
     path = write_results("soak", results)
@@ -337,14 +324,8 @@ def main() -> None:
         return
     rates = [float(r) for r in args.rates.split(",")]
     results: dict = {"machine": machine()}
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as folder:
-        config = bench_config(Path(folder))
-        log = open(Path(folder) / "serve.log", "w")
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "serve"), "run", str(config)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        server = start_serve(bench_config(Path(folder)), Path(folder) / "serve.log")
         sampler = MemorySampler(server.pid)
         sampler.start()
         try:
@@ -386,12 +367,7 @@ def main() -> None:
             results["peak_rss_gb"] = sampler.peak_rss / 2**30
             results["peak_pss_gb"] = sampler.peak_pss / 2**30
             results["pss_gb_by_process_at_peak"] = sampler.at_peak
-            os.killpg(server.pid, signal.SIGINT)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-            log.close()
+            stop_serve(server)
     path = write_results("serve_load", results, merge=True)  # the load figures survive a failure below
     if not args.skip_growth:
         print("catalogue growth (in-process ranking) ...", flush=True)
