@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -35,7 +36,7 @@ import requests
 import yaml
 from tqdm import tqdm
 
-from bench.common import ROOT, machine, start_serve, stop_serve, write_results
+from bench.common import RESULTS_DIR, ROOT, machine, start_serve, stop_serve, write_results
 
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
@@ -275,8 +276,6 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> 
 def soak(args) -> None:
     """The highest rate that had zero errors, for `--soak-minutes`: errors, latency, and RSS
     growth against its value after a minute's warm-up (bench/results/soak.json)."""
-    import json
-
     last = json.loads((Path(__file__).parent / "results" / "serve_load.json").read_text())
     rate = float(args.rates.split(",")[0]) if args.rates_given else last["highest_clean_rate_rps"]
     with tempfile.TemporaryDirectory() as folder:
@@ -368,12 +367,17 @@ def main() -> None:
             results["peak_pss_gb"] = sampler.peak_pss / 2**30
             results["pss_gb_by_process_at_peak"] = sampler.at_peak
             stop_serve(server)
-    path = write_results("serve_load", results, merge=True)  # the load figures survive a failure below
+    # a load run replaces the load figures whole, keeping only the growth step's (run separately)
+    previous = RESULTS_DIR / "serve_load.json"
+    if previous.exists() and args.skip_growth:
+        kept = json.loads(previous.read_text())
+        results.update({k: kept[k] for k in ("catalogue_growth", "p50_1m_over_10k") if k in kept})
+    path = write_results("serve_load", results)  # the load figures survive a failure below
     if not args.skip_growth:
         print("catalogue growth (in-process ranking) ...", flush=True)
         results["catalogue_growth"] = catalogue_growth()
         results["p50_1m_over_10k"] = results["catalogue_growth"]["p50_1m_over_10k"]
-    path = write_results("serve_load", results, merge=True)
+    path = write_results("serve_load", results)
     print(f"\n{'figure':<26} {'value':>10}")
     for key in ("highest_clean_rate_rps", "rate_rps", "p50_ms", "p99_ms", "noop_p50_ms", "noop_p99_ms", "p50_over_noop", "p99_over_noop", "errors",
                 "freshness_event_p99_ms", "freshness_item_p99_ms", "peak_rss_gb", "peak_pss_gb", "p50_1m_over_10k"):

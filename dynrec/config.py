@@ -231,6 +231,13 @@ class SecurityConfig:
 
 
 @dataclass
+class ArtifactsConfig:
+    """Where trained runs, catalogue embeddings and ONNX exports are published and fetched."""
+
+    uri: str = ""  # a path or a pyarrow filesystem URI (s3://bucket/dynrec, gs://..., file://...); empty: <home> only
+
+
+@dataclass
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -247,6 +254,7 @@ class DynrecConfig:
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     state: StateConfig = field(default_factory=StateConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     home: Path = field(default_factory=default_home)
 
     def __post_init__(self) -> None:

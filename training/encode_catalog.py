@@ -27,11 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from dynrec.artifact_store import publish
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_dataset
 from dynrec.encoders.behaviour import latest_behaviour
 from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
-from dynrec.serving.artifacts import embeddings_path
+from dynrec.serving.artifacts import embeddings_path, onnx_folder
 from training.ray_cluster import connect_ray
 
 @dataclass
@@ -228,6 +229,9 @@ def encode_catalog(
         pq.write_table(table, temp)
         os.replace(temp, output)
     n_encoded = 0 if encoded is None else encoded.num_rows
+    if config.artifacts.uri and output.resolve().is_relative_to(config.home.resolve()):
+        publish(config.home, str(output.parent.resolve().relative_to(config.home.resolve())), config.artifacts.uri)
+        publish(config.home, onnx_folder(config), config.artifacts.uri)
     return {
         "items": table.num_rows,
         "encoded": n_encoded,

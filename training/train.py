@@ -24,6 +24,7 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_model
 
+from dynrec.artifact_store import publish
 from dynrec.config import DynrecConfig
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
@@ -116,6 +117,7 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
         shutil.copy(Path(folder) / MODEL_FILE, artefacts / MODEL_FILE)
     summary = {**result.metrics, "wall_s": time.perf_counter() - started, "model_path": str(artefacts / MODEL_FILE)}
     (artefacts / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)  # for replicas on other nodes
     return summary
 
 

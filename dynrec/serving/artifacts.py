@@ -1,7 +1,7 @@
 """What the service needs on disk before it starts: a trained model and the catalogue's embeddings.
 
 A trained run (`dynrec train`) and its Ray Data embeddings (`dynrec encode`) are used when they
-exist. On a fresh machine a small bootstrap model is trained in-process (plain torch, a few
+exist, fetched first from `artifacts.uri` when one is set (see dynrec.artifact_store). On a fresh machine a small bootstrap model is trained in-process (plain torch, a few
 epochs) and the catalogue embedded in-process, so `serve run` works with nothing prepared. A file
 lock makes concurrent replicas wait for one preparation instead of racing.
 """
@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dynrec.artifact_store import fetch
 from dynrec.config import DynrecConfig
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
@@ -36,6 +37,11 @@ def serving_config(config: DynrecConfig) -> DynrecConfig:
     """The config with its training dataset set to the served catalogue."""
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, dataset=config.serving.dataset))
     return config
+
+
+def onnx_folder(config: DynrecConfig) -> str:
+    """The ONNX exports' folder relative to `home` (where `artifacts.uri` mirrors it)."""
+    return os.path.relpath(config.runtime.onnx_dir, config.home)
 
 
 def embeddings_path(config: DynrecConfig, run_name: str) -> Path:
@@ -58,6 +64,11 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
     config = serving_config(config)
     with _locked(config.home / "artifacts" / ".prepare.lock"):
         run_name = config.run_name
+        if config.artifacts.uri:  # runs published by the training and encoding jobs (or another node)
+            for run in (run_name, f"{config.serving.dataset}-bootstrap"):
+                for relative in (f"artifacts/{run}", f"embeddings/{run}"):
+                    fetch(config.home, relative, config.artifacts.uri)
+            fetch(config.home, onnx_folder(config), config.artifacts.uri)
         model_path = config.home / "artifacts" / run_name / "model.pt"
         if not model_path.is_file():
             run_name = f"{config.serving.dataset}-bootstrap"
