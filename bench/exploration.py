@@ -1,6 +1,6 @@
 """Exploration on ML-1M partial by replay: held-out interactions are the clicks a policy could earn.
 
-    .venv/bin/python -m bench.exploration [--arrivals 30000] [--new-items 60]
+    .venv/bin/python -m bench.exploration [--arrivals 30000] [--new-items 60] [--tolerance 6] [--sweep 0.2,0.3,0.4]
 
 Events before the 80th time percentile are the past; the rest is the replayed future. A seeded
 sample of items with future interest becomes *new*: their past events are dropped and they are
@@ -28,6 +28,7 @@ new items), ...}} and prints a table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 
 import numpy as np
@@ -184,19 +185,29 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--tolerance", type=int, default=6, help="ranks (among the new items) counted as reached")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weight", type=float, help="the bandit's exploration weight (default: the config's)")
+    parser.add_argument("--sweep", default="", help="also run the bandit at these weights, e.g. 0.2,0.3,0.4")
     args = parser.parse_args()
     world = World(args.arrivals, args.new_items, args.seed)
     exploration = world.config.exploration
+    if args.weight is not None:
+        exploration = dataclasses.replace(exploration, weight=args.weight)
     results = {policy: run_policy(world, policy, exploration, args.epsilon, args.tolerance, args.seed)
                for policy in ("none", "epsilon-greedy", "bandit")}
+    sweep = {w: run_policy(world, "bandit", dataclasses.replace(exploration, weight=float(w)), args.epsilon, args.tolerance, args.seed)
+             for w in filter(None, args.sweep.split(","))}
     none = results["none"]
-    for policy in results.values():
+    for policy in [*results.values(), *sweep.values()]:
         policy["clicks_vs_none"] = policy["clicks"] / max(none["clicks"], 1)
         policy["speedup_to_true_rank"] = none["impressions_to_true_rank"] / max(policy["impressions_to_true_rank"], 1)
+    if sweep:
+        results["bandit_weight_sweep"] = sweep
     write_results("exploration", {**results, "settings": {**vars(args), "weight": exploration.weight, "pool": exploration.pool,
                                                           "arrivals_run": len(world.arrivals)}, "machine": machine()})
     print(f"\n{'policy':<16}{'clicks':>8}{'vs none':>9}{'impr. to true rank':>20}{'speed-up':>10}{'reached':>9}")
-    for name, r in results.items():
+    for name, r in [*results.items(), *((f"bandit w={w}", r) for w, r in sweep.items())]:
+        if name == "bandit_weight_sweep":
+            continue
         print(f"{name:<16}{r['clicks']:>8}{r['clicks_vs_none']:>9.3f}{r['impressions_to_true_rank']:>20,.0f}"
               f"{r['speedup_to_true_rank']:>10.2f}{r['new_items_reaching_true_rank']:>6}/{len(world.new)}")
     print("\ntargets: bandit speed-up >= 2, bandit clicks vs none >= 0.95")
