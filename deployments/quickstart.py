@@ -54,7 +54,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
     env = {key: os.environ[key] for key in ("DYNREC_CONFIG", "DYNREC_HOME", "DYNREC_DATA_DIR", "RAY_AUTH_MODE") if key in os.environ}
     ray.init(include_dashboard=False, configure_logging=False, runtime_env={"env_vars": env})
     try:
-        print("\nstarting the Serve graph (Ingress, TextEncoder, ImageEncoder, Fusion, Ranker, UserState) ...", flush=True)
+        print("\nstarting the Serve graph (Ingress, TextEncoder, ImageEncoder, Fusion, Ranker, Segments, UserState) ...", flush=True)
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(), name="dynrec", route_prefix="/")
         base = f"http://127.0.0.1:{port}"
@@ -81,6 +81,9 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
         _show("items similar to it", similar, ms)
         cold, ms = _timed("POST", f"{base}/v1/recommendations", json={"user_id": "someone-new", "num_results": 5})
         _show("a user the service has never seen", cold, ms)
+        prior, ms = _timed("POST", f"{base}/v1/recommendations", json={
+            "user_id": "someone-else-new", "num_results": 5, "context": {"gender": "F", "age": "18-24"}})
+        _show("a new user who says who she is (context: gender, age)", prior, ms)
 
         print(f"""
 call it yourself (OpenAPI docs: {base}/docs):
