@@ -1,21 +1,25 @@
 """Cold users on ML-1M partial: how good are the first recommendations, before and after a few events?
 
-    .venv/bin/python -m bench.cold_users [--users 600]
+    .venv/bin/python -m bench.cold_users [--users 600 | --folds 10]
 
 A seeded sample of users (with at least 6 events) is made cold: their events leave the prior's
-and the popularity counts. For each, after its first n events (n = 0, 1, 3, 5, in time order),
+and the popularity counts. With --folds K, every eligible user is cold once instead: the users
+are split into K folds and each fold is made cold in turn (a larger, less noisy estimate). For each, after its first n events (n = 0, 1, 3, 5, in time order),
 the next 10 items it interacted with are relevant, and each arm's top 10 of the items not yet
 seen is scored (ML-1M users rate many films in the same second, so "the next item" alone would
 mostly be the tie-break's choice):
-- prior: what the service does. n = 0: the attribute prior (gender, age band, occupation; see
-  dynrec.serving.prior). n >= 1: the user's own state, the served user model over those n events.
+- prior: what the service does. n = 0: the attribute prior (the configured attributes, gender and
+  age band; see dynrec.serving.prior). n >= 1: the user's own state, the served user model over
+  those n events, blended with the prior at weight cold_start.blend / n as the ranker does.
 - popularity: global popularity (distinct users per item), the usual fallback, at every n.
 - attributes_only: the attribute prior at every n, for reference.
+- early_popularity: the prior without attributes (what users reach first), to show how much of
+  the prior's lift is the early-event weighting and how much the attributes.
 HR@10 (one of the next 10 in the top 10) and NDCG@10 (binary relevance). The served model was trained on all
 ML-1M partial users, so at n >= 1 it has seen these users' sequences: treat those rows as an
 upper bound; the n = 0 comparison involves no trained model.
 
-Writes bench/results/cold_users.json as {"ml-1m": {arm: {n: {hr@10, ndcg@10}}}} and prints a table.
+Writes bench/results/cold_users.json (cold_users_folds.json with --folds) as {"ml-1m": {arm: {n: {hr@10, ndcg@10}}}} and prints a table.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dynrec.data import Interactions, load_dataset
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import ensure_artifacts, vectors
-from dynrec.serving.prior import AttributePrior
+from dynrec.serving.prior import AttributePrior, blend_weight, standardise
 
 STEPS = (0, 1, 3, 5)
 HORIZON = 10  # the user's next events that count as relevant
@@ -57,22 +61,21 @@ def metrics(hits: list[list[bool]], sizes: list[int], k: int = 10) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=600, help="cold users sampled (seed 0)")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="instead of one sample, every eligible user in this many folds, each fold cold in turn")
     args = parser.parse_args()
     config = DynrecConfig()
     dataset = load_dataset(config.serving.dataset, config.data.data_dir)
     interactions = Interactions.from_dataset(dataset)
-    lengths = np.diff(interactions.indptr)
     rng = np.random.default_rng(0)
-    cold = rng.choice(np.flatnonzero(lengths >= max(STEPS) + 1), args.users, replace=False)
-    cold_ids = {str(interactions.user_ids[u]) for u in cold}
-
-    prior = AttributePrior.fit(dataset.users, interactions, config.cold_start, exclude_users=cold_ids)
+    eligible = np.flatnonzero(interactions.lengths >= max(STEPS) + 1)
+    if args.folds:
+        folds = np.array_split(rng.permutation(eligible), args.folds)
+    else:
+        folds = [rng.choice(eligible, args.users, replace=False)]
     attributes = {r["user_id"]: dict(r["attributes"] or []) for r in dataset.users.select(["user_id", "attributes"]).to_pylist()}
-    warm = np.ones(interactions.n_users, bool)
-    warm[cold] = False
-    popularity = np.zeros(interactions.n_items)
-    for u in np.flatnonzero(warm):
-        popularity[np.unique(interactions.items[interactions.indptr[u] : interactions.indptr[u + 1]])] += 1
+    users_per_item = [np.unique(interactions.sequence(u)) for u in range(interactions.n_users)]  # each item once per user
+    all_popularity = np.bincount(np.concatenate(users_per_item), minlength=interactions.n_items).astype(np.float64)
 
     artifacts = ensure_artifacts(config, progress=True)
     model, _, _ = load_model(artifacts.model_path)
@@ -82,33 +85,43 @@ def main() -> None:
     item_vectors = vectors(table["embedding"])[[position[i] for i in interactions.item_ids]]
     rating = config.model.event_types.index("rating")
 
-    hits: dict[str, dict[int, list[list[bool]]]] = {arm: {n: [] for n in STEPS} for arm in ("prior", "popularity", "attributes_only")}
+    hits: dict[str, dict[int, list[list[bool]]]] = {arm: {n: [] for n in STEPS} for arm in ("prior", "popularity", "attributes_only", "early_popularity")}
     sizes: dict[int, list[int]] = {n: [] for n in STEPS}
-    for u in tqdm(cold, desc="cold users", unit="user"):
-        lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
-        items = interactions.items[lo:hi]
-        times = interactions.timestamps[lo:hi].astype(np.float64)
-        values = interactions.values[lo:hi]
-        own = prior.scores(attributes.get(str(interactions.user_ids[u]), {}))
-        own = own if own is not None else np.log(popularity + 1)
-        for n in STEPS:
-            seen = items[:n]
-            targets = set(items[n : n + HORIZON].tolist()) - set(seen.tolist())
-            if n == 0:
-                served = own
-            else:
-                gaps = np.diff(times[:n], prepend=times[:1]).clip(min=0)
-                embedding = runtime.embed_users(item_vectors[items[:n]][None], np.full((1, n), rating), gaps[None],
-                                                values[:n][None], np.array([n]))[0]
-                served = item_vectors @ embedding
-            sizes[n].append(len(targets))
-            hits["prior"][n].append(top_hits(served, targets, seen))
-            hits["popularity"][n].append(top_hits(popularity, targets, seen))
-            hits["attributes_only"][n].append(top_hits(own, targets, seen))
+    progress = tqdm(total=sum(len(f) for f in folds), desc="cold users", unit="user")
+    for cold in folds:
+        prior = AttributePrior.fit(dataset.users, interactions, config.cold_start,
+                                   exclude_users={str(interactions.user_ids[u]) for u in cold})
+        popularity = all_popularity - np.bincount(np.concatenate([users_per_item[u] for u in cold]), minlength=interactions.n_items)
+        early = prior.scores({})
+        for u in cold:
+            lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
+            items = interactions.items[lo:hi]
+            times = interactions.timestamps[lo:hi].astype(np.float64)
+            values = interactions.values[lo:hi]
+            own = prior.scores(attributes.get(str(interactions.user_ids[u]), {}))
+            for n in STEPS:
+                seen = items[:n]
+                targets = set(items[n : n + HORIZON].tolist()) - set(seen.tolist())
+                if n == 0:
+                    served = own
+                else:
+                    gaps = np.diff(times[:n], prepend=times[:1]).clip(min=0)
+                    embedding = runtime.embed_users(item_vectors[items[:n]][None], np.full((1, n), rating), gaps[None],
+                                                    values[:n][None], np.array([n]))[0]
+                    model_scores = item_vectors @ embedding
+                    served = standardise(model_scores, model_scores) + blend_weight(n, config.cold_start) * standardise(own, own)
+                sizes[n].append(len(targets))
+                hits["prior"][n].append(top_hits(served, targets, seen))
+                hits["popularity"][n].append(top_hits(popularity, targets, seen))
+                hits["attributes_only"][n].append(top_hits(own, targets, seen))
+                hits["early_popularity"][n].append(top_hits(early, targets, seen))
+            progress.update()
+    progress.close()
 
     results = {arm: {str(n): metrics(h, sizes[n]) for n, h in by_n.items()} for arm, by_n in hits.items()}
     lift = results["prior"]["0"]["hr@10"] / max(results["popularity"]["0"]["hr@10"], 1e-12)
-    write_results("cold_users", {"ml-1m": results, "prior_over_popularity_hr@10_at_0": lift, "cold_users": len(cold),
+    write_results("cold_users_folds" if args.folds else "cold_users", {"ml-1m": results, "prior_over_popularity_hr@10_at_0": lift,
+                                 "cold_users": sum(len(f) for f in folds), "folds": args.folds,
                                  "machine": machine()})
     print(f"\n{'arm':<16}" + "".join(f"{'n=' + str(n) + ' HR/NDCG@10':>24}" for n in STEPS))
     for arm, by_n in results.items():

@@ -200,12 +200,17 @@ class SegmentConfig:
 
 @dataclass
 class ColdStartConfig:
-    """The prior for users without events: item popularity within their attribute groups."""
+    """The prior for users without events: what users took to first, within their attribute groups."""
 
     # gender and age band: occupation added nothing on held-out ML-1M users (bench/cold_users.py)
     attributes: tuple[str, ...] = ("gender", "age")
     smoothing: float = 20.0  # pseudo-users pulling a group's popularity towards the global one
     weight: float = 0.5  # how far the groups' lifts move the score from global popularity (0: not at all)
+    first_events_scale: float = 10.0  # a user's k-th item counts exp(-k / scale) (0: all count alike)
+    # with n events (n <= blend_max_events) a user's ranking adds the prior's standardised score at
+    # weight blend / n to the model's: one or three events say little yet (bench/cold_users.py)
+    blend: float = 4.0
+    blend_max_events: int = 20
 
 
 @dataclass

@@ -86,6 +86,8 @@ class Catalog:
         self.hidden_vectors: dict[str, np.ndarray] = {}  # hidden items still appear in user histories
         self.index = make_index(embeddings.shape[1], len(ids), config.index, model_version=self.model_version)
         self.index.upsert(ids, embeddings)
+        sample = np.random.default_rng(0).choice(len(ids), min(len(ids), 2048), replace=False)
+        self.score_sample = embeddings[np.sort(sample)]  # to standardise a user's scores without scoring every item
         content_dim = TEXT_DIM + embeddings.shape[1]
         self.content_index = make_index(content_dim, len(ids), config.index, model_version=self.model_version)
         for start in range(0, len(ids), 4096):

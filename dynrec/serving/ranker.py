@@ -10,6 +10,7 @@ import numpy as np
 
 from dynrec.serving.bandit import ExplorationSettings, exploration_slots
 from dynrec.serving.catalog import Catalog
+from dynrec.serving.prior import blend_weight, standardise
 from dynrec.serving.users import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
@@ -55,7 +56,7 @@ def recommend(
     rng: np.random.Generator | None = None,
 ) -> list[Ranked]:
     """Top-k for `user`; users without an embedding (unknown, or no events yet) get the prior of
-    their attributes (popularity within their groups, see dynrec.serving.prior) or what is popular.
+    their attributes (what new users in their groups took to first, see dynrec.serving.prior).
 
     Up to `new_item_slots` per 10 results go to new items (added while serving, so without
     behaviour or a trained ID) whose content is closest to the user's recent history: they are
@@ -76,7 +77,7 @@ def recommend(
     if user.embedding is None:
         ranked = cold_start(catalog, user, k_main, exclude, accept)
     else:
-        ids, scores = catalog.index.search(user.embedding, max(k_main, candidates) if diversity > 0 else k_main, exclude, accept)
+        ids, scores = retrieve(catalog, user, max(k_main, candidates) if diversity > 0 else k_main, exclude, accept)
         if diversity > 0 and len(ids) > k_main:
             ids, scores = mmr(catalog, ids, scores, k_main, diversity)
         ranked = [Ranked(i, float(s), r) for i, s, r in zip(ids, scores, reasons_for(catalog, ids, user))]
@@ -87,19 +88,53 @@ def recommend(
     return ranked[:k_main] + explored
 
 
+def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> tuple[list[str], np.ndarray]:
+    """The user's top k from the index; for a user with only a few events, blended with the prior.
+
+    Both scores are standardised (the model's against a fixed sample of items, the prior's over
+    every item) and the prior's is added at `blend_weight`; the candidates are the model's top and
+    the prior's top, so the catalogue is not scored item by item.
+    """
+    weight = blend_weight(len(user.recent), catalog.config.cold_start)
+    if not weight:
+        return catalog.index.search(user.embedding, k, exclude, accept)
+    pool = max(k, catalog.config.serving.candidates)
+    ids, scores = catalog.index.search(user.embedding, pool, exclude, accept)
+    model = dict(zip(ids, scores.tolist()))
+    prior = catalog.prior.scores(user.attributes)
+    for row in prior_top(catalog, prior, pool, exclude, accept):
+        item_id = catalog.ids[row]
+        if item_id not in model:
+            model[item_id] = float(catalog.vector(item_id) @ user.embedding)
+    pooled = list(model)
+    rows = np.array([catalog.row[i] for i in pooled])
+    known = rows < len(prior)  # items added while serving have no prior
+    boost = np.zeros(len(pooled))
+    boost[known] = weight * standardise(prior, prior)[rows[known]]
+    blended = standardise(np.array([model[i] for i in pooled]), catalog.score_sample @ user.embedding) + boost
+    order = np.argsort(-blended, kind="stable")[:k]
+    return [pooled[o] for o in order], blended[order]
+
+
+def prior_top(catalog: Catalog, prior: np.ndarray, k: int, exclude: set[str], accept) -> list[int]:
+    """Rows of the k best prior scores among allowed items."""
+    rows: list[int] = []
+    for row in np.argsort(-prior, kind="stable"):
+        item_id = catalog.ids[row]
+        if item_id not in exclude and (accept is None or accept(item_id)):
+            rows.append(int(row))
+            if len(rows) == k:
+                break
+    return rows
+
+
 def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
-    """A user without events: the best of their attribute prior, else what is popular now."""
-    prior = catalog.prior.scores(user.attributes) if catalog.prior is not None else None
-    picked: list[Ranked] = []
-    if prior is not None:
-        reason = sentence(f"popular with {catalog.prior.label(user.attributes)}")
-        for row in np.argsort(-prior, kind="stable"):
-            item_id = catalog.ids[row]
-            if item_id not in exclude and (accept is None or accept(item_id)):
-                picked.append(Ranked(item_id, float(prior[row]), reason))
-                if len(picked) == k:
-                    return picked
-        exclude = exclude | {p.item_id for p in picked}
+    """A user without events: the best of their attribute prior (see dynrec.serving.prior), then
+    what is popular now among items the prior does not know (those added while serving)."""
+    prior = catalog.prior.scores(user.attributes)
+    reason = sentence(f"popular with {catalog.prior.label(user.attributes)}")
+    picked = [Ranked(catalog.ids[row], float(prior[row]), reason) for row in prior_top(catalog, prior, k, exclude, accept)]
+    exclude = exclude | {p.item_id for p in picked}
     return picked + [Ranked(i, 0.0, "Popular right now") for i in catalog.popular(exclude, k - len(picked), accept)]
 
 

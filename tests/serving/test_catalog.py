@@ -4,24 +4,10 @@ added that way being ranked, explained and searchable like any other."""
 import dataclasses
 
 import numpy as np
-import pytest
 
-from deployments.common import load_served
 from dynrec.serving.catalog import ItemMeta
 from dynrec.serving.ranker import Filters, recommend, similar_items
 from dynrec.serving.users import UserSessions
-
-
-@pytest.fixture(scope="module")
-def served(serving_config_path, monkeypatch_module):
-    monkeypatch_module.setenv("DYNREC_CONFIG", str(serving_config_path))
-    return load_served()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 def test_bulk_added_items_are_ranked_explained_and_similar(served):

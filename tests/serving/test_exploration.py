@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 
-from deployments.common import load_served
 from dynrec.config import ExplorationConfig
 from dynrec.serving.bandit import ClickBandit, ExplorationSettings, exploration_slots
 from dynrec.serving.ranker import Filters, recommend
@@ -32,13 +31,6 @@ def test_exploration_slots_follow_the_weight():
     assert exploration_slots(10, 0.0, rng) == 0
     assert exploration_slots(10, 1.0, rng) == 10
     assert np.mean([exploration_slots(10, 0.15, rng) for _ in range(4000)]) == pytest.approx(1.5, abs=0.05)
-
-
-@pytest.fixture(scope="module")
-def served(serving_config_path):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DYNREC_CONFIG", str(serving_config_path))
-        yield load_served()
 
 
 @pytest.fixture

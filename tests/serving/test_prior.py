@@ -13,18 +13,30 @@ def prior(ml1m):
     return AttributePrior.fit(ml1m.users, Interactions.from_dataset(ml1m), ColdStartConfig())
 
 
-def test_no_known_attribute_means_no_prior(prior):
-    assert prior.scores({}) is None
-    assert prior.scores({"gender": "X", "shoe_size": "9"}) is None
+def test_no_known_attribute_gives_early_event_popularity(prior, ml1m):
+    anyone = prior.scores({})
+    np.testing.assert_array_equal(prior.scores({"gender": "X", "shoe_size": "9"}), anyone)
+    assert prior.label({}) == "new users"
+    interactions = Interactions.from_dataset(ml1m)
+    all_time = AttributePrior.fit(ml1m.users, interactions, ColdStartConfig(first_events_scale=0)).scores({})
+    first = interactions.items[interactions.indptr[:-1]]  # every user's first item
+    top = lambda s: set(np.argsort(-s)[:10].tolist())
+    # weighting by position pulls the items users start with up the ranking
+    assert np.isin(first, list(top(anyone))).sum() > np.isin(first, list(top(all_time))).sum()
 
 
 def test_groups_get_different_top_items_and_a_readable_label(prior, ml1m):
     women, men = prior.scores({"gender": "F", "age": "18-24"}), prior.scores({"gender": "M", "age": "18-24"})
     assert women.shape == (ml1m.items.num_rows,)
-    assert len(set(np.argsort(-women)[:20]) & set(np.argsort(-men)[:20])) < 18
-    assert prior.label({"gender": "F", "age": "18-24", "occupation": "writer"}) == "women aged 18-24"  # not configured
+    assert not np.array_equal(np.argsort(-women)[:20], np.argsort(-men)[:20])
+    # the item the prior favours most for women over men is one women reached more than men did
+    count, size = prior.groups[("gender", "F")]
+    count_m, size_m = prior.groups[("gender", "M")]
+    leaning = int(np.argmax(women - men))
+    assert count[leaning] / size > count_m[leaning] / size_m
+    assert prior.label({"gender": "F", "age": "18-24", "occupation": "writer"}) == "new users who are women aged 18-24"  # not configured
     with_job = AttributePrior.fit(ml1m.users, Interactions.from_dataset(ml1m), ColdStartConfig(attributes=("gender", "age", "occupation")))
-    assert with_job.label({"gender": "F", "age": "18-24", "occupation": "writer"}) == "women aged 18-24 (writer)"
+    assert with_job.label({"gender": "F", "age": "18-24", "occupation": "writer"}) == "new users who are women aged 18-24 (writer)"
 
 
 def test_group_counts_respect_excluded_users(ml1m):

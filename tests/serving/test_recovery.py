@@ -2,17 +2,8 @@
 state stores; erased users stay erased."""
 
 import numpy as np
-import pytest
 
-from deployments.common import load_served
 from dynrec.serving.users import Event, UserSessions
-
-
-@pytest.fixture(scope="module")
-def served(serving_config_path):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DYNREC_CONFIG", str(serving_config_path))
-        yield load_served()
 
 
 def events_for(catalog, user_id: str, start: int, count: int) -> list[Event]:

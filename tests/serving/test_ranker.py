@@ -1,0 +1,32 @@
+"""Ranking for users with few events: the prior still counts, less with every event, then not at all."""
+
+import dataclasses
+
+from dynrec.serving.ranker import prior_top, retrieve
+from dynrec.serving.users import Event, UserSessions
+
+
+def test_prior_fades_as_a_new_user_acts(served):
+    catalog = served.catalog()
+    sessions = UserSessions(served.config, served.model, catalog)
+    attributes = {"gender": "F", "age": "25"}
+    prior_rows = set(prior_top(catalog, catalog.prior.scores(attributes), 10, set(), None))
+
+    def overlap_with_prior(n_events: int, blend: float) -> tuple[int, list[str]]:
+        user_id = f"new-{n_events}-{blend}"
+        sessions.apply([Event(user_id, catalog.ids[40 + 3 * n], "rating", 1_000_000 + n, 5.0) for n in range(n_events)])
+        view = sessions.view(user_id, attributes)
+        catalog.config = dataclasses.replace(served.config, cold_start=dataclasses.replace(served.config.cold_start, blend=blend))
+        ids, _ = retrieve(catalog, view, 10, view.seen, None)
+        return len({catalog.row[i] for i in ids} & prior_rows), ids
+
+    blended_one, _ = overlap_with_prior(1, 4.0)
+    model_one, _ = overlap_with_prior(1, 0.0)
+    assert blended_one > model_one  # one event: the prior still shapes the top 10
+    blended_three, _ = overlap_with_prior(3, 4.0)
+    assert blended_three <= blended_one
+    many = served.config.cold_start.blend_max_events + 1
+    _, blended_many = overlap_with_prior(many, 4.0)
+    view = sessions.view(f"new-{many}-4.0", attributes)
+    assert blended_many == catalog.index.search(view.embedding, 10, view.seen, None)[0]  # beyond the cut-off: the model alone
+    assert not set(blended_many) & view.seen
