@@ -6,12 +6,16 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from dynrec.config import DynrecConfig
-from dynrec.models.model import DynrecModel, load_model
-from dynrec.models.runtime import ModelRuntime
-from dynrec.serving.artifacts import Artifacts, ensure_artifacts
-from dynrec.serving.catalog import Catalog
-from dynrec.state import StateStore, open_store
+
+if TYPE_CHECKING:  # the model stack (torch) loads only in replicas that serve it, not in the ingress
+    from dynrec.models.model import DynrecModel
+    from dynrec.models.runtime import ModelRuntime
+    from dynrec.serving.artifacts import Artifacts
+    from dynrec.serving.catalog import Catalog
+    from dynrec.state import StateStore
 
 CONFIG_ENV = "DYNREC_CONFIG"
 
@@ -25,6 +29,8 @@ def load_config(threads: int = 1) -> DynrecConfig:
 
 def state_store(config: DynrecConfig) -> StateStore:
     """The durable log and snapshots every replica shares (`state.backend`: SQLite or Redis)."""
+    from dynrec.state import open_store
+
     return open_store(config.state, config.home, config.serving.dataset)
 
 
@@ -37,10 +43,16 @@ class Served:
     runtime: ModelRuntime
 
     def catalog(self, store: StateStore | None = None) -> Catalog:
+        from dynrec.serving.catalog import Catalog
+
         return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store)
 
 
 def load_served(threads: int = 1) -> Served:
+    from dynrec.models.model import load_model
+    from dynrec.models.runtime import ModelRuntime
+    from dynrec.serving.artifacts import ensure_artifacts
+
     config = load_config(threads)
     artifacts = ensure_artifacts(config, progress=True)
     model, item_ids, _ = load_model(artifacts.model_path)

@@ -31,7 +31,7 @@ from dynrec.serving.schemas import (
     SimilarResponse,
 )
 from dynrec.serving.security import ApiKeys, RateLimiter, bucket_id, presented_key
-from dynrec.serving.users import shard_of
+from dynrec.serving.shards import shard_of
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations")

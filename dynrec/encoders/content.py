@@ -12,15 +12,17 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dynrec.config import EncoderConfig, RuntimeConfig
-from dynrec.encoders.image import ImageEncoder, image_cache_name
-from dynrec.encoders.text import TextEncoder, text_cache_name
+
+if TYPE_CHECKING:
+    from dynrec.encoders.image import ImageEncoder
+    from dynrec.encoders.text import TextEncoder
 
 _SENTENCE_END = (".", "!", "?")
 
@@ -164,6 +166,10 @@ def encode_catalogue(
     retried on every run, and come back masked. Encoders not passed in are built from `config`
     only when the cache misses, on the `runtime` backend (int8 vectors are cached apart).
     """
+    # the encoders (torch, transformers) load only here, so item_text and the hashes stay light
+    from dynrec.encoders.image import ImageEncoder, image_cache_name
+    from dynrec.encoders.text import TextEncoder, text_cache_name
+
     config = config or EncoderConfig()
     runtime = runtime or RuntimeConfig()
     variant = "-int8" if runtime.int8 else ""

@@ -12,7 +12,6 @@ after it.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import threading
 from collections import deque
@@ -28,11 +27,6 @@ from dynrec.models.user import UserState
 from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
 from dynrec.state import StateStore, StoredEvent
-
-
-def shard_of(user_id: str, shards: int) -> int:
-    """The UserState shard that owns a user: stable across processes and restarts (unlike hash())."""
-    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") % shards
 
 
 @dataclass
