@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
 
 import numpy as np
-import torch
-from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 from tqdm.auto import tqdm
 
 from dynrec.config import EncoderConfig, RuntimeConfig
+
+if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
+    import torch
 
 ARCHITECTURE = "efficientnet-lite0"
 
@@ -89,6 +91,9 @@ class ImageEncoder:
     def _build_torch(self) -> None:
         if self.model is not None:
             return
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
         # Built by name and loaded here rather than via `from_pretrained`, which falls back to a
         # download for non-str paths and prints on load. The static "same" padding is computed
         # for `image_size`, so the network is built for the resolution we feed it.
@@ -101,6 +106,8 @@ class ImageEncoder:
 
     def _export(self, path: Path) -> None:
         from dynrec.onnx.export import ImageGraph, export_graph
+
+        import torch
 
         self._build_torch()
         example = torch.zeros(1, 3, self.image_size, self.image_size)
@@ -147,6 +154,8 @@ class ImageEncoder:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if self.session is not None:
             return self.session(pixels=pixels)
+        import torch
+
         with torch.inference_mode():
             batch = torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
             return self.embed_pixels(batch).numpy()

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+from tokenizers import Tokenizer
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer
 
 from dynrec.config import EncoderConfig, RuntimeConfig
+
+if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
+    import torch
 
 PACKAGED_TEXT_MODEL = "all-MiniLM-L6-v2"
 # int8 leaves the feed-forward down-projections in fp32: quantising them costs the most accuracy
@@ -66,7 +70,12 @@ class TextEncoder:
         self.batch_size = batch_size
         self.runtime = runtime or RuntimeConfig()
         self.cache_name = text_cache_name(self.model_path, max_length) + ("-int8" if self.runtime.int8 else "")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
+        # the model's fast-tokenizer file, read by `tokenizers` directly: the same ids as transformers'
+        # AutoTokenizer, without the torch import that AutoTokenizer brings into ONNX replicas
+        self.tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        padding = self.tokenizer.padding or {}
+        self.tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
         self.model = None
         self.session = None
         if self.runtime.backend == "onnx":
@@ -84,14 +93,18 @@ class TextEncoder:
 
     def _load_torch(self) -> None:
         if self.model is None:
+            from transformers import AutoModel
+
             self.model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True).eval()
 
     def _export(self, path: Path) -> None:
         from dynrec.onnx.export import TextGraph, export_graph
 
+        import torch
+
         self._load_torch()
-        example = self.tokenizer(["an example title", "a second, longer example"], padding=True, return_tensors="pt")
-        export_graph(TextGraph(self), dict(example), path)
+        example = self.tokenize(["an example title", "a second, longer example"])
+        export_graph(TextGraph(self), {name: torch.from_numpy(array) for name, array in example.items()}, path)
         if self.runtime.backend == "onnx":
             self.model = None  # serving keeps only the session
 
@@ -100,12 +113,16 @@ class TextEncoder:
         ids, mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
         if self.session is not None:
             return self.session(input_ids=ids, attention_mask=mask)
+        import torch
+
         with torch.inference_mode():
             return self.embed_tokens(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
 
     def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids -> unit sentence vectors; padding is excluded from the mean via the mask.
         The torch graph itself: what the ONNX export traces."""
+        import torch
+
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
@@ -113,8 +130,8 @@ class TextEncoder:
 
     def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Padded, truncated int64 `input_ids` and `attention_mask` for a batch of strings."""
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-        return {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+        batch = self.tokenizer.encode_batch(texts)
+        return {"input_ids": np.array([e.ids for e in batch], np.int64), "attention_mask": np.array([e.attention_mask for e in batch], np.int64)}
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """(n, 384) float32 unit vectors in input order.

@@ -52,7 +52,7 @@ def test_text_export_matches_torch_on_real_and_random_tokens(text_encoders, titl
     torch_encoder, onnx_encoder = text_encoders["torch"], text_encoders["onnx"]
     real = torch_encoder.tokenize(titles)
     rng = np.random.default_rng(0)
-    ids = rng.integers(1000, torch_encoder.tokenizer.vocab_size, size=(5, 37))
+    ids = rng.integers(1000, torch_encoder.tokenizer.get_vocab_size(), size=(5, 37))
     mask = (np.arange(37)[None, :] < rng.integers(3, 38, size=(5, 1))).astype(np.int64)
     for batch in (real, {"input_ids": ids, "attention_mask": mask}):
         expected = torch_encoder.embed(batch["input_ids"], batch["attention_mask"])
