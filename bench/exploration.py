@@ -1,6 +1,6 @@
 """Exploration on ML-1M partial by replay: held-out interactions are the clicks a policy could earn.
 
-    .venv/bin/python -m bench.exploration [--arrivals 30000] [--new-items 60] [--tolerance 6] [--sweep 0.2,0.3,0.4]
+    .venv/bin/python -m bench.exploration [--arrivals 30000] [--new-items 60] [--tolerance 6] [--weight W] [--pool P] [--sweep 0.2,0.3,0.4]
 
 Events before the 80th time percentile are the past; the rest is the replayed future. A seeded
 sample of items with future interest becomes *new*: their past events are dropped and they are
@@ -186,12 +186,15 @@ def main() -> None:
     parser.add_argument("--tolerance", type=int, default=6, help="ranks (among the new items) counted as reached")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weight", type=float, help="the bandit's exploration weight (default: the config's)")
+    parser.add_argument("--pool", type=int, help="the bandit's pool of most relevant new items (default: the config's)")
     parser.add_argument("--sweep", default="", help="also run the bandit at these weights, e.g. 0.2,0.3,0.4")
     args = parser.parse_args()
     world = World(args.arrivals, args.new_items, args.seed)
     exploration = world.config.exploration
     if args.weight is not None:
         exploration = dataclasses.replace(exploration, weight=args.weight)
+    if args.pool is not None:
+        exploration = dataclasses.replace(exploration, pool=args.pool)
     results = {policy: run_policy(world, policy, exploration, args.epsilon, args.tolerance, args.seed)
                for policy in ("none", "epsilon-greedy", "bandit")}
     sweep = {w: run_policy(world, "bandit", dataclasses.replace(exploration, weight=float(w)), args.epsilon, args.tolerance, args.seed)

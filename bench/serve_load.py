@@ -241,7 +241,7 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> 
     catalog = Catalog(config, artifacts, runtime, item_ids)
     sessions = UserSessions(config, model, catalog)
     views = [sessions.view(str(u)) for u in range(1, 1 + queries)]
-    real = np.stack([catalog.index.vector(i) for i in catalog.ids])
+    real = catalog.index.vectors(catalog.ids)
     n_real = len(real)
     rng = np.random.default_rng(0)
     results = {}

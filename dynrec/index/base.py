@@ -41,6 +41,10 @@ class ItemIndex(Protocol):
 
     def vector(self, item_id: str) -> np.ndarray: ...
 
+    def vectors(self, item_ids: list[str]) -> np.ndarray:
+        """(len(item_ids), dim) in one read: per-id calls cost ~16 µs each in usearch."""
+        ...
+
     def search(
         self, query: np.ndarray, k: int, exclude: Iterable[str] = ()
     ) -> tuple[list[str], np.ndarray]: ...
@@ -74,7 +78,7 @@ def fitted_index(index: ItemIndex, expected_items: int, config: IndexConfig | No
     ids = index.ids()
     for start in range(0, len(ids), 65536):
         chunk = ids[start : start + 65536]
-        wanted.upsert(chunk, np.stack([index.vector(i) for i in chunk]))
+        wanted.upsert(chunk, index.vectors(chunk))
     return wanted
 
 

@@ -76,8 +76,11 @@ class ExactIndex:
         return removed
 
     def vector(self, item_id: str) -> np.ndarray:
+        return self.vectors([item_id])[0]
+
+    def vectors(self, item_ids: list[str]) -> np.ndarray:
         with self._lock:
-            return self._vectors[self._rows[item_id]].copy()
+            return self._vectors[[self._rows[i] for i in item_ids]]
 
     def search(
         self, query: np.ndarray, k: int, exclude: Iterable[str] = (), accept: Callable[[str], bool] | None = None

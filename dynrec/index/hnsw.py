@@ -112,8 +112,14 @@ class HnswIndex:
             self._next_key, self._retired = len(live), 0
 
     def vector(self, item_id: str) -> np.ndarray:
+        return self.vectors([item_id])[0]
+
+    def vectors(self, item_ids: list[str]) -> np.ndarray:
         with self._lock:
-            return np.asarray(self._graph.get(self._keys[item_id]), dtype=np.float32).reshape(self.dim)
+            if not item_ids:
+                return np.zeros((0, self.dim), np.float32)
+            keys = np.array([self._keys[i] for i in item_ids], dtype=np.uint64)
+            return np.asarray(self._graph.get(keys), dtype=np.float32).reshape(len(item_ids), self.dim)
 
     def search(
         self, query: np.ndarray, k: int, exclude: Iterable[str] = (), accept: Callable[[str], bool] | None = None

@@ -130,11 +130,18 @@ class Catalog:
         return self.meta[self.row[item_id]]
 
     def vector(self, item_id: str) -> np.ndarray:
-        """The item's current fused embedding (hidden items keep theirs, for user histories)."""
-        try:
-            return self.index.vector(item_id)
-        except KeyError:
-            return self.hidden_vectors[item_id]
+        return self.vectors([item_id])[0]
+
+    def vectors(self, item_ids: list[str]) -> np.ndarray:
+        """The items' current fused embeddings, read from the index at once (hidden items keep
+        theirs, for user histories; an unknown id raises KeyError)."""
+        with self._lock:
+            out = np.empty((len(item_ids), self.dim), np.float32)
+            indexed = [n for n, i in enumerate(item_ids) if i in self.index]
+            out[indexed] = self.index.vectors([item_ids[n] for n in indexed])
+            for n in sorted(set(range(len(item_ids))) - set(indexed)):
+                out[n] = self.hidden_vectors[item_ids[n]]
+            return out
 
     def created_since(self, cutoff: float) -> list[str]:
         """Visible items created at or after `cutoff` (unix seconds): what exploration may show."""
@@ -247,7 +254,7 @@ class Catalog:
                 self.content_index.upsert([self.ids[r] for r in chunk], self.content_view(chunk))
             fresh = [r for r in rows if self.model_index[r] < 0]
             if fresh:
-                self.fresh_index.upsert([self.ids[r] for r in fresh], np.stack([self.content_index.vector(self.ids[r]) for r in fresh]))
+                self.fresh_index.upsert([self.ids[r] for r in fresh], self.content_index.vectors([self.ids[r] for r in fresh]))
             self.row.update({item_id: int(r) for item_id, r in zip(ids, rows)})
 
     def refresh_behaviour(self) -> int:
@@ -280,9 +287,18 @@ class Catalog:
         return joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)
 
     def content_vector(self, item_id: str) -> np.ndarray:
-        if item_id in self.content_index:
-            return self.content_index.vector(item_id)
-        return self.content_view(np.array([self.row[item_id]]))[0]
+        return self.content_vectors([item_id])[0]
+
+    def content_vectors(self, item_ids: list[str]) -> np.ndarray:
+        """Content vectors, read from the content index at once (computed for items not in it)."""
+        with self._lock:
+            out = np.empty((len(item_ids), self.content_index.dim), np.float32)
+            indexed = [n for n, i in enumerate(item_ids) if i in self.content_index]
+            out[indexed] = self.content_index.vectors([item_ids[n] for n in indexed])
+            rest = sorted(set(range(len(item_ids))) - set(indexed))
+            if rest:
+                out[rest] = self.content_view(np.array([self.row[item_ids[n]] for n in rest]))
+            return out
 
     def behaviour_features(self, item_id: str) -> np.ndarray:
         """The item's behaviour now; an item not in the catalogue yet has none."""

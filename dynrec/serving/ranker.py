@@ -102,10 +102,8 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     ids, scores = catalog.index.search(user.embedding, pool, exclude, accept)
     model = dict(zip(ids, scores.tolist()))
     prior = catalog.prior.scores(user.attributes)
-    for row in prior_top(catalog, prior, pool, exclude, accept):
-        item_id = catalog.ids[row]
-        if item_id not in model:
-            model[item_id] = float(catalog.vector(item_id) @ user.embedding)
+    missing = [catalog.ids[row] for row in prior_top(catalog, prior, pool, exclude, accept) if catalog.ids[row] not in model]
+    model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
     pooled = list(model)
     rows = np.array([catalog.row[i] for i in pooled])
     known = rows < len(prior)  # items added while serving have no prior
@@ -150,7 +148,7 @@ def explore(
     if not young:
         return []
     if user.embedding is not None and len(young) > settings.pool:
-        relevance = np.array([catalog.vector(i) @ user.embedding for i in young])
+        relevance = catalog.vectors(young) @ user.embedding
         young = [young[r] for r in np.argsort(-relevance, kind="stable")[: settings.pool]]
     draws = catalog.bandit.sample(young, rng)
     order = np.argsort(-draws, kind="stable")[:slots]
@@ -172,7 +170,7 @@ def new_items_for(catalog: Catalog, user: UserView, k: int, exclude: set[str], a
     recent = [h[0] for h in user.recent[:20] if h[0] in catalog]
     if not recent:
         return []
-    profile = np.mean([catalog.content_vector(i) for i in recent], axis=0)
+    profile = catalog.content_vectors(recent).mean(axis=0)
     profile /= max(float(np.linalg.norm(profile)), 1e-12)
     ids, scores = catalog.fresh_index.search(profile, k, exclude, accept)
     return [Ranked(i, float(s), r) for i, s, r in zip(ids, scores, reasons_for(catalog, ids, user))]
@@ -180,7 +178,7 @@ def new_items_for(catalog: Catalog, user: UserView, k: int, exclude: set[str], a
 
 def mmr(catalog: Catalog, ids: list[str], scores: np.ndarray, k: int, diversity: float) -> tuple[list[str], np.ndarray]:
     """Maximal marginal relevance: each pick trades relevance against similarity to earlier picks."""
-    vectors = np.stack([catalog.vector(i) for i in ids])
+    vectors = catalog.vectors(ids)
     chosen: list[int] = []
     closest = np.full(len(ids), -np.inf)
     for _ in range(k):
@@ -202,8 +200,8 @@ def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView, recent: i
     prefixes = ["new item, " if catalog.is_new(i) else "" for i in item_ids]
     if not history:
         return [sentence(f"{prefix}matches your interests") for prefix in prefixes]
-    past = np.stack([catalog.content_vector(h[0]) for h in history])
-    closest = (np.stack([catalog.content_vector(i) for i in item_ids]) @ past.T).argmax(axis=1)
+    past = catalog.content_vectors([h[0] for h in history])
+    closest = (catalog.content_vectors(item_ids) @ past.T).argmax(axis=1)
     reasons = []
     for prefix, c in zip(prefixes, closest):
         item, event_type, _, value = history[int(c)]

@@ -92,7 +92,7 @@ class UserSessions:
 
     def _window(self, record: UserRecord):
         items = [h[0] for h in record.history]
-        vectors = np.stack([self.catalog.vector(i) for i in items])
+        vectors = self.catalog.vectors(items)
         types = np.array([self._code(h[1]) for h in record.history])
         times = np.array([h[2] for h in record.history], dtype=np.float64)
         gaps = np.diff(times, prepend=times[:1]).clip(min=0)

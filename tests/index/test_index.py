@@ -56,6 +56,11 @@ def test_add_update_remove_match_brute_force(kind):
     ids, scores = index.search(queries[0], 3)
     assert sorted(ids) == sorted(moved) and np.allclose(scores, 1.0, atol=1e-5)
     np.testing.assert_allclose(index.vector("item-42"), queries[0], atol=1e-6)
+    batch = index.vectors(["item-3", "item-42", "item-3"])  # one read, in the order asked
+    np.testing.assert_allclose(batch, np.stack([vectors[3], queries[0], vectors[3]]), atol=1e-6)
+    assert index.vectors([]).shape == (0, DIM)
+    with pytest.raises(KeyError):
+        index.vectors(["item-3", "never-there"])
 
     # remove: they never come back, and the rest still match brute force
     assert index.remove(moved + ["never-there"]) == 3

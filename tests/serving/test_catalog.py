@@ -17,7 +17,7 @@ def test_bulk_added_items_are_ranked_explained_and_similar(served):
     source = np.array([catalog.row[i] for i in catalog.ids[:50]])
     copies = [ItemMeta(f"copy-{r}", f"Copy of {catalog.meta[r].title}", catalog.meta[r].categories, -1, {}) for r in source]
     before = len(catalog.ids)
-    catalog.add_items(copies, catalog.text[source], np.stack([catalog.vector(catalog.ids[r]) for r in source]))
+    catalog.add_items(copies, catalog.text[source], catalog.vectors([catalog.ids[r] for r in source]))
     assert len(catalog.ids) == before + 50 and all(m.item_id in catalog for m in copies)
     assert all(catalog.is_new(m.item_id) for m in copies)  # no trained ID row given: new items
     # a copy's content matches its source's, so it is its source's nearest neighbour
@@ -33,7 +33,7 @@ def test_bulk_growth_past_the_exact_limit_switches_to_hnsw(served):
     catalog.config = dataclasses.replace(served.config, index=dataclasses.replace(served.config.index, exact_max_items=2000))
     n = 2000 - len(catalog.ids) + 10
     rows = np.arange(n) % len(catalog.ids)
-    vectors = np.stack([catalog.vector(catalog.ids[r]) for r in rows])
+    vectors = catalog.vectors([catalog.ids[r] for r in rows])
     metas = [ItemMeta(f"grown-{j}", f"Grown {j}", [], -1, {}) for j in range(n)]
     catalog.add_items(metas, catalog.text[rows], vectors, catalog.model_index[rows])
     assert catalog.index.kind == "hnsw" and catalog.content_index.kind == "hnsw"
