@@ -133,15 +133,18 @@ class Catalog:
         return self.vectors([item_id])[0]
 
     def vectors(self, item_ids: list[str]) -> np.ndarray:
-        """The items' current fused embeddings, read from the index at once (hidden items keep
-        theirs, for user histories; an unknown id raises KeyError)."""
-        with self._lock:
-            out = np.empty((len(item_ids), self.dim), np.float32)
-            indexed = [n for n, i in enumerate(item_ids) if i in self.index]
-            out[indexed] = self.index.vectors([item_ids[n] for n in indexed])
-            for n in sorted(set(range(len(item_ids))) - set(indexed)):
-                out[n] = self.hidden_vectors[item_ids[n]]
-            return out
+        """The items' current fused embeddings, in one index read when all are visible (hidden
+        items keep theirs, for user histories; an unknown id raises KeyError)."""
+        try:
+            return self.index.vectors(item_ids)
+        except KeyError:
+            return np.stack([self._vector_or_hidden(i) for i in item_ids])
+
+    def _vector_or_hidden(self, item_id: str) -> np.ndarray:
+        try:
+            return self.index.vector(item_id)
+        except KeyError:
+            return self.hidden_vectors[item_id]
 
     def created_since(self, cutoff: float) -> list[str]:
         """Visible items created at or after `cutoff` (unix seconds): what exploration may show."""
@@ -290,15 +293,12 @@ class Catalog:
         return self.content_vectors([item_id])[0]
 
     def content_vectors(self, item_ids: list[str]) -> np.ndarray:
-        """Content vectors, read from the content index at once (computed for items not in it)."""
-        with self._lock:
-            out = np.empty((len(item_ids), self.content_index.dim), np.float32)
-            indexed = [n for n, i in enumerate(item_ids) if i in self.content_index]
-            out[indexed] = self.content_index.vectors([item_ids[n] for n in indexed])
-            rest = sorted(set(range(len(item_ids))) - set(indexed))
-            if rest:
-                out[rest] = self.content_view(np.array([self.row[item_ids[n]] for n in rest]))
-            return out
+        """Content vectors, in one content-index read when all are indexed (computed for the rest)."""
+        try:
+            return self.content_index.vectors(item_ids)
+        except KeyError:
+            return np.stack([self.content_index.vector(i) if i in self.content_index
+                             else self.content_view(np.array([self.row[i]]))[0] for i in item_ids])
 
     def behaviour_features(self, item_id: str) -> np.ndarray:
         """The item's behaviour now; an item not in the catalogue yet has none."""
