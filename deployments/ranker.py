@@ -12,7 +12,7 @@ from ray.util import metrics
 from deployments.common import load_served, state_store
 from dynrec.serving.bandit import ExplorationSettings
 from dynrec.serving.ranker import Filters, recommend, similar_items
-from dynrec.serving.users import UserView
+from dynrec.serving.shards import UserView
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)

@@ -18,8 +18,8 @@ from ray.util import metrics
 
 from deployments.common import load_served, state_store
 from dynrec.segments import UserTable
-from dynrec.serving.shards import shard_of
-from dynrec.serving.users import Event, UserSessions, UserView
+from dynrec.serving.shards import UserView, shard_of
+from dynrec.serving.users import Event, UserSessions
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)

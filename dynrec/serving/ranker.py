@@ -11,7 +11,7 @@ import numpy as np
 from dynrec.serving.bandit import ExplorationSettings, exploration_slots
 from dynrec.serving.catalog import Catalog
 from dynrec.serving.prior import blend_weight, standardise
-from dynrec.serving.users import UserView
+from dynrec.serving.shards import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
 

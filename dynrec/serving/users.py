@@ -26,6 +26,7 @@ from dynrec.models.model import DynrecModel
 from dynrec.models.user import UserState
 from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
+from dynrec.serving.shards import UserView
 from dynrec.state import StateStore, StoredEvent
 
 
@@ -48,17 +49,6 @@ class UserRecord:
     state: UserState | None = None  # the user model's cache; rebuilt on demand
     events: int = 0  # events received while serving
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation
-
-
-@dataclass
-class UserView:
-    """What ranking needs to know about a user."""
-
-    user_id: str
-    embedding: np.ndarray | None
-    seen: set[str]
-    recent: list[tuple[str, str, int, float]]  # newest first
-    attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation: the cold-start prior
 
 
 class UserSessions:
