@@ -13,6 +13,8 @@ popularity alone.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -22,12 +24,22 @@ from dynrec.data import Interactions
 GENDER_WORDS = {"F": "women", "M": "men"}
 
 
+@dataclass(frozen=True)
+class PriorRanking:
+    """One attribute combination's prior: scores, the same standardised, and rows best first."""
+
+    scores: np.ndarray
+    standardised: np.ndarray
+    order: np.ndarray
+
+
 class AttributePrior:
     def __init__(self, share: np.ndarray, groups: dict[tuple[str, str], tuple[np.ndarray, int]], config: ColdStartConfig):
         self.share = share  # p(i): the share of all users who interacted with each item
         self.groups = groups  # (attribute, value) -> (users in the group per item, group size)
         self.config = config
         self._log_share = np.log(np.maximum(share, 1e-12))
+        self._rankings: dict[tuple, PriorRanking] = {}
 
     @classmethod
     def fit(
@@ -69,6 +81,16 @@ class AttributePrior:
             count, size = self.groups[group]
             score += self.config.weight * (np.log((count + m * self.share) / (size + m)) - self._log_share)
         return score
+
+    def ranking(self, attributes: dict[str, object]) -> PriorRanking:
+        """The prior for these attributes, computed once per combination of known groups (a fitted
+        prior does not change), so a request does not sort the catalogue."""
+        key = tuple(self.known(attributes))
+        cached = self._rankings.get(key)
+        if cached is None:
+            scores = self.scores(attributes)
+            cached = self._rankings[key] = PriorRanking(scores, standardise(scores, scores), np.argsort(-scores, kind="stable"))
+        return cached
 
     def label(self, attributes: dict[str, object]) -> str:
         """Who the prior speaks for, e.g. "new users" or "new users who are women aged 25-34 (academic/educator)"."""

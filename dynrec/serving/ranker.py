@@ -101,23 +101,23 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     pool = max(k, catalog.config.serving.candidates)
     ids, scores = catalog.index.search(user.embedding, pool, exclude, accept)
     model = dict(zip(ids, scores.tolist()))
-    prior = catalog.prior.scores(user.attributes)
-    missing = [catalog.ids[row] for row in prior_top(catalog, prior, pool, exclude, accept) if catalog.ids[row] not in model]
+    prior = catalog.prior.ranking(user.attributes)
+    missing = [catalog.ids[row] for row in prior_top(catalog, prior.order, pool, exclude, accept) if catalog.ids[row] not in model]
     model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
     pooled = list(model)
     rows = np.array([catalog.row[i] for i in pooled])
-    known = rows < len(prior)  # items added while serving have no prior
+    known = rows < len(prior.scores)  # items added while serving have no prior
     boost = np.zeros(len(pooled))
-    boost[known] = weight * standardise(prior, prior)[rows[known]]
+    boost[known] = weight * prior.standardised[rows[known]]
     blended = standardise(np.array([model[i] for i in pooled]), catalog.score_sample @ user.embedding) + boost
     order = np.argsort(-blended, kind="stable")[:k]
     return [pooled[o] for o in order], blended[order]
 
 
-def prior_top(catalog: Catalog, prior: np.ndarray, k: int, exclude: set[str], accept) -> list[int]:
-    """Rows of the k best prior scores among allowed items."""
+def prior_top(catalog: Catalog, order: np.ndarray, k: int, exclude: set[str], accept) -> list[int]:
+    """The first k allowed rows of the prior's `order` (best first)."""
     rows: list[int] = []
-    for row in np.argsort(-prior, kind="stable"):
+    for row in order:
         item_id = catalog.ids[row]
         if item_id not in exclude and (accept is None or accept(item_id)):
             rows.append(int(row))
@@ -129,9 +129,9 @@ def prior_top(catalog: Catalog, prior: np.ndarray, k: int, exclude: set[str], ac
 def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
     """A user without events: the best of their attribute prior (see dynrec.serving.prior), then
     what is popular now among items the prior does not know (those added while serving)."""
-    prior = catalog.prior.scores(user.attributes)
+    prior = catalog.prior.ranking(user.attributes)
     reason = sentence(f"popular with {catalog.prior.label(user.attributes)}")
-    picked = [Ranked(catalog.ids[row], float(prior[row]), reason) for row in prior_top(catalog, prior, k, exclude, accept)]
+    picked = [Ranked(catalog.ids[row], float(prior.scores[row]), reason) for row in prior_top(catalog, prior.order, k, exclude, accept)]
     exclude = exclude | {p.item_id for p in picked}
     return picked + [Ranked(i, 0.0, "Popular right now") for i in catalog.popular(exclude, k - len(picked), accept)]
 

@@ -44,3 +44,13 @@ def test_group_counts_respect_excluded_users(ml1m):
     full = AttributePrior.fit(ml1m.users, interactions, ColdStartConfig())
     without = AttributePrior.fit(ml1m.users, interactions, ColdStartConfig(), exclude_users={"1", "2", "3"})
     assert full.groups[("gender", "F")][1] == without.groups[("gender", "F")][1] + 1  # user 1 is a woman
+
+
+def test_ranking_is_computed_once_per_attribute_combination(prior):
+    first = prior.ranking({"gender": "F", "age": "25-34", "shoe_size": "9"})
+    assert prior.known({"gender": "F", "age": "25-34"}) == [("gender", "F"), ("age", "25-34")]
+    assert prior.ranking({"age": "25-34", "gender": "F"}) is first  # same known groups, same object
+    assert prior.ranking({"gender": "F"}) is not first
+    np.testing.assert_array_equal(first.scores, prior.scores({"gender": "F", "age": "25-34"}))
+    assert first.scores[first.order[0]] == first.scores.max()
+    assert abs(first.standardised.mean()) < 1e-6 and abs(first.standardised.std() - 1) < 1e-6

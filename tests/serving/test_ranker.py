@@ -10,7 +10,7 @@ def test_prior_fades_as_a_new_user_acts(served):
     catalog = served.catalog()
     sessions = UserSessions(served.config, served.model, catalog)
     attributes = {"gender": "F", "age": "25"}
-    prior_rows = set(prior_top(catalog, catalog.prior.scores(attributes), 10, set(), None))
+    prior_rows = set(prior_top(catalog, catalog.prior.ranking(attributes).order, 10, set(), None))
 
     def overlap_with_prior(n_events: int, blend: float) -> tuple[int, list[str]]:
         user_id = f"new-{n_events}-{blend}"
