@@ -19,12 +19,13 @@ from ray.util import metrics
 from deployments.common import load_served, state_store
 from dynrec.segments import UserTable
 from dynrec.serving.shards import UserView, shard_of
-from dynrec.serving.users import Event, UserSessions
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class UserState:
     def __init__(self, shard: int = 0, shards: int = 1):
+        from dynrec.serving.users import UserSessions  # torch: here, not in the `serve run` driver
+
         served = load_served()
         self.config = served.config
         self.store = state_store(served.config)
@@ -44,6 +45,8 @@ class UserState:
 
     def apply(self, events: list[dict]) -> list[dict]:
         """Validate and apply events; returns one rejection ({index, error}) per refused event."""
+        from dynrec.serving.users import Event
+
         self.catalog.sync(force=True)
         accepted, rejected = [], []
         types = self.config.model.event_types

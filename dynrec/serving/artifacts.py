@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from dynrec.artifact_store import fetch
 from dynrec.config import DynrecConfig
+from dynrec.serving.memory import release_unused_memory
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
 
@@ -75,9 +76,11 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
             model_path = config.home / "artifacts" / run_name / "model.pt"
             if not model_path.is_file():
                 train_bootstrap(config, model_path, progress)
+                release_unused_memory()
         output = embeddings_path(config, run_name)
         if not _embeddings_current(output, model_path):
             embed_catalogue_in_process(config, model_path, output, progress)
+            release_unused_memory()
         return Artifacts(model_path, output, run_name)
 
 

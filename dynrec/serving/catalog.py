@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,11 +26,14 @@ from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_dataset
 from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.index import ExactIndex, fitted_index, make_index
-from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import Artifacts, vectors
 from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
+from dynrec.serving.memory import release_unused_memory
 from dynrec.serving.prior import AttributePrior
 from dynrec.state import ItemChange, StateStore, StoredEvent
+
+if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
+    from dynrec.models.runtime import ModelRuntime
 
 TEXT_DIM, IMAGE_DIM = 384, 1280
 
@@ -103,6 +107,7 @@ class Catalog:
         self._refresh_popularity()
         self.sync(force=True)
         self._refresher: threading.Thread | None = None
+        release_unused_memory()  # the dataset and embedding tables read above
 
     def start_refreshing(self) -> None:
         """Re-fuse behaviour-touched items every `behaviour_refresh_s` in a daemon thread."""

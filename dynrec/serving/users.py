@@ -26,6 +26,7 @@ from dynrec.models.model import DynrecModel
 from dynrec.models.user import UserState
 from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
+from dynrec.serving.memory import release_unused_memory
 from dynrec.serving.shards import UserView
 from dynrec.state import StateStore, StoredEvent
 
@@ -193,6 +194,7 @@ class UserSessions:
             replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
                         for _, e in store.events(after) if e.user_id and mine(e.user_id) and e.item_id in self.catalog]
             self.apply(replayed)
+        release_unused_memory()  # the snapshot and the replay's reads
         return len(replayed)
 
     def erase(self, store: StateStore, user_id: str, snapshot: str) -> dict:
