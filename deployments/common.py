@@ -38,7 +38,7 @@ def state_store(config: DynrecConfig) -> StateStore:
 class Served:
     config: DynrecConfig
     artifacts: Artifacts
-    model: DynrecModel
+    model: DynrecModel | None  # None where the runtime runs the exported graphs alone
     item_ids: list[str]
     runtime: ModelRuntime
 
@@ -48,12 +48,18 @@ class Served:
         return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store)
 
 
-def load_served(threads: int = 1) -> Served:
-    from dynrec.models.model import load_model
+def load_served(threads: int = 1, with_model: bool = False) -> Served:
+    """The artefacts and a runtime on them. Only replicas that pass `with_model` (UserState, which
+    updates user state with the torch model) load torch; the rest run the exported ONNX graphs."""
     from dynrec.models.runtime import ModelRuntime
     from dynrec.serving.artifacts import ensure_artifacts
 
     config = load_config(threads)
     artifacts = ensure_artifacts(config, progress=True)
+    runtime = None if with_model else ModelRuntime.exported(artifacts.manifest, config.runtime)
+    if runtime is not None:
+        return Served(config, artifacts, None, artifacts.manifest.item_ids, runtime)
+    from dynrec.models.model import load_model
+
     model, item_ids, _ = load_model(artifacts.model_path)
     return Served(config, artifacts, model, item_ids, ModelRuntime(model, config.runtime))

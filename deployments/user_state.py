@@ -26,7 +26,7 @@ class UserState:
     def __init__(self, shard: int = 0, shards: int = 1):
         from dynrec.serving.users import UserSessions  # torch: here, not in the `serve run` driver
 
-        served = load_served()
+        served = load_served(with_model=True)
         self.config = served.config
         self.store = state_store(served.config)
         self.catalog = served.catalog(self.store)

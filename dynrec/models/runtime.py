@@ -3,17 +3,32 @@
 Serving and batch encoding call `embed_items` and `embed_users` and never care which backend
 runs; `RuntimeConfig.backend` decides. ONNX files are named by a fingerprint of the weights, so a
 retrained model is re-exported and a stale export is never picked up.
+
+A checkpoint's `ModelManifest` (beside it, `serving.json`) records what serving needs to know
+without loading it, so a replica that only fuses or ranks items runs the exported graphs on ONNX
+Runtime and never imports torch (about 200 MB of RSS per replica).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dynrec.config import RuntimeConfig
-from dynrec.models.model import DynrecModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from dynrec.models.model import DynrecModel
+
+MANIFEST_FILE = "serving.json"
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -25,11 +40,50 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    checkpoint_sha256: str  # the checkpoint this describes; any other checkpoint makes it stale
+    fingerprint: str
+    dim: int
+    input_dims: dict[str, int]
+    item_ids: list[str]  # the trained ID rows, in order
+
+    @classmethod
+    def read(cls, model_path: str | Path) -> ModelManifest | None:
+        """The manifest beside `model_path`, or None when there is none or it describes another checkpoint."""
+        path = Path(model_path).with_name(MANIFEST_FILE)
+        if not path.is_file():
+            return None
+        manifest = cls(**json.loads(path.read_text()))
+        return manifest if manifest.checkpoint_sha256 == file_digest(model_path) else None
+
+    def write(self, model_path: str | Path) -> None:
+        path = Path(model_path).with_name(MANIFEST_FILE)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(dataclasses.asdict(self)))
+        os.replace(temp, path)
+
+
+def exported_graphs(runtime: RuntimeConfig, fingerprint: str) -> list[Path] | None:
+    """The fusion and user graphs exported for weights `fingerprint`, or None unless both exist."""
+    paths = [Path(runtime.onnx_dir) / f"{graph}-{fingerprint}.onnx" for graph in ("fusion", "user")]
+    return paths if all(p.is_file() for p in paths) else None
+
+
 class ModelRuntime:
     def __init__(self, model: DynrecModel, runtime: RuntimeConfig | None = None):
         self.model = model.eval()
         self.runtime = runtime or RuntimeConfig()
         self.fingerprint = weights_fingerprint(model)
+        self.dim = model.config.dim
         fusion = model.fusion
         self.input_dims = {m: fusion.projections[m][0].in_features for m in fusion.projections}
         self.fusion_session = self.user_session = None
@@ -48,9 +102,26 @@ class ModelRuntime:
                 lambda path: export_graph(UserGraph(model.user), user_example(model.user), path),
             )
 
-    @property
-    def dim(self) -> int:
-        return self.model.config.dim
+    @classmethod
+    def exported(cls, manifest: ModelManifest, runtime: RuntimeConfig) -> ModelRuntime | None:
+        """A runtime on the checkpoint's exported graphs alone (no torch), or None when the
+        backend is not ONNX or the graphs have not been exported to `runtime.onnx_dir` yet."""
+        graphs = exported_graphs(runtime, manifest.fingerprint) if runtime.backend == "onnx" else None
+        if graphs is None:
+            return None
+        from dynrec.onnx.session import exported_session
+
+        def missing(path: Path) -> None:
+            raise FileNotFoundError(path)
+
+        self = cls.__new__(cls)
+        self.model, self.runtime = None, runtime
+        self.fingerprint, self.dim, self.input_dims = manifest.fingerprint, manifest.dim, dict(manifest.input_dims)
+        self.fusion_session, self.user_session = (exported_session(runtime, path.stem, missing) for path in graphs)
+        return self
+
+    def manifest(self, checkpoint: str | Path, item_ids: list[str]) -> ModelManifest:
+        return ModelManifest(file_digest(checkpoint), self.fingerprint, self.dim, self.input_dims, list(item_ids))
 
     def embed_items(
         self,
@@ -78,6 +149,8 @@ class ModelRuntime:
         }
         if self.fusion_session is not None:
             return self.fusion_session(**feeds)
+        import torch
+
         from dynrec.onnx.export import FusionGraph
 
         with torch.inference_mode():
@@ -98,6 +171,8 @@ class ModelRuntime:
         }
         if self.user_session is not None:
             return self.user_session(**feeds)
+        import torch
+
         from dynrec.onnx.export import UserGraph
 
         with torch.inference_mode():

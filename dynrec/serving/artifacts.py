@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from dynrec.artifact_store import fetch
 from dynrec.config import DynrecConfig
+from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
 from dynrec.serving.memory import release_unused_memory
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
@@ -32,6 +33,7 @@ class Artifacts:
     model_path: Path
     embeddings_path: Path
     run_name: str
+    manifest: ModelManifest
 
 
 def serving_config(config: DynrecConfig) -> DynrecConfig:
@@ -77,11 +79,26 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
             if not model_path.is_file():
                 train_bootstrap(config, model_path, progress)
                 release_unused_memory()
+        manifest = ensure_manifest(config, model_path)
         output = embeddings_path(config, run_name)
-        if not _embeddings_current(output, model_path):
+        if not _embeddings_current(output, manifest.fingerprint):
             embed_catalogue_in_process(config, model_path, output, progress)
             release_unused_memory()
-        return Artifacts(model_path, output, run_name)
+        return Artifacts(model_path, output, run_name, manifest)
+
+
+def ensure_manifest(config: DynrecConfig, model_path: Path) -> ModelManifest:
+    """The checkpoint's manifest; when it is missing or stale, or its ONNX graphs are, the model is
+    loaded (torch) once to write them, so the replicas after this one need not load it."""
+    manifest = ModelManifest.read(model_path)
+    if manifest is not None and (config.runtime.backend != "onnx" or exported_graphs(config.runtime, manifest.fingerprint)):
+        return manifest
+    from dynrec.models.model import load_model
+
+    model, item_ids, _ = load_model(model_path)
+    manifest = ModelRuntime(model, config.runtime).manifest(model_path, item_ids)
+    manifest.write(model_path)
+    return manifest
 
 
 def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> None:
@@ -109,14 +126,11 @@ def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> N
     os.replace(temp, model_path)
 
 
-def _embeddings_current(path: Path, model_path: Path) -> bool:
+def _embeddings_current(path: Path, fingerprint: str) -> bool:
     if not path.is_file():
         return False
-    from dynrec.models.model import load_model
-    from dynrec.models.runtime import weights_fingerprint
-
     versions = pq.read_table(path, columns=["model_version"])["model_version"].unique().to_pylist()
-    return versions == [weights_fingerprint(load_model(model_path)[0])]
+    return versions == [fingerprint]
 
 
 def embed_catalogue_in_process(config: DynrecConfig, model_path: Path, output: Path, progress: bool) -> None:
@@ -125,7 +139,6 @@ def embed_catalogue_in_process(config: DynrecConfig, model_path: Path, output: P
     from dynrec.encoders.behaviour import latest_behaviour
     from dynrec.encoders.content import encode_catalogue, image_content_hash, item_content_hash, item_text
     from dynrec.models.model import load_model
-    from dynrec.models.runtime import ModelRuntime
 
     dataset = load_dataset(config.serving.dataset, config.data.data_dir)
     items = dataset.items
