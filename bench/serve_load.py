@@ -240,7 +240,7 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> 
     model, item_ids, _ = load_model(artifacts.model_path)
     runtime = ModelRuntime(model, config.runtime)
     catalog = Catalog(config, artifacts, runtime, item_ids)
-    sessions = UserSessions(config, model, catalog)
+    sessions = UserSessions(config, catalog)
     views = [sessions.view(str(u)) for u in range(1, 1 + queries)]
     real = catalog.index.vectors(catalog.ids)
     n_real = len(real)

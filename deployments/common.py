@@ -48,15 +48,15 @@ class Served:
         return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store)
 
 
-def load_served(threads: int = 1, with_model: bool = False) -> Served:
-    """The artefacts and a runtime on them. Only replicas that pass `with_model` (UserState, which
-    updates user state with the torch model) load torch; the rest run the exported ONNX graphs."""
+def load_served(threads: int = 1) -> Served:
+    """The artefacts and a runtime on them: the exported ONNX graphs alone where they exist (no
+    torch in the replica), else the torch model (`runtime.backend: torch`)."""
     from dynrec.models.runtime import ModelRuntime
     from dynrec.serving.artifacts import ensure_artifacts
 
     config = load_config(threads)
     artifacts = ensure_artifacts(config, progress=True)
-    runtime = None if with_model else ModelRuntime.exported(artifacts.manifest, config.runtime)
+    runtime = ModelRuntime.exported(artifacts.manifest, config.runtime)
     if runtime is not None:
         return Served(config, artifacts, None, artifacts.manifest.item_ids, runtime)
     from dynrec.models.model import load_model

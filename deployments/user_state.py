@@ -24,14 +24,14 @@ from dynrec.serving.shards import UserView, shard_of
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class UserState:
     def __init__(self, shard: int = 0, shards: int = 1):
-        from dynrec.serving.users import UserSessions  # torch: here, not in the `serve run` driver
+        from dynrec.serving.users import UserSessions  # the dataset stack: here, not in the `serve run` driver
 
-        served = load_served(with_model=True)
+        served = load_served()
         self.config = served.config
         self.store = state_store(served.config)
         self.catalog = served.catalog(self.store)
         self.catalog.start_refreshing()
-        self.sessions = UserSessions(served.config, served.model, self.catalog)
+        self.sessions = UserSessions(served.config, self.catalog)
         self.snapshot_name = f"users-{shard}-of-{shards}"
         self.replayed = self.sessions.recover(self.store, self.snapshot_name, lambda user_id: shard_of(user_id, shards) == shard)
         self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")

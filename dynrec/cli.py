@@ -91,7 +91,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
     artifacts = ensure_artifacts(config, progress=True)
     model, item_ids, _ = load_model(artifacts.model_path)
     catalog = Catalog(config, artifacts, ModelRuntime(model, config.runtime), item_ids)
-    users = UserSessions(config, model, catalog).export()
+    users = UserSessions(config, catalog).export()
     items = {m.item_id: ItemInfo(m.title, m.categories, m.text) for m in catalog.meta}
     segmentation = fit_segments(users, items, config.segments)
     print(f"{segmentation.k} segments over {len(users.user_ids):,} users (silhouette {segmentation.silhouette:.3f})\n")

@@ -1,14 +1,12 @@
 """UserEncoder: a causal Transformer over the user's recent items, event types and time gaps.
 
-The output at the last position is the user embedding. `step` appends one event to a cached
-state (keys and values per layer), so the serving path costs one position, not a recompute.
+The output at the last position is the user embedding. Serving re-encodes a user's window on
+each change through the exported graph (see dynrec.serving.users for why not a key/value cache).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,31 +34,15 @@ class CausalBlock(nn.Module):
         b, t, d = x.shape
         return x.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
 
-    def forward(
-        self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x: (B, T, dim) new positions. With a cache, they attend to the cached positions too."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, dim); position i attends to positions up to i."""
         q, k, v = (self._split(p) for p in self.qkv(self.norm_attn(x)).chunk(3, dim=-1))
-        if cache is not None:
-            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-        t_new, t_all = q.shape[2], k.shape[2]
-        # position i of the new block may see every cached position and new positions up to i
-        mask = torch.ones(t_new, t_all, dtype=torch.bool, device=x.device).tril(diagonal=t_all - t_new)
+        t = x.shape[1]
+        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         b, _, t, hd = attended.shape
         x = x + self.dropout(self.attn_out(attended.transpose(1, 2).reshape(b, t, -1)))
-        x = x + self.dropout(self.ffn(self.norm_ffn(x)))
-        return x, (k, v)
-
-
-@dataclass
-class UserState:
-    """What the serving path keeps per user to append one event cheaply."""
-
-    cache: list[tuple[torch.Tensor, torch.Tensor]]
-    length: int
-    last_time: float
-    embedding: torch.Tensor  # (dim,)
+        return x + self.dropout(self.ffn(self.norm_ffn(x)))
 
 
 class UserEncoder(nn.Module):
@@ -84,8 +66,8 @@ class UserEncoder(nn.Module):
         nn.init.normal_(self.value.weight, std=0.02)
         nn.init.zeros_(self.value.bias)
 
-    def _inputs(self, items, event_types, gaps, values, start: int) -> torch.Tensor:
-        positions = torch.arange(start, start + items.shape[1], device=items.device)
+    def _inputs(self, items, event_types, gaps, values) -> torch.Tensor:
+        positions = torch.arange(items.shape[1], device=items.device)
         x = (
             items * self.input_scale
             + self.position(positions)
@@ -100,35 +82,7 @@ class UserEncoder(nn.Module):
     ) -> torch.Tensor:
         """All positions' states, (B, T, dim), L2-normalised. Sequences are left-aligned (right padding):
         a causal model never lets a real position see the padding after it."""
-        x = self._inputs(items, event_types, gaps, values, 0)
+        x = self._inputs(items, event_types, gaps, values)
         for block in self.blocks:
-            x, _ = block(x)
+            x = block(x)
         return F.normalize(self.norm(x), dim=-1)
-
-    @torch.no_grad()
-    def start(self, items, event_types, gaps, values, last_time: float) -> UserState:
-        """Encode one user's window (1, T, ...) and keep the per-layer cache for later steps."""
-        x = self._inputs(items, event_types, gaps, values, 0)
-        cache = []
-        for block in self.blocks:
-            x, kv = block(x)
-            cache.append(kv)
-        embedding = F.normalize(self.norm(x[0, -1]), dim=-1)
-        return UserState(cache, items.shape[1], last_time, embedding)
-
-    @torch.no_grad()
-    def step(self, state: UserState, item: torch.Tensor, event_type: int, time: float, value: float) -> UserState | None:
-        """Append one event (item: (dim,) embedding). Returns None when the window is full and
-        the caller must re-encode the last `max_length` events with `start`."""
-        if state.length >= self.max_length:
-            return None
-        gap = torch.tensor([[time - state.last_time]])
-        x = self._inputs(
-            item.view(1, 1, -1), torch.tensor([[event_type]]), gap, torch.tensor([[float(value)]]), state.length
-        )
-        cache = []
-        for block, kv in zip(self.blocks, state.cache):
-            x, kv = block(x, kv)
-            cache.append(kv)
-        embedding = F.normalize(self.norm(x[0, -1]), dim=-1)
-        return UserState(cache, state.length + 1, time, embedding)

@@ -29,28 +29,6 @@ def test_states_are_causal_and_normalised():
     assert not torch.allclose(states[0, 5:], later[0, 5:])
 
 
-def test_single_event_update_equals_full_recompute():
-    encoder = make()
-    items, types, gaps, values, times = sequence(8)
-    state = encoder.start(items[:, :7], types[:, :7], gaps[:, :7], values[:, :7], float(times[0, 6]))
-    stepped = encoder.step(state, items[0, 7], int(types[0, 7]), float(times[0, 7]), float(values[0, 7]))
-    full = encoder(items, types, gaps, values)[0, -1]
-    assert stepped.length == 8
-    assert torch.allclose(stepped.embedding, full, atol=1e-5)
-    # and a chain of steps from a single event gives the same result
-    state = encoder.start(items[:, :1], types[:, :1], gaps[:, :1], values[:, :1], float(times[0, 0]))
-    for t in range(1, 8):
-        state = encoder.step(state, items[0, t], int(types[0, t]), float(times[0, t]), float(values[0, t]))
-    assert torch.allclose(state.embedding, full, atol=1e-5)
-
-
-def test_full_window_asks_for_a_recompute():
-    encoder = make(max_length=4)
-    items, types, gaps, values, times = sequence(4)
-    state = encoder.start(items, types, gaps, values, float(times[0, -1]))
-    assert encoder.step(state, items[0, 0], 0, float(times[0, -1]) + 1, 1.0) is None
-
-
 def test_time_gap_buckets_are_logarithmic_and_capped():
     buckets = time_gap_bucket(torch.tensor([0.0, 1.0, 3.0, 60.0, 1e12, -5.0]), 24)
     assert buckets.tolist() == [0, 1, 2, 5, 23, 0]

@@ -9,4 +9,4 @@ from deployments.common import load_served
 def served(serving_config_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DYNREC_CONFIG", str(serving_config_path))
-        yield load_served(with_model=True)
+        yield load_served()

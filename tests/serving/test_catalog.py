@@ -12,7 +12,7 @@ from dynrec.serving.users import UserSessions
 
 def test_bulk_added_items_are_ranked_explained_and_similar(served):
     catalog = served.catalog()
-    sessions = UserSessions(served.config, served.model, catalog)
+    sessions = UserSessions(served.config, catalog)
     user = sessions.view("1")
     source = np.array([catalog.row[i] for i in catalog.ids[:50]])
     copies = [ItemMeta(f"copy-{r}", f"Copy of {catalog.meta[r].title}", catalog.meta[r].categories, -1, {}) for r in source]

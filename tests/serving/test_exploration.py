@@ -48,7 +48,7 @@ def catalog_with_young_items(served, tmp_path):
 
 def test_exploration_off_gives_no_explored_items_and_on_flags_them(served, catalog_with_young_items):
     catalog, _ = catalog_with_young_items
-    user = UserSessions(served.config, served.model, catalog).view("1")
+    user = UserSessions(served.config, catalog).view("1")
     rng = np.random.default_rng(1)
     off = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.0, 30, 50), rng)
     assert len(off) == 10 and not any(r.explored for r in off)
@@ -72,7 +72,7 @@ def test_attributed_clicks_in_the_store_raise_the_posterior_and_win_the_draws(se
     catalog.sync(force=True)
     assert catalog.bandit.mean("young-1") > before > catalog.bandit.mean("young-0")
     assert catalog.bandit.mean("young-2") == pytest.approx(before)
-    user = UserSessions(served.config, served.model, catalog).view("2")
+    user = UserSessions(served.config, catalog).view("2")
     rng = np.random.default_rng(2)
     picks = [r.item_id for _ in range(50)
              for r in recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.1, 30, 50), rng)

@@ -8,7 +8,7 @@ from dynrec.serving.users import Event, UserSessions
 
 def test_prior_fades_as_a_new_user_acts(served):
     catalog = served.catalog()
-    sessions = UserSessions(served.config, served.model, catalog)
+    sessions = UserSessions(served.config, catalog)
     attributes = {"gender": "F", "age": "25"}
     prior_rows = set(prior_top(catalog, catalog.prior.ranking(attributes).order, 10, set(), None))
 

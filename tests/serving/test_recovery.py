@@ -15,7 +15,7 @@ def test_rebuilt_users_equal_the_ones_before_the_restart(served, open_backend):
     open_store_, crash = open_backend
     store = open_store_()
     catalog = served.catalog(store)
-    before = UserSessions(served.config, served.model, catalog)
+    before = UserSessions(served.config, catalog)
     users = ["1", "2", "brand-new", "erase-me"]
     for n, user in enumerate(users):
         before.record(store, events_for(catalog, user, 10 * n, 5))
@@ -28,7 +28,7 @@ def test_rebuilt_users_equal_the_ones_before_the_restart(served, open_backend):
     crash()
 
     store = open_store_()
-    after = UserSessions(served.config, served.model, served.catalog(store))
+    after = UserSessions(served.config, served.catalog(store))
     replayed = after.recover(store, "users-0-of-1", lambda user_id: True)
     assert replayed == 9  # three users' three events after the snapshot; the erased user's are gone
     for user in ("1", "2", "brand-new"):
@@ -38,6 +38,6 @@ def test_rebuilt_users_equal_the_ones_before_the_restart(served, open_backend):
     assert after.view("erase-me").embedding is None and after.describe("erase-me") is None
     # a dataset user who asked to be forgotten does not come back from the dataset
     before.erase(store, "3", "users-0-of-1")
-    again = UserSessions(served.config, served.model, served.catalog(store))
+    again = UserSessions(served.config, served.catalog(store))
     again.recover(store, "users-0-of-1", lambda user_id: True)
     assert again.describe("3") is None and again.describe("4") is not None
