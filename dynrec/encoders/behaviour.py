@@ -119,6 +119,19 @@ class BehaviourFeatures:
             np.array([has]), no_history=np.array([not has]),
         )[0]
 
+    def counts(self, as_of: int, days: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per item: events in the `days` before `as_of`, and all events before it. Two bisects per
+        item, so it stays cheap while events arrive; `snapshot` flattens every event first (80-130
+        ms at ML-1M's 1M ratings, each time an event has arrived since the last one)."""
+        cutoff = max(as_of - int(days * DAY), 0)
+        recent = np.zeros(self.n_items, np.int64)
+        total = np.zeros(self.n_items, np.int64)
+        for item, times in enumerate(self._times):
+            end = bisect.bisect_left(times, as_of)
+            total[item] = end
+            recent[item] = end - bisect.bisect_left(times, cutoff, 0, end)
+        return recent, total
+
     def _assemble(self, window_counts, total, mean, since_last, age, has, no_history) -> np.ndarray:
         # with no history, "time since last event" is set to a year so it reads as long ago
         since_last_days = np.where(no_history, 365.0, np.maximum(since_last, 0) / DAY)

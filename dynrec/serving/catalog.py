@@ -313,9 +313,8 @@ class Catalog:
 
     def _refresh_popularity(self) -> None:
         """Items by events in the last 30 days, then all time: the cold-start ranking."""
-        snapshot = self.behaviour.snapshot(self.now)
-        widest = len(self.config.behaviour.windows_days) - 1  # columns: window counts, then the all-time count
-        popularity = snapshot[:, widest] * 1000 + snapshot[:, widest + 1]
+        recent, total = self.behaviour.counts(self.now, max(self.config.behaviour.windows_days))
+        popularity = np.log1p(recent) * 1000 + np.log1p(total)
         self.popular_order = np.argsort(-popularity, kind="stable")
 
     def popular(self, exclude: set[str], k: int, accept=None) -> list[str]:

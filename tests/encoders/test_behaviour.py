@@ -26,6 +26,20 @@ def test_snapshot_never_sees_the_future(events):
     assert np.array_equal(before.snapshot(cut)[item], snapshot)
 
 
+def test_counts_match_the_snapshot_after_updates(events):
+    items, times, values, n = events
+    features = BehaviourFeatures.from_events(items, times, values, n)
+    as_of = int(times.max()) + 1
+    features.update(int(items[0]), as_of - 5, 4.0)
+    features.update(int(items[1]), int(times.min()), 1.0)  # an old one, inserted in time order
+    recent, total = features.counts(as_of, 7.0)
+    snapshot = features.snapshot(as_of)
+    week = features.config.windows_days.index(7.0)
+    assert np.allclose(np.log1p(recent), snapshot[:, week])
+    assert np.allclose(np.log1p(total), snapshot[:, len(features.config.windows_days)])
+    assert recent.sum() > 0 and total.sum() == len(items) + 2
+
+
 def test_features_by_hand():
     config = BehaviourConfig(windows_days=(1.0, 7.0), value_center=3.0, value_scale=2.0)
     t0 = 1_000_000_000
