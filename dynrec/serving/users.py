@@ -58,6 +58,8 @@ class UserSessions:
         self.profile_decay = profile_decay
         self.users: dict[str, UserRecord] = {}
         self.erased: set[str] = set()  # dataset users who asked to be forgotten stay forgotten
+        self._dirty: set[str] = set()  # users changed since the last snapshot
+        self._pickled: dict[str, bytes] = {}  # each changed user's state as of the last snapshot
         self._lock = threading.RLock()
         self._load_histories()
 
@@ -134,6 +136,7 @@ class UserSessions:
                     record = self.users[event.user_id] = UserRecord(deque(maxlen=self.max_length))
                 self._append(record, event)
                 touched[event.user_id] = record
+            self._dirty.update(touched)
             records = list(touched.values())
             for start in range(0, len(records), 32):
                 self._embed(records[start : start + 32])
@@ -160,13 +163,21 @@ class UserSessions:
 
     def save_snapshot(self, store: StateStore, name: str) -> int:
         """Snapshot the users changed while serving (and those erased); returns the event sequence
-        number it is complete up to. The dataset's users are rebuilt from the dataset."""
+        number it is complete up to. The dataset's users are rebuilt from the dataset.
+
+        Only users changed since the last snapshot are pickled again; the rest reuse their bytes.
+        Pickling all 3,000 ML-1M users at once held the GIL for 0.5 s, every 30 s, in the replica
+        that answers every request's user lookup."""
         with self._lock:
             seq = store.latest()[1]
-            changed = {u: (list(r.history), set(r.seen), r.embedding, r.profile, r.events, dict(r.attributes))
-                       for u, r in self.users.items() if r.events}
-            erased = set(self.erased)
-        store.save_snapshot(name, seq, pickle.dumps({"users": changed, "erased": erased}, protocol=5))
+            for user_id in self._dirty:
+                r = self.users.get(user_id)
+                if r is not None and r.events:
+                    self._pickled[user_id] = pickle.dumps(
+                        (list(r.history), r.seen, r.embedding, r.profile, r.events, r.attributes), protocol=5)
+            self._dirty.clear()
+            users, erased = dict(self._pickled), set(self.erased)
+        store.save_snapshot(name, seq, pickle.dumps({"users": users, "erased": erased}, protocol=5))
         return seq
 
     def recover(self, store: StateStore, name: str, mine) -> int:
@@ -180,9 +191,15 @@ class UserSessions:
                 saved = pickle.loads(payload)
                 for user_id in saved["erased"]:
                     self.forget(user_id)
-                for user_id, (history, seen, embedding, profile, events, attributes) in saved["users"].items():
-                    self.users[user_id] = UserRecord(deque(history, maxlen=self.max_length), seen, embedding, profile,
-                                                     events, attributes)
+                for user_id, entry in saved["users"].items():
+                    if isinstance(entry, bytes):  # one pickle per user (older snapshots: the tuple itself)
+                        self._pickled[user_id] = entry
+                        entry = pickle.loads(entry)
+                    else:
+                        self._dirty.add(user_id)
+                    history, seen, embedding, profile, events, attributes = entry
+                    self.users[user_id] = UserRecord(deque(history, maxlen=self.max_length), set(seen), embedding, profile,
+                                                     events, dict(attributes))
             replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
                         for _, e in store.events(after) if e.user_id and mine(e.user_id) and e.item_id in self.catalog]
             self.apply(replayed)
@@ -201,6 +218,8 @@ class UserSessions:
         """Drop the user's state; returns whether there was any."""
         with self._lock:
             self.erased.add(user_id)
+            self._dirty.discard(user_id)
+            self._pickled.pop(user_id, None)
             return self.users.pop(user_id, None) is not None
 
     def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
