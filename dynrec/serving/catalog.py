@@ -312,7 +312,8 @@ class Catalog:
         return BehaviourFeatures(1, config=self.config.behaviour).item_features(0, self.now)
 
     def _refresh_popularity(self) -> None:
-        """Items by events in the last 30 days, then all time: the cold-start ranking."""
+        """Items by events in the widest behaviour window (30 days by default), then all time: the
+        cold-start ranking."""
         recent, total = self.behaviour.counts(self.now, max(self.config.behaviour.windows_days))
         popularity = np.log1p(recent) * 1000 + np.log1p(total)
         self.popular_order = np.argsort(-popularity, kind="stable")
