@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import onnxruntime  # noqa: F401  (before usearch: see below)
 from usearch.index import Index
 
 from dynrec.index.base import IndexConfig, as_matrix, read_meta, write_version
 from dynrec.onnx.session import replica_threads
 
 GRAPH_FILE = "graph.usearch"
+
+# onnxruntime is imported above only for its order: in a process without torch, loading usearch's
+# extension first makes onnxruntime's own import crash with a segfault inside libstdc++ (usearch
+# 2.26, onnxruntime 1.31), and a Ranker imports both.
 
 
 class HnswIndex:

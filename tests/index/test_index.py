@@ -1,5 +1,7 @@
 """Both item indexes against brute-force search: add, update, remove, filters, save/load, atomicity."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -169,3 +171,10 @@ def test_fitted_index_moves_a_grown_catalogue_to_hnsw_and_keeps_results():
     assert isinstance(grown, HnswIndex) and len(grown) == 300
     query = unit(1, 4)[0]
     assert grown.search(query, 10)[0] == index.search(query, 10)[0]
+
+
+def test_hnsw_then_onnxruntime_imports_without_torch():
+    """A torch-free process (a Ranker) that loads the HNSW module before onnxruntime must not crash."""
+    probe = "import sys, dynrec.index.hnsw, onnxruntime; assert 'torch' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
