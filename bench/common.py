@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from deployments.common import SERVE_ENVIRONMENT
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_serve(config: Path, log: Path) -> subprocess.Popen:
     """`serve run <config>` in its own process group (so it can be stopped whole), logging to `log`."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    env = {**SERVE_ENVIRONMENT, **os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     with open(log, "w") as out:
         return subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

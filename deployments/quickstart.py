@@ -15,6 +15,7 @@ import time
 
 import requests
 
+from deployments.common import use_serve_environment
 from dynrec.config import DynrecConfig
 
 SAMPLE_USER = "42"
@@ -46,6 +47,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
     artifacts = ensure_artifacts(config, progress=True)
     print(f"model: {artifacts.model_path}\nembeddings: {artifacts.embeddings_path}")
 
+    use_serve_environment()
     import ray
     from ray import serve
 

@@ -328,6 +328,15 @@ def test_ray_containers_find_dynrec_home_data_and_config(ray_objects):
             assert all(v["persistentVolumeClaim"]["claimName"] in claims for v in spec["volumes"] if "persistentVolumeClaim" in v)
 
 
+def test_serve_runs_in_the_mode_the_bench_measured(rayservice, gpu_rayservice):
+    from deployments.common import SERVE_ENVIRONMENT
+
+    for label, obj in {"rayservice": rayservice, "rayservice (gpu overlay)": gpu_rayservice}.items():
+        for name, group in groups(obj).items():
+            env = {e["name"]: e.get("value") for e in ray_container(group)["env"]}
+            assert {key: env.get(key) for key in SERVE_ENVIRONMENT} == SERVE_ENVIRONMENT, f"{label}/{name}"
+
+
 def test_the_configmap_is_a_valid_dynrec_config():
     from dynrec.config import DynrecConfig
 
