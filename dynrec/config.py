@@ -149,7 +149,9 @@ class IndexConfig:
     exact_max_items: int = 200_000
     connectivity: int = 16  # HNSW graph degree
     expansion_add: int = 64  # candidate list while inserting
-    expansion_search: int = 256  # candidate list while searching: recall vs latency
+    # candidate list while searching: recall against latency. At 1M catalogue-shaped items, 64 gives
+    # recall@10 0.92 at about 1.8x the 10k exact path; 128 gives 0.97 (bench/serve_load.py sweep)
+    expansion_search: int = 64
     threads: int = 0  # bulk-insert threads; 0 = all this process may use
 
 

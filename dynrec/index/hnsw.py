@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -34,7 +35,7 @@ class HnswIndex:
 
     def __init__(self, dim: int, config: IndexConfig | None = None, model_version: str = ""):
         self.dim = dim
-        self.config = config or IndexConfig()
+        self.config = replace(config) if config else IndexConfig()  # its own copy: search settings change live
         self.model_version = model_version
         self.version = 0
         self._graph = self._new_graph()
@@ -53,6 +54,16 @@ class HnswIndex:
             expansion_add=self.config.expansion_add,
             expansion_search=self.config.expansion_search,
         )
+
+    @property
+    def expansion_search(self) -> int:
+        """The search's candidate list: recall against latency, adjustable on a live index (and saved)."""
+        return self._graph.expansion_search
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        with self._lock:
+            self._graph.expansion_search = self.config.expansion_search = int(value)
 
     def __len__(self) -> int:
         return len(self._keys)

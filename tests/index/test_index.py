@@ -178,3 +178,14 @@ def test_hnsw_then_onnxruntime_imports_without_torch():
     probe = "import sys, dynrec.index.hnsw, onnxruntime; assert 'torch' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_hnsw_expansion_search_changes_live_and_is_saved(tmp_path):
+    index = build("hnsw")
+    vectors = unit(300, seed=5)
+    index.upsert([f"i{r}" for r in range(300)], vectors)
+    index.expansion_search = 16
+    assert index.expansion_search == 16
+    assert index.search(vectors[7], 1)[0] == ["i7"]  # still finds an indexed vector itself
+    index.save(tmp_path)
+    assert load_index(tmp_path).expansion_search == 16
