@@ -21,18 +21,18 @@ CONFIG_ENV = "DYNREC_CONFIG"
 
 # Ray Serve's throughput-optimised mode (Ray >= 2.56): gRPC between replicas and from the proxy,
 # user code on each replica's main event loop, garbage collection frozen after start-up. On 2
-# cores it cut event -> changed recommendations from p50 177 to 96 ms (bench/serve_load.py).
+# cores it took event -> changed recommendations from p99 215 to 127 ms (bench/serve_load.py), and
+# the no-op app of the same depth from overloaded to p50 34 ms at 25 rps.
 # Direct ingress, which it would also turn on, stays off: it moves ingress replicas onto ports of
 # their own and needs HAProxy in front to keep serving on 8000.
 SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
-def use_serve_environment() -> dict[str, str]:
+def use_serve_environment() -> None:
     """Put `SERVE_ENVIRONMENT` in this process's environment (values already set win) before Ray
-    starts here: every Ray process inherits it. Returns the variables as set."""
+    starts here: every Ray process inherits it."""
     for key, value in SERVE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    return {key: os.environ[key] for key in SERVE_ENVIRONMENT}
 
 
 def load_config(threads: int = 1) -> DynrecConfig:

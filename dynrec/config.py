@@ -150,7 +150,7 @@ class IndexConfig:
     connectivity: int = 16  # HNSW graph degree
     expansion_add: int = 64  # candidate list while inserting
     # candidate list while searching: recall against latency. At 1M catalogue-shaped items, 64 gives
-    # recall@10 0.92 at about 1.8x the 10k exact path; 128 gives 0.97 (bench/serve_load.py sweep)
+    # recall@10 0.92 within 2x the 10k exact path's time; 128 gives 0.97 at ~2.8x (bench/serve_load.py)
     expansion_search: int = 64
     threads: int = 0  # bulk-insert threads; 0 = all this process may use
 
