@@ -233,7 +233,7 @@ def freshness(users: list[str], trials: int = 30) -> dict:
 def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200) -> dict:
     """In-process p50 of the Ranker's `recommend` (retrieval, seen-filtering, reasons, new-item
     slots) with the ML-1M catalogue grown to each size, and the index's recall@10 against exact
-    search. The added items are added through `Catalog.add_items`, so they take the same paths as
+    search. The extra items go through `Catalog.add_items`, so they take the same paths as
     real items. Their embeddings are drawn from a Gaussian fitted to the real items' embeddings
     (see `like_catalogue`); each takes the text, categories and trained ID row of the real item
     nearest to it."""
