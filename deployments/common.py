@@ -21,8 +21,8 @@ CONFIG_ENV = "DYNREC_CONFIG"
 
 # Ray Serve's throughput-optimised mode (Ray >= 2.56): gRPC between replicas and from the proxy,
 # user code on each replica's main event loop, garbage collection frozen after start-up. On 2
-# cores it took event -> changed recommendations from p99 215 to 127 ms (bench/serve_load.py), and
-# the no-op app of the same depth from overloaded to p50 34 ms at 25 rps.
+# cores the no-op app of the same depth went from overloaded at 25 rps (p50 1 s) to p50 34-53 ms,
+# with no errors up to 50 rps (bench/serve_load.py).
 # Direct ingress, which it would also turn on, stays off: it moves ingress replicas onto ports of
 # their own and needs HAProxy in front to keep serving on 8000.
 SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
