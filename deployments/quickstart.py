@@ -29,6 +29,21 @@ def _timed(method: str, url: str, **kwargs) -> tuple[dict, float]:
     return response.json(), elapsed
 
 
+def _wait_healthy(base: str, timeout_s: float = 60) -> dict:
+    """/healthz once it answers 200: HAProxy may still be loading its routes when `serve.run` returns."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = requests.get(f"{base}/healthz", timeout=10)
+            if response.status_code == 200 or time.monotonic() > deadline:
+                response.raise_for_status()
+                return response.json()
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def _show(title: str, result: dict, elapsed_ms: float) -> None:
     print(f"\n{title}  ({elapsed_ms:.0f} ms)")
     for rank, item in enumerate(result["items"], start=1):
@@ -47,7 +62,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
     artifacts = ensure_artifacts(config, progress=True)
     print(f"model: {artifacts.model_path}\nembeddings: {artifacts.embeddings_path}")
 
-    use_serve_environment()
+    use_serve_environment(local=True)
     import ray
     from ray import serve
 
@@ -60,7 +75,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(), name="dynrec", route_prefix="/")
         base = f"http://127.0.0.1:{port}"
-        health, _ = _timed("GET", f"{base}/healthz")
+        health = _wait_healthy(base)
         print(f"service up at {base} (model {health['model_version']})")
 
         body = {"user_id": SAMPLE_USER, "num_results": 5}
@@ -104,6 +119,7 @@ call it yourself (OpenAPI docs: {base}/docs):
             except KeyboardInterrupt:
                 pass
     finally:
+        print("stopping ...", flush=True)
         serve.shutdown()
         ray.shutdown()
     return 0

@@ -38,7 +38,7 @@ def service(serving_config_path):
     config.write_text(config_path.read_text() + f"security: {{api_keys_file: {secret}}}\n")
     env = {"DYNREC_CONFIG": str(config), "RAY_AUTH_MODE": "disabled"}
     os.environ.update(env)
-    use_serve_environment()  # the mode the quickstart, the bench and Kubernetes run in
+    use_serve_environment(local=True)  # the mode the quickstart, the bench and Kubernetes run in
     import ray
     from ray import serve
 
