@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -60,10 +61,45 @@ def start_serve(config: Path, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def started_at(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot), which tells it from a later one with its id."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def stop_serve(server: subprocess.Popen) -> None:
-    """Ctrl-C to the whole group (Serve shuts down cleanly), then a kill if it takes over a minute."""
+    """Ctrl-C to the whole group (Serve shuts down cleanly), then a kill if it takes over a minute;
+    then SIGTERM to any process of the app still alive. HAProxy runs in a process group of its own
+    and outlives a killed Ray, still holding port 8000, so it is stopped here by its id."""
+    started = {pid: started_at(pid) for pid in process_tree(server.pid)}
     os.killpg(server.pid, signal.SIGINT)
     try:
         server.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    for pid, start in started.items():
+        if start is not None and started_at(pid) == start:
+            with contextlib.suppress(ProcessLookupError):  # it may end between the two lines
+                os.kill(pid, signal.SIGTERM)

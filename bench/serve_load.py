@@ -36,7 +36,7 @@ import requests
 import yaml
 from tqdm import tqdm
 
-from bench.common import RESULTS_DIR, ROOT, machine, start_serve, stop_serve, write_results
+from bench.common import RESULTS_DIR, ROOT, machine, process_tree, start_serve, stop_serve, write_results
 
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
@@ -51,25 +51,6 @@ def bench_config(folder: Path) -> Path:
     path = folder / "serve_bench.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every descendant, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
 
 
 def process_memory(pid: int) -> tuple[str, int, int] | None:
