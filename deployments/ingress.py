@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.common import load_config
 from dynrec.encoders.content import item_text
@@ -46,8 +47,7 @@ def error(status: int, message: str, detail: object = None, headers: dict | None
     return JSONResponse(status_code=status, content={"error": message, "detail": detail}, headers=headers)
 
 
-@api.middleware("http")
-async def guard(request: Request, call_next):
+def refusal(request: Request) -> JSONResponse | None:
     """Before any parsing: API key (when required), rate limit, body size. The key is never logged."""
     key = presented_key(request.headers)
     if _keys.required(request.method, request.url.path) and not _keys.valid(key):
@@ -59,7 +59,23 @@ async def guard(request: Request, call_next):
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > _limits["max_body_bytes"]):
         return error(413, f"request body larger than {_limits['max_body_bytes']} bytes")
-    return await call_next(request)
+    return None
+
+
+class Guard:
+    """`refusal` on every HTTP request, as a plain ASGI middleware: Starlette's `@app.middleware`
+    wrapper passes each request through extra streams and a task group, which took more CPU than
+    the rest of FastAPI's handling of a small request."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = refusal(Request(scope)) if scope["type"] == "http" else None
+        await (refused or self.app)(scope, receive, send)
+
+
+api.add_middleware(Guard)
 
 
 @api.exception_handler(RequestValidationError)
