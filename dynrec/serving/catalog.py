@@ -87,6 +87,8 @@ class Catalog:
         )
         self.now = int(interactions.timestamps.max()) + 1 if len(interactions.timestamps) else int(time.time())
         self.hidden: set[str] = set()
+        self._item_changes = 0  # counts item adds, updates and hides: what `created_since` keeps depends on them
+        self._young: tuple[tuple[int, int], list[str]] = ((-1, -1), [])
         self.hidden_vectors: dict[str, np.ndarray] = {}  # hidden items still appear in user histories
         self.index = make_index(embeddings.shape[1], len(ids), config.index, model_version=self.model_version)
         self.index.upsert(ids, embeddings)
@@ -152,9 +154,15 @@ class Catalog:
             return self.hidden_vectors[item_id]
 
     def created_since(self, cutoff: float) -> list[str]:
-        """Visible items created at or after `cutoff` (unix seconds): what exploration may show."""
-        rows = np.flatnonzero(self.behaviour.created_at >= cutoff)
-        return [self.ids[r] for r in rows if r < len(self.ids) and self.ids[r] in self.row and self.ids[r] not in self.hidden]
+        """Visible items created at or after `cutoff` (unix seconds): what exploration may show.
+        Every request asks, so the answer is kept per whole second of `cutoff` until the next item
+        change (a shared list: callers must not change it)."""
+        key = (int(cutoff), self._item_changes)
+        if self._young[0] != key:
+            rows = np.flatnonzero(self.behaviour.created_at >= int(cutoff))
+            self._young = (key, [self.ids[r] for r in rows
+                                 if r < len(self.ids) and self.ids[r] in self.row and self.ids[r] not in self.hidden])
+        return self._young[1]
 
     def is_new(self, item_id: str) -> bool:
         """No trained ID embedding: the item is embedded from its content alone."""
@@ -199,6 +207,12 @@ class Catalog:
             self.now = max(self.now, int(event.ts) + 1)
 
     def _apply(self, change: ItemChange) -> None:
+        try:
+            self._apply_item(change)
+        finally:
+            self._item_changes += 1
+
+    def _apply_item(self, change: ItemChange) -> None:
         if change.hidden:
             if change.item_id in self.row and change.item_id not in self.hidden:
                 self.hidden.add(change.item_id)
@@ -264,6 +278,7 @@ class Catalog:
             if fresh:
                 self.fresh_index.upsert([self.ids[r] for r in fresh], self.content_index.vectors([self.ids[r] for r in fresh]))
             self.row.update({item_id: int(r) for item_id, r in zip(ids, rows)})
+            self._item_changes += 1
 
     def refresh_behaviour(self) -> int:
         """Re-fuse the items whose behaviour changed since the last refresh; returns how many."""

@@ -78,3 +78,18 @@ def test_attributed_clicks_in_the_store_raise_the_posterior_and_win_the_draws(se
              for r in recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.1, 30, 50), rng)
              if r.explored]
     assert picks.count("young-1") > 0.8 * len(picks)
+
+
+def test_a_hidden_or_added_young_item_changes_what_may_be_explored_at_once(catalog_with_young_items):
+    """`created_since` is kept between requests; an item change within the same second must show."""
+    catalog, store = catalog_with_young_items
+    cutoff = time.time() - 86400
+    assert {"young-0", "young-1", "young-2"} <= set(catalog.created_since(cutoff))
+    store.hide("young-1")
+    catalog.sync(force=True)
+    assert "young-1" not in catalog.created_since(cutoff)
+    source = catalog.row[catalog.ids[0]]
+    store.put_item(ItemChange(0, "young-3", False, {"title": "Young 3", "created_at": int(time.time())},
+                              catalog.text[source], True, catalog.image[source], False, catalog.vector(catalog.ids[0])))
+    catalog.sync(force=True)
+    assert {"young-0", "young-2", "young-3"} <= set(catalog.created_since(cutoff))
