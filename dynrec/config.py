@@ -149,8 +149,9 @@ class IndexConfig:
     exact_max_items: int = 200_000
     connectivity: int = 16  # HNSW graph degree
     expansion_add: int = 64  # candidate list while inserting
-    # candidate list while searching: recall against latency. At 1M catalogue-shaped items, 64 gives
-    # recall@10 0.92 within 2x the 10k exact path's time; 128 gives 0.97 at ~2.8x (bench/serve_load.py)
+    # candidate list while searching: recall against latency. At 1M catalogue-shaped items, recall@10
+    # is 0.85 / 0.92 / 0.97 / 0.99 at 32 / 64 / 128 / 256, and recommend p50 1.1 / 1.3 / 1.7 / 3.0 ms
+    # (bench/serve_load.py, growth run 3)
     expansion_search: int = 64
     threads: int = 0  # bulk-insert threads; 0 = all this process may use
 
