@@ -30,6 +30,7 @@ import requests
 import yaml
 
 from bench.common import ROOT, machine, start_serve, stop_serve, write_results
+from deployments.quickstart import wait_until_ok
 
 BASE = "http://127.0.0.1:8000"
 STALL_S = 1.0  # a request answered later than this after a kill counts as held up by it
@@ -45,15 +46,7 @@ def start_service(folder: Path):
 
 
 def wait_healthy(timeout_s: float = 900) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{BASE}/healthz", timeout=5).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(2)
-    raise TimeoutError("the service did not become healthy")
+    wait_until_ok(lambda: requests.get(f"{BASE}/healthz", timeout=5), timeout_s, every_s=2)
 
 
 def kill_replica(deployment: str) -> str:

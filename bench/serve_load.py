@@ -37,6 +37,7 @@ import yaml
 from tqdm import tqdm
 
 from bench.common import RESULTS_DIR, ROOT, machine, process_tree, start_serve, stop_serve, write_results
+from deployments.quickstart import wait_until_ok
 
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
@@ -91,16 +92,9 @@ class MemorySampler(threading.Thread):
 
 
 def wait_healthy(timeout_s: float = 900) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{BASE}/healthz", timeout=5).status_code == 200:
-                if requests.post(f"{BASE}/noop/v1/recommendations", json={"user_id": "1"}, timeout=5).ok:
-                    return
-        except requests.RequestException:
-            pass
-        time.sleep(2)
-    raise TimeoutError("the service did not become healthy")
+    """Both apps answering: dynrec's /healthz, then the no-op app."""
+    wait_until_ok(lambda: requests.get(f"{BASE}/healthz", timeout=5), timeout_s, every_s=2)
+    wait_until_ok(lambda: requests.post(f"{BASE}/noop/v1/recommendations", json={"user_id": "1"}, timeout=5), timeout_s, every_s=2)
 
 
 def request_mix(rng: random.Random, users: list[str], items: list[str]) -> tuple[str, dict]:

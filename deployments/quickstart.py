@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Callable
 
 import requests
 
@@ -29,19 +30,20 @@ def _timed(method: str, url: str, **kwargs) -> tuple[dict, float]:
     return response.json(), elapsed
 
 
-def _wait_healthy(base: str, timeout_s: float = 60) -> dict:
-    """/healthz once it answers 200: HAProxy may still be loading its routes when `serve.run` returns."""
+def wait_until_ok(call: Callable[[], requests.Response], timeout_s: float, every_s: float = 0.5) -> requests.Response:
+    """`call()`'s first 2xx response, retried through connection errors and error statuses for up to
+    `timeout_s`: HAProxy may still be loading its routes when `serve.run` returns."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            response = requests.get(f"{base}/healthz", timeout=10)
-            if response.status_code == 200 or time.monotonic() > deadline:
-                response.raise_for_status()
-                return response.json()
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.5)
+            response = call()
+            if response.ok:
+                return response
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service did not answer within {timeout_s:g} s")
+        time.sleep(every_s)
 
 
 def _show(title: str, result: dict, elapsed_ms: float) -> None:
@@ -75,7 +77,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(), name="dynrec", route_prefix="/")
         base = f"http://127.0.0.1:{port}"
-        health = _wait_healthy(base)
+        health = wait_until_ok(lambda: requests.get(f"{base}/healthz", timeout=10), timeout_s=60).json()
         print(f"service up at {base} (model {health['model_version']})")
 
         body = {"user_id": SAMPLE_USER, "num_results": 5}

@@ -1,12 +1,12 @@
 """A real Serve app on a local Ray cluster, serving ML-100k with a bootstrap model, over HTTP."""
 
 import os
-import time
 
 import pytest
 import requests
 
 from deployments.common import use_serve_environment
+from deployments.quickstart import wait_until_ok
 from tests.conftest import free_port
 
 
@@ -51,9 +51,7 @@ def service(serving_config_path):
         # two user shards and two Ranker replicas, so routing and replica sync are exercised
         serve.run(build_app({"user_shards": 2, "ranker_replicas": 2}), name="dynrec", route_prefix="/")
         client = Client(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until_ok(lambda: client.get("/healthz"), timeout_s=60)
         yield client
     finally:
         serve.shutdown()
