@@ -14,6 +14,7 @@ items are recommended from before they have any behaviour.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -156,10 +157,12 @@ class Catalog:
     def created_since(self, cutoff: float) -> list[str]:
         """Visible items created at or after `cutoff` (unix seconds): what exploration may show.
         Every request asks, so the answer is kept per whole second of `cutoff` until the next item
-        change (a shared list: callers must not change it)."""
-        key = (int(cutoff), self._item_changes)
+        change (a shared list: callers must not change it). Creation times are whole seconds, so
+        rounding `cutoff` up changes no answer."""
+        second = math.ceil(cutoff)
+        key = (second, self._item_changes)
         if self._young[0] != key:
-            rows = np.flatnonzero(self.behaviour.created_at >= int(cutoff))
+            rows = np.flatnonzero(self.behaviour.created_at >= second)
             self._young = (key, [self.ids[r] for r in rows
                                  if r < len(self.ids) and self.ids[r] in self.row and self.ids[r] not in self.hidden])
         return self._young[1]

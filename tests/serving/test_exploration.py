@@ -93,3 +93,6 @@ def test_a_hidden_or_added_young_item_changes_what_may_be_explored_at_once(catal
                               catalog.text[source], True, catalog.image[source], False, catalog.vector(catalog.ids[0])))
     catalog.sync(force=True)
     assert {"young-0", "young-2", "young-3"} <= set(catalog.created_since(cutoff))
+    # a cutoff part-way through the second young-3 was created in leaves it out, as an uncached scan would
+    assert "young-3" in catalog.created_since(catalog.item("young-3").created_at)
+    assert "young-3" not in catalog.created_since(catalog.item("young-3").created_at + 0.5)
