@@ -11,10 +11,11 @@ from ray.serve.handle import DeploymentHandle
 api = FastAPI()
 
 
-# the same max_ongoing_requests as the real app's deployments, so queueing is judged alike
+# the same max_ongoing_requests as the real app's deployments, so queueing is judged alike, and the
+# same kind of method (a coroutine, or a plain method that Serve runs on a worker thread) per call
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class NoopUsers:
-    def view(self, user_id: str) -> dict:
+    async def view(self, user_id: str) -> dict:
         return {"embedding": None, "seen": set(), "recent": []}
 
     def apply(self, events: list) -> list:

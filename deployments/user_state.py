@@ -63,7 +63,10 @@ class UserState:
             self.accepted.inc(len(accepted))
         return rejected
 
-    def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
+    async def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
+        """A coroutine, so it runs on the replica's event loop: the lookup is a few copies, cheaper
+        than the hand-off to a worker thread that Serve gives a plain method (`apply` keeps that,
+        since it waits on the durable write)."""
         self.catalog.sync()
         return self.sessions.view(user_id, attributes)
 

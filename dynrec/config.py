@@ -173,7 +173,7 @@ class ServingConfig:
     sync_interval_s: float = 0.0  # replicas check the item store at most this often (0: every request)
     behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed this often (in the background)
     popularity_refresh_s: float = 60.0  # recount what is popular (the cold-start ranking) this often
-    reason_history: int = 20  # recent history items a "similar to" reason may cite
+    reason_history: int = 20  # newest history events a user's view carries to ranking: what reasons and new-item picks draw on
 
 
 @dataclass

@@ -95,7 +95,7 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     every item) and the prior's is added at `blend_weight`; the candidates are the model's top and
     the prior's top, so the catalogue is not scored item by item.
     """
-    weight = blend_weight(len(user.recent), catalog.config.cold_start)
+    weight = blend_weight(user.history_length, catalog.config.cold_start)
     if not weight:
         return catalog.index.search(user.embedding, k, exclude, accept)
     pool = max(k, catalog.config.serving.candidates)
@@ -167,7 +167,7 @@ def exploring(catalog: Catalog, item_id: str, reason: str) -> str:
 
 def new_items_for(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
     """New items closest in content to the user's recent history (the mean of its content vectors)."""
-    recent = [h[0] for h in user.recent[:20] if h[0] in catalog]
+    recent = [h[0] for h in user.recent if h[0] in catalog]
     if not recent:
         return []
     profile = catalog.content_vectors(recent).mean(axis=0)
@@ -191,10 +191,10 @@ def mmr(catalog: Catalog, ids: list[str], scores: np.ndarray, k: int, diversity:
     return [ids[c] for c in chosen], scores[chosen]
 
 
-def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView, recent: int = 20) -> list[str]:
+def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[str]:
     """One reason per item: "similar to <the recent history item closest to it in content>",
     flagged when the item is new. The history's content vectors are read once for all items."""
-    history = [h for h in user.recent[:recent] if h[0] in catalog]
+    history = [h for h in user.recent if h[0] in catalog]
     if not item_ids:
         return []
     prefixes = ["new item, " if catalog.is_new(i) else "" for i in item_ids]

