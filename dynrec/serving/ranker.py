@@ -64,7 +64,9 @@ def recommend(
     the slots goes to young items picked by Thompson sampling (see dynrec.serving.bandit); those
     come last and are flagged.
     """
-    exclude = set(filters.exclude_item_ids) | catalog.hidden
+    # hidden items are out of every index and skipped where the prior or popularity is read, so
+    # they stay out of `exclude`: a request's cost must not grow with the number of hidden items
+    exclude = set(filters.exclude_item_ids)
     if exclude_seen:
         exclude |= user.seen
     accept = filters.accepts(catalog)
@@ -115,11 +117,11 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
 
 
 def prior_top(catalog: Catalog, order: np.ndarray, k: int, exclude: set[str], accept) -> list[int]:
-    """The first k allowed rows of the prior's `order` (best first)."""
+    """The first k allowed rows of the prior's `order` (best first); hidden items are never allowed."""
     rows: list[int] = []
     for row in order:
         item_id = catalog.ids[row]
-        if item_id not in exclude and (accept is None or accept(item_id)):
+        if item_id not in exclude and item_id not in catalog.hidden and (accept is None or accept(item_id)):
             rows.append(int(row))
             if len(rows) == k:
                 break
@@ -213,7 +215,7 @@ def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[s
 
 def similar_items(catalog: Catalog, item_id: str, k: int, filters: Filters) -> list[Ranked]:
     """Items closest in content to one item (the item itself and hidden items excluded)."""
-    exclude = {item_id} | set(filters.exclude_item_ids) | catalog.hidden
+    exclude = {item_id} | set(filters.exclude_item_ids)  # hidden items are out of the content index
     ids, scores = catalog.content_index.search(catalog.content_vector(item_id), k, exclude, filters.accepts(catalog))
     title = catalog.item(item_id).title
     return [Ranked(i, float(s), sentence(f"similar to “{title}”")) for i, s in zip(ids, scores)]

@@ -2,8 +2,9 @@
 
 import dataclasses
 
-from dynrec.serving.ranker import prior_top, retrieve
+from dynrec.serving.ranker import Filters, prior_top, recommend, retrieve, similar_items
 from dynrec.serving.users import Event, UserSessions
+from dynrec.state.sqlite import SqliteStore
 
 
 def test_prior_fades_as_a_new_user_acts(served):
@@ -30,3 +31,25 @@ def test_prior_fades_as_a_new_user_acts(served):
     view = sessions.view(f"new-{many}-4.0", attributes)
     assert blended_many == catalog.index.search(view.embedding, 10, view.seen, None)[0]  # beyond the cut-off: the model alone
     assert not set(blended_many) & view.seen
+
+
+def test_hidden_items_never_come_back_on_any_ranking_path(served, tmp_path):
+    """Hidden items leave every index, so ranking no longer lists them as exclusions; each path
+    that reads the prior or popularity instead must skip them itself."""
+    store = SqliteStore(tmp_path / "state.db")
+    catalog = served.catalog(store)
+    sessions = UserSessions(served.config, catalog)
+    attributes = {"gender": "F", "age": "25"}
+    sessions.apply([Event("light", catalog.ids[40], "rating", 1_000_000, 5.0)])
+    known, cold, light = sessions.view("1"), sessions.view("nobody", attributes), sessions.view("light", attributes)
+    top = [r.item_id for r in recommend(catalog, known, 5, Filters(), False, 200, 0.0, 0)]
+    prior = [catalog.ids[r] for r in prior_top(catalog, catalog.prior.ranking(attributes).order, 5, set(), None)]
+    similar = [r.item_id for r in similar_items(catalog, "1", 5, Filters())]
+    hidden = {*top[:2], *prior[:2], *similar[:2]} - {"1"}
+    for item_id in hidden:
+        store.hide(item_id)
+    catalog.sync(force=True)
+    assert hidden <= catalog.hidden
+    for view in (known, cold, light):
+        assert not {r.item_id for r in recommend(catalog, view, 50, Filters(), False, 200, 0.0, 1)} & hidden
+    assert not {r.item_id for r in similar_items(catalog, "1", 50, Filters())} & hidden
