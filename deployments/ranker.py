@@ -24,17 +24,22 @@ class Ranker:
         self.rng = np.random.default_rng()
         # Prometheus (through Ray's metrics agent): ray_dynrec_index_items, ray_dynrec_explored_total
         self.index_items = metrics.Gauge("dynrec_index_items", description="items this Ranker replica can retrieve")
+        self.indexed = -1  # the gauge's last value: it is set when the count changes, not on every request
         self.explored = metrics.Counter("dynrec_explored", description="exploration picks mixed into results")
         self.catalog = served.catalog(state_store(served.config))
         self.catalog.start_refreshing()
 
     def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict) -> dict:
-        """{model_version, items}: the version comes back with the results it produced."""
+        """{model_version, items}: the version comes back with the results it produced. A plain
+        method (Serve runs it on a worker thread): as a coroutine on the replica's event loop, the
+        replica used 0.19-0.20 of a core at 50 rps against 0.13-0.14 this way (/proc, two runs each)."""
         self.catalog.sync()
         settings = ExplorationSettings.from_config(self.exploration, **exploration)
         ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
                            self.config.diversity, self.config.new_item_slots, settings, self.rng)
-        self.index_items.set(len(self.catalog.index))
+        if len(self.catalog.index) != self.indexed:
+            self.indexed = len(self.catalog.index)
+            self.index_items.set(self.indexed)
         explored = sum(r.explored for r in ranked)
         if explored:
             self.explored.inc(explored)
