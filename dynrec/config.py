@@ -150,8 +150,8 @@ class IndexConfig:
     connectivity: int = 16  # HNSW graph degree
     expansion_add: int = 64  # candidate list while inserting
     # candidate list while searching: recall against latency. At 1M catalogue-shaped items, recall@10
-    # is 0.85 / 0.92 / 0.97 / 0.99 at 32 / 64 / 128 / 256, and recommend p50 1.1 / 1.3 / 1.7 / 3.0 ms
-    # (bench/serve_load.py, growth run 3)
+    # is 0.85 / 0.92 / 0.97 / 0.99 at 32 / 64 / 128 / 256, and recommend p50 1.9 / 2.3 / 3.0 / 4.8x
+    # that at 10k items, timed side by side (bench/serve_load.py, growth run 5's sweep)
     expansion_search: int = 64
     threads: int = 0  # bulk-insert threads; 0 = all this process may use
 
