@@ -300,15 +300,15 @@ def grow(catalog, size: int, real: np.ndarray, rng: np.random.Generator) -> floa
     return time.perf_counter() - began
 
 
-def recommend_times(catalog, views, passes: int = 3) -> list[float]:
-    """ms per in-process `recommend` (top 10, seen excluded, defaults otherwise) over `passes`
-    rounds of every view, after a warm-up: one round's median swung by up to 2x on this machine."""
+def recommend_times(catalog, views) -> list[float]:
+    """ms per in-process `recommend` (top 10, seen excluded, defaults otherwise) for every view,
+    after a warm-up. One pass; `side_by_side` alternates passes between two catalogues."""
     from dynrec.serving.ranker import Filters, recommend
 
     for view in views[:10]:
         recommend(catalog, view, 10, Filters(), True, 200, 0.0, 1)
     times = []
-    for view in views * passes:
+    for view in views:
         began = time.perf_counter()
         recommend(catalog, view, 10, Filters(), True, 200, 0.0, 1)
         times.append(1000 * (time.perf_counter() - began))
@@ -335,8 +335,8 @@ def side_by_side(catalog, smallest, views, rounds: int) -> tuple[list[float], li
     """recommend times on `catalog` and on `smallest`, in `rounds` alternating passes over `views`."""
     times, reference = [], []
     for _ in range(rounds):
-        reference += recommend_times(smallest, views, passes=1)
-        times += recommend_times(catalog, views, passes=1)
+        reference += recommend_times(smallest, views)
+        times += recommend_times(catalog, views)
     return times, reference
 
 
