@@ -40,7 +40,7 @@ DYNREC_VARIANTS: dict[str, tuple[str, ...] | None] = {
 def dynrec_config(dataset: str, variant: str, epochs: int | None = None) -> DynrecConfig:
     path = CONFIGS / f"{dataset}.yaml"
     config = DynrecConfig.load(path if path.exists() else None)
-    config.train.dataset = dataset
+    config.source.dataset = dataset
     if DYNREC_VARIANTS[variant] is not None:
         config.model.modalities = DYNREC_VARIANTS[variant]
     if epochs is not None:
@@ -78,7 +78,7 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         rows = table.setdefault(dataset, {})
         if baselines:
-            results = compare(dataset, baselines, config)
+            results = compare(baselines, config.with_dataset(dataset))
             print(format_table(dataset, results, config.eval.k))
             rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
         for variant in (m for m in models if m in DYNREC_VARIANTS):

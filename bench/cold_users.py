@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bench.common import machine, write_results
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, load_dataset
+from dynrec.data import Interactions, load_source
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
 from dynrec.serving.artifacts import ensure_artifacts, vectors
@@ -65,7 +65,7 @@ def main() -> None:
                         help="instead of one sample, every eligible user in this many folds, each fold cold in turn")
     args = parser.parse_args()
     config = DynrecConfig()
-    dataset = load_dataset(config.serving.dataset, config.data.data_dir)
+    dataset = load_source(config)
     interactions = Interactions.from_dataset(dataset)
     rng = np.random.default_rng(0)
     eligible = np.flatnonzero(interactions.lengths >= max(STEPS) + 1)

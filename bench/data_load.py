@@ -11,7 +11,7 @@ import argparse
 
 from bench.common import machine, median_seconds, write_results
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, load_dataset
+from dynrec.data import Interactions, load_bundled
 
 
 def main() -> None:
@@ -22,8 +22,8 @@ def main() -> None:
     results = {"machine": machine(), "repeats": args.repeats}
     print(f"{'dataset':<8} {'load (s, median)':>17} {'+ index (s)':>12} {'events':>9}")
     for name in ("ml-1m", "ml-100k"):
-        load_s, _ = median_seconds(lambda: load_dataset(name, data_dir), args.repeats)
-        dataset = load_dataset(name, data_dir)
+        load_s, _ = median_seconds(lambda: load_bundled(name, data_dir), args.repeats)
+        dataset = load_bundled(name, data_dir)
         index_s, _ = median_seconds(lambda: Interactions.from_dataset(dataset), args.repeats)
         results[name] = {"load_s": round(load_s, 3), "index_s": round(index_s, 3), "events": dataset.events.num_rows}
         print(f"{name:<8} {load_s:>17.3f} {index_s:>12.3f} {dataset.events.num_rows:>9,}")

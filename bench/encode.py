@@ -41,10 +41,10 @@ def latency_ms(fn, repeats: int = 30, warmup: int = 3) -> float:
 
 
 def catalogue_inputs(config: DynrecConfig):
-    from dynrec.data import load_dataset
+    from dynrec.data import load_source
     from dynrec.encoders.content import item_text
 
-    dataset = load_dataset("ml-1m", config.data.data_dir)
+    dataset = load_source(config.with_dataset("ml-1m"))
     rows = dataset.items.to_pylist()
     texts = [item_text(r["title"], r["categories"], r["text"]) for r in rows]
     return dataset, texts, [r["image"] for r in rows]

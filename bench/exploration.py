@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from bench.common import machine, write_results
 from dynrec.config import DynrecConfig, ExplorationConfig
-from dynrec.data import Interactions, load_dataset
+from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
@@ -53,7 +53,7 @@ class World:
     def __init__(self, arrivals: int, n_new: int, seed: int):
         config = DynrecConfig()
         self.config = config
-        dataset = load_dataset(config.serving.dataset, config.data.data_dir)
+        dataset = load_source(config)
         inter = Interactions.from_dataset(dataset)
         users = np.repeat(np.arange(inter.n_users), np.diff(inter.indptr))
         cut = np.quantile(inter.timestamps, 0.8)

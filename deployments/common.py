@@ -53,7 +53,7 @@ def state_store(config: DynrecConfig) -> StateStore:
     """The durable log and snapshots every replica shares (`state.backend`: SQLite or Redis)."""
     from dynrec.state import open_store
 
-    return open_store(config.state, config.home, config.serving.dataset)
+    return open_store(config.state, config.home, config.source.label)
 
 
 @dataclass

@@ -57,7 +57,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
     if config_path:
         os.environ["DYNREC_CONFIG"] = str(config_path)
     config = DynrecConfig.load(config_path)
-    print(f"dynrec quickstart: serving the {config.serving.dataset} catalogue (home: {config.home})")
+    print(f"dynrec quickstart: serving the {config.source.label} catalogue (home: {config.home})")
 
     from dynrec.serving.artifacts import ensure_artifacts
 

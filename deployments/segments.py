@@ -16,7 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import load_config, state_store
-from dynrec.data import load_dataset
+from dynrec.data import load_source
 from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments
 
 
@@ -25,14 +25,14 @@ class Segments:
     def __init__(self, *user_shards: DeploymentHandle):
         self.config = load_config()
         self.shards = user_shards
-        self.folder = self.config.home / "state" / f"{self.config.serving.dataset}-segments"
+        self.folder = self.config.home / "state" / f"{self.config.source.label}-segments"
         self.current: Segmentation | None = Segmentation.load(self.folder) if (self.folder / "CURRENT").is_file() else None
         self._fitting = asyncio.Lock()
         self._schedule: asyncio.Task | None = None
 
     def _items(self) -> dict[str, ItemInfo]:
         """Titles, categories and text of the dataset's items and every item upserted since."""
-        items = load_dataset(self.config.serving.dataset, self.config.data.data_dir).items
+        items = load_source(self.config).items
         info = {r["item_id"]: ItemInfo(r["title"] or r["item_id"], list(r["categories"] or []), r["text"] or "")
                 for r in items.select(["item_id", "title", "categories", "text"]).to_pylist()}
         for change in state_store(self.config).item_changes(0):

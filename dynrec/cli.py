@@ -9,13 +9,17 @@ import time
 from typing import Sequence
 
 from dynrec.config import DynrecConfig
-from dynrec.data import LOADERS, DataFileNotFoundError, Interactions, load_dataset
+from dynrec.data import BUNDLED, DataFileNotFoundError, Interactions, LoadReport, load_source
 
 
 def _config(args: argparse.Namespace) -> DynrecConfig:
     config = DynrecConfig.load(args.config)
     if getattr(args, "data_dir", None):
         config.data.data_dir = args.data_dir
+    if getattr(args, "dataset", None):
+        config = config.with_dataset(args.dataset)
+    for override in getattr(args, "set", None) or []:
+        config = config.with_override(override)
     return config
 
 
@@ -24,8 +28,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     config = _config(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    results = compare(args.dataset, models, config, progress=not args.no_progress)
-    print(format_table(args.dataset, results, config.eval.k))
+    results = compare(models, config, progress=not args.no_progress)
+    print(format_table(config.source.label, results, config.eval.k))
     if args.json:
         print(json.dumps({r.model: {**r.test, "best_param": r.best_param} for r in results}, indent=2))
     return 0
@@ -34,16 +38,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     config = _config(args)
     started = time.perf_counter()
-    dataset = load_dataset(args.dataset, config.data.data_dir)
+    report = LoadReport()
+    dataset = load_source(config, report)
     loaded = time.perf_counter() - started
     interactions = Interactions.from_dataset(dataset)
     has_text = dataset.items["text"].drop_null()
     has_image = dataset.items["image"].drop_null()
-    print(f"dataset   {dataset.name} (from {config.data.data_dir})")
+    print(f"source    {dataset.name} (from {config.source.uri or config.data.data_dir})")
     print(f"items     {dataset.items.num_rows:,} ({len(has_text):,} with text, {len(has_image):,} with an image)")
     print(f"users     {dataset.users.num_rows:,} listed, {interactions.n_users:,} with events")
     print(f"events    {dataset.events.num_rows:,}")
     print(f"loaded in {loaded:.2f} s")
+    for line in report.lines():
+        print(f"  {line}")
     return 0
 
 
@@ -52,8 +59,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.train import run_training
 
     config = _config(args)
-    for override in args.set or []:
-        config = config.with_override(override)
     summary = run_training(config)
     print(f"\nbest validation NDCG@{config.eval.k}: {summary['best_ndcg@10']:.4f}")
     print(f"test NDCG@{config.eval.k}: {summary.get('test_ndcg@10', float('nan')):.4f}  HR@{config.eval.k}: {summary.get('test_hr@10', float('nan')):.4f}")
@@ -66,8 +71,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from training.encode_catalog import encode_catalog
 
     config = _config(args)
-    for override in args.set or []:
-        config = config.with_override(override)
     summary = encode_catalog(config, items_path=args.items, model_path=args.model, output=args.output, full=args.full)
     print(
         f"\n{summary['items']:,} items: {summary['encoded']:,} encoded, {summary['reused']:,} unchanged "
@@ -86,8 +89,6 @@ def cmd_segments(args: argparse.Namespace) -> int:
     from dynrec.serving.users import UserSessions
 
     config = _config(args)
-    for override in args.set or []:
-        config = config.with_override(override)
     artifacts = ensure_artifacts(config, progress=True)
     model, item_ids, _ = load_model(artifacts.model_path)
     catalog = Catalog(config, artifacts, ModelRuntime(model, config.runtime), item_ids)
@@ -119,14 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_eval = sub.add_parser("eval", help="compare models on a dataset (full ranking, leave-one-out)")
-    p_eval.add_argument("--dataset", choices=sorted(LOADERS), default="ml-100k")
+    p_eval.add_argument("--dataset", choices=sorted(BUNDLED), help="a bundled example instead of the configured source")
     p_eval.add_argument("--models", default="pop,itemknn,ease", help="comma-separated: pop, itemknn, ease")
     p_eval.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p_eval.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_eval.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting")
     p_eval.set_defaults(func=cmd_eval)
 
-    p_data = sub.add_parser("data", help="load a dataset and summarise it")
-    p_data.add_argument("--dataset", choices=sorted(LOADERS), default="ml-1m")
+    p_data = sub.add_parser("data", help="load the configured source, summarise it and report unusable rows")
+    p_data.add_argument("--dataset", choices=sorted(BUNDLED), help="a bundled example instead of the configured source")
+    p_data.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. source.uri=./shop")
     p_data.set_defaults(func=cmd_data)
 
     p_train = sub.add_parser("train", help="fine-tune the models with Ray Train (checkpoints kept, resumable)")
@@ -157,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataFileNotFoundError, FileNotFoundError, ValueError) as exc:
+    except (DataFileNotFoundError, FileNotFoundError, ValueError) as exc:  # SourceError is a ValueError
         print(f"dynrec: error: {exc}", file=sys.stderr)
         return 2
 

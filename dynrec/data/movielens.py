@@ -12,6 +12,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -176,3 +177,13 @@ def load_ml100k(data_dir: str | Path) -> Dataset:
         user_rows["attributes"].append({"age": age, "gender": gender, "occupation": occupation, "zip": zip_code})
     users = pa.table(user_rows, schema=USERS_SCHEMA)
     return Dataset("ml-100k", items, events, users)
+
+
+BUNDLED: dict[str, Callable[[Path], Dataset]] = {"ml-1m": load_ml1m, "ml-100k": load_ml100k}
+
+
+def load_bundled(name: str, data_dir: str | Path) -> Dataset:
+    """A bundled example dataset by name, from the data folder."""
+    if name not in BUNDLED:
+        raise ValueError(f"unknown dataset '{name}'; choose one of {sorted(BUNDLED)}, or set source.uri to your own files")
+    return BUNDLED[name](Path(data_dir))

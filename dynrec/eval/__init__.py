@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, leave_one_out, load_dataset
+from dynrec.data import Interactions, leave_one_out, load_source
 from dynrec.eval.baselines import EASE, ItemKNN, MostPopular
 from dynrec.eval.evaluate import ProtocolResult, evaluate, leave_one_out_protocol
 from dynrec.eval.recommender import Recommender
@@ -20,13 +20,13 @@ def baseline_registry(config: DynrecConfig) -> dict[str, tuple[Callable[[Any], R
     }
 
 
-def compare(dataset: str, models: Sequence[str], config: DynrecConfig, progress: bool = True) -> list[ProtocolResult]:
-    """Load a dataset, split it leave-one-out, and run each named model through the protocol."""
+def compare(models: Sequence[str], config: DynrecConfig, progress: bool = True) -> list[ProtocolResult]:
+    """Load the configured source, split it leave-one-out, and run each named model through the protocol."""
     registry = baseline_registry(config)
     unknown = [m for m in models if m not in registry]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(registry)}")
-    interactions = Interactions.from_dataset(load_dataset(dataset, config.data.data_dir))
+    interactions = Interactions.from_dataset(load_source(config))
     split = leave_one_out(interactions, config.data.min_interactions)
     results = []
     for name in models:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynrec.config import DynrecConfig
-from dynrec.data import Dataset, Interactions, LeaveOneOutSplit, leave_one_out, load_dataset
+from dynrec.data import Dataset, Interactions, LeaveOneOutSplit, leave_one_out, load_source
 from dynrec.encoders.content import encode_catalogue
 from dynrec.models.model import Catalogue
 
@@ -22,8 +22,8 @@ class TrainingInputs:
 
 
 def prepare_inputs(config: DynrecConfig, progress: bool = True) -> TrainingInputs:
-    """Load the dataset, split it, and fetch the catalogue's content embeddings (cached)."""
-    dataset = load_dataset(config.train.dataset, config.data.data_dir)
+    """Load the configured source, split it, and fetch the catalogue's content embeddings (cached)."""
+    dataset = load_source(config)
     interactions = Interactions.from_dataset(dataset)
     split = leave_one_out(interactions, config.data.min_interactions)
     n = dataset.items.num_rows

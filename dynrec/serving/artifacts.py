@@ -36,12 +36,6 @@ class Artifacts:
     manifest: ModelManifest
 
 
-def serving_config(config: DynrecConfig) -> DynrecConfig:
-    """The config with its training dataset set to the served catalogue."""
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, dataset=config.serving.dataset))
-    return config
-
-
 def onnx_folder(config: DynrecConfig) -> str:
     """The ONNX exports' folder relative to `home` (where `artifacts.uri` mirrors it)."""
     return os.path.relpath(config.runtime.onnx_dir, config.home)
@@ -64,17 +58,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
     """The served model and embeddings, preparing whatever is missing (see module docstring)."""
-    config = serving_config(config)
     with _locked(config.home / "artifacts" / ".prepare.lock"):
         run_name = config.run_name
         if config.artifacts.uri:  # runs published by the training and encoding jobs (or another node)
-            for run in (run_name, f"{config.serving.dataset}-bootstrap"):
+            for run in (run_name, f"{config.source.label}-bootstrap"):
                 for relative in (f"artifacts/{run}", f"embeddings/{run}"):
                     fetch(config.home, relative, config.artifacts.uri)
             fetch(config.home, onnx_folder(config), config.artifacts.uri)
         model_path = config.home / "artifacts" / run_name / "model.pt"
         if not model_path.is_file():
-            run_name = f"{config.serving.dataset}-bootstrap"
+            run_name = f"{config.source.label}-bootstrap"
             model_path = config.home / "artifacts" / run_name / "model.pt"
             if not model_path.is_file():
                 train_bootstrap(config, model_path, progress)
@@ -115,7 +108,7 @@ def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> N
     )
     config = dataclasses.replace(config, train=train)
     if progress:
-        print(f"no trained model yet: training a bootstrap model on {config.train.dataset} "
+        print(f"no trained model yet: training a bootstrap model on {config.source.label} "
               f"({train.epochs} epochs, at most {train.max_minutes:g} min)", flush=True)
     inputs = prepare_inputs(config, progress=progress)
     trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at)
@@ -135,12 +128,12 @@ def _embeddings_current(path: Path, fingerprint: str) -> bool:
 
 def embed_catalogue_in_process(config: DynrecConfig, model_path: Path, output: Path, progress: bool) -> None:
     """The Ray Data job's output (same columns), computed in this process."""
-    from dynrec.data import Interactions, load_dataset
+    from dynrec.data import Interactions, load_source
     from dynrec.encoders.behaviour import latest_behaviour
     from dynrec.encoders.content import encode_catalogue, image_content_hash, item_content_hash, item_text
     from dynrec.models.model import load_model
 
-    dataset = load_dataset(config.serving.dataset, config.data.data_dir)
+    dataset = load_source(config)
     items = dataset.items
     content = encode_catalogue(items, config.cache_dir, config=config.encoders, progress=progress, runtime=config.runtime)
     model, trained_ids, _ = load_model(model_path)

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, load_dataset
+from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.index import ExactIndex, fitted_index, make_index
 from dynrec.serving.artifacts import Artifacts, vectors
@@ -60,7 +60,7 @@ class Catalog:
     ):
         self.config, self.runtime, self.store = config, runtime, store
         self.model_version = runtime.fingerprint
-        dataset = load_dataset(config.serving.dataset, config.data.data_dir)
+        dataset = load_source(config)
         items = dataset.items
         table = pq.read_table(artifacts.embeddings_path)
         position = {item_id: i for i, item_id in enumerate(table["item_id"].to_pylist())}

@@ -23,7 +23,7 @@ from itertools import islice
 import numpy as np
 
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, load_dataset
+from dynrec.data import Interactions, load_source
 from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
 from dynrec.serving.memory import release_unused_memory
@@ -65,7 +65,7 @@ class UserSessions:
         self._load_histories()
 
     def _load_histories(self) -> None:
-        dataset = load_dataset(self.config.serving.dataset, self.config.data.data_dir)
+        dataset = load_source(self.config)
         interactions = Interactions.from_dataset(dataset)
         names = interactions.event_type_names
         attributes = {r["user_id"]: dict(r["attributes"] or []) for r in dataset.users.select(["user_id", "attributes"]).to_pylist()}

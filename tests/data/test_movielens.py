@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from dynrec.data import DataFileNotFoundError, Interactions, load_dataset, load_ml1m
+from dynrec.data import DataFileNotFoundError, Interactions, load_bundled, load_ml1m
 from dynrec.data.schemas import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
 
 
@@ -64,7 +64,7 @@ def test_missing_file_names_file_and_variable(tmp_path):
 
 def test_unknown_dataset_is_a_clear_error(data_dir):
     with pytest.raises(ValueError, match="unknown dataset"):
-        load_dataset("ml-20m", data_dir)
+        load_bundled("ml-20m", data_dir)
 
 
 def test_interactions_index_the_whole_catalogue(ml1m):

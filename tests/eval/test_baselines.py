@@ -49,4 +49,4 @@ def test_protocol_tunes_on_validation_and_reports_test(ml100k_split):
 
 def test_compare_rejects_unknown_models():
     with pytest.raises(ValueError, match="unknown model"):
-        compare("ml-100k", ["pop", "sasrec-from-the-future"], DynrecConfig(), progress=False)
+        compare(["pop", "sasrec-from-the-future"], DynrecConfig().with_dataset("ml-100k"), progress=False)

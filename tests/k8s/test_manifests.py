@@ -342,7 +342,7 @@ def test_the_configmap_is_a_valid_dynrec_config():
 
     raw = yaml.safe_load(load_one(CONFIGMAP)["data"]["dynrec.yaml"])
     config = DynrecConfig.from_dict(raw)
-    assert config.serving.dataset == config.train.dataset  # the served run is the one trained
+    assert config.source.label == "ml-1m"  # the catalogue the image serves and its RayJobs train on
 
 
 # --- serveConfigV2 -------------------------------------------------------------------------------

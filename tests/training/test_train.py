@@ -16,7 +16,7 @@ def tiny_config(home, epochs, workers=1, name="tiny"):
     config.model.modalities = ("id", "behaviour")
     config.model.dim, config.model.max_length = 16, 30
     config.behaviour.time_buckets = 2
-    config.train.dataset = "ml-100k"
+    config.source.dataset = "ml-100k"
     config.train.epochs, config.train.eval_every = epochs, 1
     config.train.num_workers, config.train.threads_per_worker = workers, 2 // workers
     config.train.run_name = name
