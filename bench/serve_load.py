@@ -254,12 +254,13 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200, rou
     from dynrec.serving.artifacts import ensure_artifacts
     from dynrec.serving.catalog import Catalog
     from dynrec.serving.users import UserSessions
+    from dynrec.state import open_store
 
     config = DynrecConfig()
     artifacts = ensure_artifacts(config)
     model, item_ids, _ = load_model(artifacts.model_path)
     runtime = ModelRuntime(model, config.runtime)
-    smallest, catalog = (Catalog(config, artifacts, runtime, item_ids) for _ in range(2))
+    smallest, catalog = (Catalog(config, artifacts, runtime, item_ids, open_store(config)) for _ in range(2))
     sessions = UserSessions(config, catalog)
     views = [sessions.view(str(u)) for u in range(1, 1 + queries)]
     real = catalog.index.vectors(catalog.ids)

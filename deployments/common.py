@@ -50,10 +50,10 @@ def load_config(threads: int = 1) -> DynrecConfig:
 
 
 def state_store(config: DynrecConfig) -> StateStore:
-    """The durable log and snapshots every replica shares (`state.backend`: SQLite or Redis)."""
+    """The store every replica boots from and shares (`state.backend`: SQLite or Redis)."""
     from dynrec.state import open_store
 
-    return open_store(config.state, config.home, config.source.label)
+    return open_store(config)
 
 
 @dataclass
@@ -65,9 +65,10 @@ class Served:
     runtime: ModelRuntime
 
     def catalog(self, store: StateStore | None = None) -> Catalog:
+        """The catalogue, booted from `store` (default: the configured one)."""
         from dynrec.serving.catalog import Catalog
 
-        return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store)
+        return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store or state_store(self.config))
 
 
 def load_served(threads: int = 1) -> Served:

@@ -16,7 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import load_config, state_store
-from dynrec.data import load_source
+from dynrec.state.imports import latest_records
 from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments
 
 
@@ -31,15 +31,14 @@ class Segments:
         self._schedule: asyncio.Task | None = None
 
     def _items(self) -> dict[str, ItemInfo]:
-        """Titles, categories and text of the dataset's items and every item upserted since."""
-        items = load_source(self.config).items
-        info = {r["item_id"]: ItemInfo(r["title"] or r["item_id"], list(r["categories"] or []), r["text"] or "")
-                for r in items.select(["item_id", "title", "categories", "text"]).to_pylist()}
-        for change in state_store(self.config).item_changes(0):
-            if change.record:
-                info[change.item_id] = ItemInfo(change.record.get("title") or change.item_id,
-                                                list(change.record.get("categories") or []), change.record.get("text") or "")
-        return info
+        """Titles, categories and text of every item in the store (its newest record)."""
+        store = state_store(self.config)
+        try:
+            records = latest_records(store.item_changes(0))
+        finally:
+            store.close()
+        return {item_id: ItemInfo(c.record.get("title") or item_id, list(c.record.get("categories") or []), c.record.get("text") or "")
+                for item_id, c in records.items()}
 
     async def recompute(self) -> dict:
         async with self._fitting:

@@ -3,8 +3,8 @@
 Each shard is its own deployment with one replica, and the ingress sends every user to the same
 shard (a stable hash of the id), so one user's events are applied in order, by one process.
 Accepted events are written to the state store before they are acknowledged; the shard snapshots
-its users every `state.snapshot_every_s`, and a restarted replica recovers from its snapshot plus
-the events logged after it.
+its users every `state.snapshot_every_s`, and a (re)started replica boots from its snapshot (or,
+without one, from the store's events) plus the events logged after it.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ class UserState:
         self.store = state_store(served.config)
         self.catalog = served.catalog(self.store)
         self.catalog.start_refreshing()
-        self.sessions = UserSessions(served.config, self.catalog)
         self.snapshot_name = f"users-{shard}-of-{shards}"
-        self.replayed = self.sessions.recover(self.store, self.snapshot_name, lambda user_id: shard_of(user_id, shards) == shard)
+        self.sessions = UserSessions(served.config, self.catalog, self.snapshot_name,
+                                     lambda user_id: shard_of(user_id, shards) == shard)
         self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")
         if self.config.state.snapshot_every_s > 0:
             threading.Thread(target=self._snapshot_periodically, name="user-snapshots", daemon=True).start()
@@ -82,4 +82,4 @@ class UserState:
         return self.sessions.erase(self.store, user_id, self.snapshot_name)
 
     def status(self) -> dict:
-        return {"users": len(self.sessions.users), "replayed_on_start": self.replayed}
+        return {"users": len(self.sessions.users), "replayed_on_start": self.sessions.replayed}

@@ -54,6 +54,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Load the configured source into the state store, the service's source of truth."""
+    from dynrec.state.imports import import_source
+
+    config = _config(args)
+    report = LoadReport()
+    summary = import_source(config, progress=not args.no_progress, report=report)
+    print(f"imported {config.source.label} into the {config.state.backend} store")
+    for line in report.lines() + summary.lines():
+        print(f"  {line}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune the fusion and user models under Ray Train (local Ray unless one is running)."""
     from training.train import run_training
@@ -87,11 +100,12 @@ def cmd_segments(args: argparse.Namespace) -> int:
     from dynrec.serving.artifacts import ensure_artifacts
     from dynrec.serving.catalog import Catalog
     from dynrec.serving.users import UserSessions
+    from dynrec.state import open_store
 
     config = _config(args)
     artifacts = ensure_artifacts(config, progress=True)
     model, item_ids, _ = load_model(artifacts.model_path)
-    catalog = Catalog(config, artifacts, ModelRuntime(model, config.runtime), item_ids)
+    catalog = Catalog(config, artifacts, ModelRuntime(model, config.runtime), item_ids, open_store(config))
     users = UserSessions(config, catalog).export()
     items = {m.item_id: ItemInfo(m.title, m.categories, m.text) for m in catalog.meta}
     segmentation = fit_segments(users, items, config.segments)
@@ -131,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_data.add_argument("--dataset", choices=sorted(BUNDLED), help="a bundled example instead of the configured source")
     p_data.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. source.uri=./shop")
     p_data.set_defaults(func=cmd_data)
+
+    p_import = sub.add_parser("import", help="load the configured source into the state store (idempotent: re-run to resume)")
+    p_import.add_argument("--dataset", choices=sorted(BUNDLED), help="a bundled example instead of the configured source")
+    p_import.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. state.backend=redis")
+    p_import.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_import.set_defaults(func=cmd_import)
 
     p_train = sub.add_parser("train", help="fine-tune the models with Ray Train (checkpoints kept, resumable)")
     p_train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. train.epochs=5")

@@ -287,6 +287,7 @@ class StateConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_namespace: str = "dynrec"
     snapshot_every_s: float = 30.0  # UserState shards snapshot their users this often (0: never)
+    import_batch: int = 20_000  # rows per transaction when `dynrec import` writes the store
 
 
 @dataclass(slots=True)

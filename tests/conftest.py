@@ -38,20 +38,25 @@ def data_dir():
 
 @pytest.fixture(scope="session")
 def serving_config_path(tmp_path_factory, data_dir):
-    """A small serving config (ML-100k, a bootstrap model), its artefacts prepared once: shared by
-    the in-process serving tests and the Serve app, which finds them ready."""
+    """A small serving config (ML-100k imported into the store, a bootstrap model), its artefacts
+    prepared once: shared by the in-process serving tests and the Serve app, which finds them ready.
+    Its data folder is empty: everything served comes from the store."""
     from dynrec.config import DynrecConfig
     from dynrec.serving.artifacts import ensure_artifacts
+    from dynrec.state.imports import import_source
 
     folder = tmp_path_factory.mktemp("serving")
+    (folder / "no-datasets").mkdir()
     path = folder / "dynrec.yaml"
-    path.write_text(
+    settings = (
         f"home: {folder / 'home'}\n"
-        f"data: {{data_dir: {data_dir}}}\n"
         "source: {dataset: ml-100k}\n"
         "serving: {bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
         "model: {dim: 32, max_length: 50}\n"
     )
+    path.write_text(settings + f"data: {{data_dir: {data_dir}}}\n")
+    import_source(DynrecConfig.load(path), progress=False)
+    path.write_text(settings + f"data: {{data_dir: {folder / 'no-datasets'}}}\n")
     ensure_artifacts(DynrecConfig.load(path))
     return path
 

@@ -113,9 +113,13 @@ class Interactions:
         )
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset) -> "Interactions":
+    def from_dataset(cls, dataset: Dataset, exclude_types: tuple[str, ...] = ()) -> "Interactions":
+        """Every event but those of `exclude_types` (serving leaves out impressions: a showing is
+        not an interaction)."""
         item_ids = np.asarray(dataset.items["item_id"].to_pylist(), dtype=object)
         events = dataset.events
+        if exclude_types:
+            events = events.filter(pc.invert(pc.is_in(events["event_type"], value_set=pa.array(exclude_types, pa.string()))))
         item_index = pc.index_in(events["item_id"], value_set=dataset.items["item_id"]).fill_null(-1).to_numpy()
         unknown = item_index < 0
         if unknown.any():

@@ -34,6 +34,10 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 
+# Event types that are not interactions: an impression is a showing (the bandit counts it; item
+# behaviour, user histories and training do not)
+NOT_INTERACTIONS = ("impression",)
+
 USERS_SCHEMA = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),

@@ -8,6 +8,7 @@ import numpy as np
 
 from dynrec.config import DynrecConfig
 from dynrec.data import Dataset, Interactions, LeaveOneOutSplit, leave_one_out, load_source
+from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.encoders.content import encode_catalogue
 from dynrec.models.model import Catalogue
 
@@ -21,10 +22,11 @@ class TrainingInputs:
     created_at: np.ndarray  # (N,) unix seconds, -1 where unknown
 
 
-def prepare_inputs(config: DynrecConfig, progress: bool = True) -> TrainingInputs:
-    """Load the configured source, split it, and fetch the catalogue's content embeddings (cached)."""
-    dataset = load_source(config)
-    interactions = Interactions.from_dataset(dataset)
+def prepare_inputs(config: DynrecConfig, progress: bool = True, dataset: Dataset | None = None) -> TrainingInputs:
+    """Load the configured source (or take `dataset`), split it, and fetch the catalogue's content
+    embeddings (cached)."""
+    dataset = dataset if dataset is not None else load_source(config)
+    interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
     split = leave_one_out(interactions, config.data.min_interactions)
     n = dataset.items.num_rows
     if {"text", "image"} & set(config.model.modalities):

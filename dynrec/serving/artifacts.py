@@ -1,9 +1,12 @@
 """What the service needs on disk before it starts: a trained model and the catalogue's embeddings.
 
 A trained run (`dynrec train`) and its Ray Data embeddings (`dynrec encode`) are used when they
-exist, fetched first from `artifacts.uri` when one is set (see dynrec.artifact_store). On a fresh machine a small bootstrap model is trained in-process (plain torch, a few
-epochs) and the catalogue embedded in-process, so `serve run` works with nothing prepared. A file
-lock makes concurrent replicas wait for one preparation instead of racing.
+exist, fetched first from `artifacts.uri` when one is set (see dynrec.artifact_store). On a fresh
+machine a small bootstrap model is trained in-process (plain torch, a few epochs) on what the
+state store holds, and the store's catalogue embedded in-process, so `serve run` works with
+nothing prepared and no dataset files beside it; items imported after the embeddings were made
+are embedded at the next start. A file lock makes concurrent replicas wait for one preparation
+instead of racing.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ import pyarrow.parquet as pq
 
 from dynrec.artifact_store import fetch
 from dynrec.config import DynrecConfig
+from dynrec.data import Dataset
+from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
 from dynrec.serving.memory import release_unused_memory
+from dynrec.state import open_store
+from dynrec.state.imports import stored_dataset
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
 
@@ -66,16 +73,21 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
                     fetch(config.home, relative, config.artifacts.uri)
             fetch(config.home, onnx_folder(config), config.artifacts.uri)
         model_path = config.home / "artifacts" / run_name / "model.pt"
+        store = open_store(config)
+        try:
+            dataset = stored_dataset(store, config.source.label)[0]
+        finally:
+            store.close()
         if not model_path.is_file():
             run_name = f"{config.source.label}-bootstrap"
             model_path = config.home / "artifacts" / run_name / "model.pt"
             if not model_path.is_file():
-                train_bootstrap(config, model_path, progress)
+                train_bootstrap(config, dataset, model_path, progress)
                 release_unused_memory()
         manifest = ensure_manifest(config, model_path)
         output = embeddings_path(config, run_name)
-        if not _embeddings_current(output, manifest.fingerprint):
-            embed_catalogue_in_process(config, model_path, output, progress)
+        if not _embeddings_current(output, manifest.fingerprint, dataset.items["item_id"].to_pylist()):
+            embed_catalogue_in_process(config, dataset, model_path, output, progress)
             release_unused_memory()
         return Artifacts(model_path, output, run_name, manifest)
 
@@ -94,7 +106,7 @@ def ensure_manifest(config: DynrecConfig, model_path: Path) -> ModelManifest:
     return manifest
 
 
-def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> None:
+def train_bootstrap(config: DynrecConfig, dataset: Dataset, model_path: Path, progress: bool) -> None:
     """A few epochs of plain-torch training: enough to serve sensibly, minutes on a laptop."""
     from dynrec.models.inputs import prepare_inputs
     from dynrec.models.model import save_model
@@ -110,7 +122,7 @@ def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> N
     if progress:
         print(f"no trained model yet: training a bootstrap model on {config.source.label} "
               f"({train.epochs} epochs, at most {train.max_minutes:g} min)", flush=True)
-    inputs = prepare_inputs(config, progress=progress)
+    inputs = prepare_inputs(config, progress=progress, dataset=dataset)
     trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at)
     best = trainer.fit(progress=progress)
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,27 +131,28 @@ def train_bootstrap(config: DynrecConfig, model_path: Path, progress: bool) -> N
     os.replace(temp, model_path)
 
 
-def _embeddings_current(path: Path, fingerprint: str) -> bool:
+def _embeddings_current(path: Path, fingerprint: str, item_ids: list[str]) -> bool:
+    """Made by this model, for every item the store holds."""
     if not path.is_file():
         return False
-    versions = pq.read_table(path, columns=["model_version"])["model_version"].unique().to_pylist()
-    return versions == [fingerprint]
+    table = pq.read_table(path, columns=["item_id", "model_version"])
+    return table["model_version"].unique().to_pylist() == [fingerprint] and set(item_ids) <= set(table["item_id"].to_pylist())
 
 
-def embed_catalogue_in_process(config: DynrecConfig, model_path: Path, output: Path, progress: bool) -> None:
-    """The Ray Data job's output (same columns), computed in this process."""
-    from dynrec.data import Interactions, load_source
+def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_path: Path, output: Path, progress: bool) -> None:
+    """The Ray Data job's output (same columns), computed in this process for `dataset`'s items
+    (content encodings come from the cache for items seen before)."""
+    from dynrec.data import Interactions
     from dynrec.encoders.behaviour import latest_behaviour
     from dynrec.encoders.content import encode_catalogue, image_content_hash, item_content_hash, item_text
     from dynrec.models.model import load_model
 
-    dataset = load_source(config)
     items = dataset.items
     content = encode_catalogue(items, config.cache_dir, config=config.encoders, progress=progress, runtime=config.runtime)
     model, trained_ids, _ = load_model(model_path)
     runtime = ModelRuntime(model, config.runtime)
     created_at = items["created_at"].cast("int64").fill_null(-1).to_numpy()
-    _, behaviour, empty = latest_behaviour(Interactions.from_dataset(dataset), created_at, config.behaviour)
+    _, behaviour, empty = latest_behaviour(Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS), created_at, config.behaviour)
     ids = items["item_id"].to_pylist()
     position = {item_id: i for i, item_id in enumerate(trained_ids)}
     embedding = runtime.embed_items(

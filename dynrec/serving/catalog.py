@@ -1,7 +1,8 @@
 """A replica's view of the catalogue: item metadata, content vectors, behaviour, and the indexes.
 
-Built from the dataset and the catalogue embeddings (Parquet), then kept current by replaying the
-item store's log: upserts and hides apply at once; behaviour events update the statistics, and
+Built from the state store (items, events, bandit feedback) and the catalogue embeddings
+(Parquet), so a replica on any node that reaches the store builds the same state; then kept
+current by replaying the store's logs: upserts and hides apply at once; behaviour events update the statistics, and
 the touched items are re-fused (new embedding, same content) every `behaviour_refresh_s` by a
 background thread, off the request path.
 
@@ -21,10 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, load_source
+from dynrec.data import Interactions
+from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.index import ExactIndex, fitted_index, make_index
 from dynrec.serving.artifacts import Artifacts, vectors
@@ -32,6 +36,7 @@ from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
 from dynrec.serving.memory import release_unused_memory
 from dynrec.serving.prior import AttributePrior
 from dynrec.state import ItemChange, StateStore, StoredEvent
+from dynrec.state.imports import stored_dataset
 
 if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
     from dynrec.models.runtime import ModelRuntime
@@ -56,15 +61,19 @@ class Catalog:
         artifacts: Artifacts,
         runtime: ModelRuntime,
         trained_ids: list[str],
-        store: StateStore | None = None,
+        store: StateStore,
     ):
         self.config, self.runtime, self.store = config, runtime, store
         self.model_version = runtime.fingerprint
-        dataset = load_source(config)
+        dataset, built = stored_dataset(store, config.source.label)
         items = dataset.items
         table = pq.read_table(artifacts.embeddings_path)
         position = {item_id: i for i, item_id in enumerate(table["item_id"].to_pylist())}
         ids = items["item_id"].to_pylist()
+        unembedded = [i for i in ids if i not in position]
+        if unembedded:  # imported after the embeddings were made: a restart prepares them (ensure_artifacts)
+            raise RuntimeError(f"{len(unembedded):,} stored items, e.g. {unembedded[:3]}, have no embeddings in "
+                               f"{artifacts.embeddings_path}; restart the replica or run `dynrec encode`")
         rows = [position[i] for i in ids]
         self.ids: list[str] = list(ids)
         self.row: dict[str, int] = {item_id: i for i, item_id in enumerate(ids)}
@@ -81,7 +90,7 @@ class Catalog:
                      dict(r["attributes"] or []), r["text"] or "")
             for r, c in zip(items.select(["item_id", "title", "categories", "attributes", "text"]).to_pylist(), created)
         ]
-        interactions = Interactions.from_dataset(dataset)
+        interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
         self.prior = AttributePrior.fit(dataset.users, interactions, config.cold_start)
         self.behaviour = BehaviourFeatures.from_events(
             interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created, config.behaviour
@@ -103,7 +112,11 @@ class Catalog:
         self.fresh_index = ExactIndex(content_dim, model_version=self.model_version)
         self.touched: set[int] = set()
         self.bandit = ClickBandit(config.exploration)
-        self._seen = (0, 0)
+        feedback = dataset.events.filter(pc.and_(pc.is_valid(dataset.events["recommendation_id"]),
+                                                 pc.is_in(dataset.events["event_type"], value_set=pa.array(FEEDBACK_TYPES))))
+        for item_id, event_type in zip(feedback["item_id"].to_pylist(), feedback["event_type"].to_pylist()):
+            self.bandit.record(item_id, event_type)
+        self._seen = (0, built[1])  # the item log replays whole (upserts with vectors, hides); events after `built`
         self._checked = 0.0
         self._popularity_at = time.monotonic()
         self._lock = threading.RLock()
@@ -178,8 +191,6 @@ class Catalog:
         so a request sees every write acknowledged before it began; concurrent callers wait for
         a sync in progress rather than read a half-applied view.
         """
-        if self.store is None:
-            return False
         clock = time.monotonic()
         if not force and clock - self._checked < self.config.serving.sync_interval_s:
             return False
@@ -204,7 +215,7 @@ class Catalog:
             return
         if event.recommendation_id and event.event_type in FEEDBACK_TYPES:
             self.bandit.record(event.item_id, event.event_type)
-        if event.event_type != "impression":
+        if event.event_type not in NOT_INTERACTIONS:
             self.behaviour.update(row, event.ts, event.value)
             self.touched.add(row)
             self.now = max(self.now, int(event.ts) + 1)
@@ -224,12 +235,13 @@ class Catalog:
                     index.remove([change.item_id])
             return
         record = change.record or {}
+        created = -1 if record.get("created_at") is None else int(record["created_at"])
         row = self.row.get(change.item_id)
         if row is None:  # grow every per-item array first; readers find the id only once it is complete
-            row = self._grow([ItemMeta(change.item_id, change.item_id, [], int(record.get("created_at", -1)), {})])[0]
+            row = self._grow([ItemMeta(change.item_id, change.item_id, [], created, {})])[0]
         self.meta[row] = ItemMeta(
             change.item_id, record.get("title") or change.item_id, list(record.get("categories") or []),
-            int(record.get("created_at", -1)), dict(record.get("attributes") or {}), record.get("text") or "",
+            created, dict(record.get("attributes") or {}), record.get("text") or "",
         )
         if change.text_vec is not None:
             self.text[row], self.text_mask[row] = change.text_vec, change.text_mask

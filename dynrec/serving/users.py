@@ -4,12 +4,13 @@
 `max_length` events, through the runtime's user graph (ONNX Runtime by default, so this process
 never loads torch). On this CPU one 200-event window takes 2.4 ms on ONNX Runtime, against 4.1 ms
 for torch eager to rebuild a key/value cache and 1.2-1.8 ms for each cached torch step after it,
-so the cache was dropped. Users with history in the dataset start from it, embedded in batches.
+so the cache was dropped.
 
-Durability: `record` writes events to the state store and applies them under one lock, so a
-`save_snapshot` (users changed while serving, and users erased, as of an event sequence number)
-never misses an acknowledged event; `recover` loads the snapshot and replays the shard's events
-after it.
+Boot: from the shard's snapshot when one exists (every user's window, seen items, profile and
+embedding, as of an event sequence number: a compacted state, so start-up reads the users, not
+their whole history), else from the store's events, embedded in batches; then the shard's events
+logged after that point are replayed. Durability: `record` writes events to the state store and
+applies them under one lock, so a `save_snapshot` never misses an acknowledged event.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from itertools import islice
 import numpy as np
 
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions, load_source
+from dynrec.data import Interactions
+from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.segments import UserTable
 from dynrec.serving.catalog import Catalog
 from dynrec.serving.memory import release_unused_memory
 from dynrec.serving.shards import UserView
 from dynrec.state import StateStore, StoredEvent
+from dynrec.state.imports import stored_dataset
 
 
 @dataclass
@@ -51,22 +54,56 @@ class UserRecord:
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation
 
 
+SNAPSHOT_VERSION = 2  # every user's state; version 1 held only the users changed while serving
+
+
 class UserSessions:
-    def __init__(self, config: DynrecConfig, catalog: Catalog, profile_decay: float = 0.9):
-        self.config, self.catalog = config, catalog
+    def __init__(self, config: DynrecConfig, catalog: Catalog, snapshot: str | None = None, mine=None,
+                 profile_decay: float = 0.9):
+        """Boot from the catalogue's store: snapshot `snapshot` if it exists, else the stored
+        events; then replay the events logged after that point whose user `mine` accepts (this
+        shard's; default all). `replayed` counts them."""
+        self.config, self.catalog, self.store = config, catalog, catalog.store
         self.types = config.model.event_types
         self.max_length = config.model.max_length
         self.profile_decay = profile_decay
         self.users: dict[str, UserRecord] = {}
-        self.erased: set[str] = set()  # dataset users who asked to be forgotten stay forgotten
         self._dirty: set[str] = set()  # users changed since the last snapshot
-        self._pickled: dict[str, bytes] = {}  # each changed user's state as of the last snapshot
+        self._pickled: dict[str, bytes] = {}  # each user's state as of the last snapshot
         self._lock = threading.RLock()
-        self._load_histories()
+        after = self._load_snapshot(snapshot) if snapshot else None
+        if after is None:
+            after = self._load_histories()
+        mine = mine or (lambda user_id: True)
+        replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
+                    for _, e in self.store.events(after) if e.user_id and mine(e.user_id) and e.item_id in catalog]
+        self.apply(replayed)
+        self.replayed = len(replayed)
+        release_unused_memory()  # the store's reads
 
-    def _load_histories(self) -> None:
-        dataset = load_source(self.config)
-        interactions = Interactions.from_dataset(dataset)
+    def _load_snapshot(self, name: str) -> int | None:
+        """Users from a complete snapshot; returns its event sequence number, or None without one."""
+        snapshot = self.store.load_snapshot(name)
+        if snapshot is None:
+            return None
+        after, payload = snapshot
+        saved = pickle.loads(payload)
+        if not isinstance(saved, dict) or saved.get("version") != SNAPSHOT_VERSION:
+            return None
+        for user_id, entry in saved["users"].items():
+            self._pickled[user_id] = entry
+            history, seen, embedding, profile, events, attributes = pickle.loads(entry)
+            self.users[user_id] = UserRecord(deque(history, maxlen=self.max_length), set(seen), embedding, profile,
+                                             events, dict(attributes))
+        if saved.get("model_version") != self.catalog.model_version:  # another model: same windows, new embeddings
+            self._embed_all(list(self.users))
+            self._dirty.update(self.users)
+        return after
+
+    def _load_histories(self) -> int:
+        """Every user from the store's events; returns the event sequence number they are complete to."""
+        dataset, (_, after) = stored_dataset(self.store, self.config.source.label)
+        interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
         names = interactions.event_type_names
         attributes = {r["user_id"]: dict(r["attributes"] or []) for r in dataset.users.select(["user_id", "attributes"]).to_pylist()}
         for u, user_id in enumerate(interactions.user_ids):
@@ -80,7 +117,11 @@ class UserSessions:
                      int(interactions.timestamps[at]), float(interactions.values[at]))
                 )
             self.users[str(user_id)] = record
+        for user_id, attributes_only in attributes.items():  # users the store knows without events yet
+            self.users.setdefault(user_id, UserRecord(deque(maxlen=self.max_length), attributes=attributes_only))
         self._embed_all(list(self.users))
+        self._dirty.update(self.users)  # the first snapshot holds them all
+        return after
 
     def _window(self, record: UserRecord):
         items = [h[0] for h in record.history]
@@ -130,7 +171,7 @@ class UserSessions:
         with self._lock:
             touched: dict[str, UserRecord] = {}
             for event in events:
-                if event.event_type == "impression":
+                if event.event_type in NOT_INTERACTIONS:
                     continue
                 record = self.users.get(event.user_id)
                 if record is None:
@@ -163,53 +204,28 @@ class UserSessions:
             return seq
 
     def save_snapshot(self, store: StateStore, name: str) -> int:
-        """Snapshot the users changed while serving (and those erased); returns the event sequence
-        number it is complete up to. The dataset's users are rebuilt from the dataset.
+        """Snapshot every user (the compacted state a restart boots from); returns the event
+        sequence number it is complete up to.
 
         Only users changed since the last snapshot are pickled again; the rest reuse their bytes.
-        Pickling all 3,000 ML-1M users at once held the GIL for 0.5 s, every 30 s, in the replica
-        that answers every request's user lookup."""
+        Pickling all 3,000 ML-1M users at once held the GIL for 0.5 s, which every 30 s would stall
+        the replica that answers every request's user lookup."""
         with self._lock:
             seq = store.latest()[1]
             for user_id in self._dirty:
                 r = self.users.get(user_id)
-                if r is not None and r.events:
+                if r is not None:
                     self._pickled[user_id] = pickle.dumps(
                         (list(r.history), r.seen, r.embedding, r.profile, r.events, r.attributes), protocol=5)
             self._dirty.clear()
-            users, erased = dict(self._pickled), set(self.erased)
-        store.save_snapshot(name, seq, pickle.dumps({"users": users, "erased": erased}, protocol=5))
+            users = dict(self._pickled)
+        payload = {"version": SNAPSHOT_VERSION, "model_version": self.catalog.model_version, "users": users}
+        store.save_snapshot(name, seq, pickle.dumps(payload, protocol=5))
         return seq
-
-    def recover(self, store: StateStore, name: str, mine) -> int:
-        """Overlay snapshot `name` on the dataset's users, then replay the events after it whose
-        user `mine` accepts (this shard's); returns how many were replayed."""
-        snapshot = store.load_snapshot(name)
-        after = 0
-        with self._lock:
-            if snapshot is not None:
-                after, payload = snapshot
-                saved = pickle.loads(payload)
-                for user_id in saved["erased"]:
-                    self.forget(user_id)
-                for user_id, entry in saved["users"].items():
-                    if isinstance(entry, bytes):  # one pickle per user (older snapshots: the tuple itself)
-                        self._pickled[user_id] = entry
-                        entry = pickle.loads(entry)
-                    else:
-                        self._dirty.add(user_id)
-                    history, seen, embedding, profile, events, attributes = entry
-                    self.users[user_id] = UserRecord(deque(history, maxlen=self.max_length), set(seen), embedding, profile,
-                                                     events, dict(attributes))
-            replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
-                        for _, e in store.events(after) if e.user_id and mine(e.user_id) and e.item_id in self.catalog]
-            self.apply(replayed)
-        release_unused_memory()  # the snapshot and the replay's reads
-        return len(replayed)
 
     def erase(self, store: StateStore, user_id: str, snapshot: str) -> dict:
         """Forget the user everywhere this shard can: state, logged events (bandit feedback with
-        them), and a fresh snapshot without them, so a restart cannot bring them back."""
+        them) and attributes, and a fresh snapshot without them, so a restart cannot bring them back."""
         known = self.forget(user_id)
         events = store.erase_user(user_id)
         self.save_snapshot(store, snapshot)
@@ -218,7 +234,6 @@ class UserSessions:
     def forget(self, user_id: str) -> bool:
         """Drop the user's state; returns whether there was any."""
         with self._lock:
-            self.erased.add(user_id)
             self._dirty.discard(user_id)
             self._pickled.pop(user_id, None)
             return self.users.pop(user_id, None) is not None

@@ -1,10 +1,11 @@
-"""The state store protocol: the durable log every replica replays, and snapshots.
+"""The state store protocol: the source of truth every replica boots from, and snapshots.
 
 One store holds, in order, item upserts and hides (`item_log`) and behaviour events
 (`item_events`: ratings, views, clicks, impressions, with the user and recommendation they came
-from), plus named snapshots (a UserState shard's users, as of an event sequence number). A write
-returns only once it is durable, so whatever the API acknowledged survives a crash; a replica
-that restarts loads its snapshot and replays the log after it.
+from), the users' attributes, plus named snapshots (a UserState shard's users, as of an event
+sequence number). Imports (dynrec.state.imports) and the API write the same logs. A write returns
+only once it is durable, so whatever the API acknowledged survives a crash; a replica builds its
+state from the store and replays the log after that point.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from dynrec.config import StateConfig
+from dynrec.config import DynrecConfig
 
 
 @dataclass
@@ -38,18 +39,23 @@ class StoredEvent(NamedTuple):
     event_type: str = "rating"
     user_id: str | None = None
     recommendation_id: str | None = None  # the recommendation it answers (bandit feedback)
+    key: str | None = None  # an import's idempotency key: an event whose key is stored already is skipped
 
 
 class StateStore(Protocol):
     def put_item(self, change: ItemChange) -> int:
         """Append an upsert (or, with `hidden`, a hide); returns its sequence number once durable."""
 
+    def put_items(self, changes: list[ItemChange]) -> int:
+        """Append many upserts atomically (imports); returns the newest sequence number once durable."""
+
     def hide(self, item_id: str) -> int: ...
 
     def item_changes(self, after: int) -> list[ItemChange]: ...
 
     def add_events(self, events: list[StoredEvent]) -> int:
-        """Append behaviour events atomically; returns the newest sequence number once durable."""
+        """Append behaviour events atomically; returns the newest sequence number once durable.
+        Events with a `key` already stored are skipped, so a re-run import adds nothing twice."""
 
     def events(self, after: int) -> list[tuple[int, StoredEvent]]: ...
 
@@ -61,20 +67,30 @@ class StateStore(Protocol):
 
     def load_snapshot(self, name: str) -> tuple[int, bytes] | None: ...
 
+    def put_users(self, users: dict[str, dict[str, str]]) -> None:
+        """Set users' attributes (replacing what was stored for them), durably."""
+
+    def users(self) -> dict[str, dict[str, str]]: ...
+
     def erase_user(self, user_id: str) -> int:
-        """Delete every event the user sent; returns how many."""
+        """Delete every event the user sent and their attributes, and remember the erasure (a
+        re-run import must not bring them back); returns how many events."""
+
+    def erased_users(self) -> set[str]: ...
 
     def close(self) -> None: ...
 
 
-def open_store(config: StateConfig, home, dataset: str) -> StateStore:
-    """The configured backend: SQLite under `home` (the embedded default) or Redis at `redis_url`."""
-    if config.backend == "sqlite":
+def open_store(config: DynrecConfig) -> StateStore:
+    """The configured backend, one store per source: SQLite under `home` (the embedded default) or
+    Redis at `state.redis_url`."""
+    state, name = config.state, config.source.label
+    if state.backend == "sqlite":
         from dynrec.state.sqlite import SqliteStore
 
-        return SqliteStore(home / "state" / f"{dataset}-items.sqlite")
-    if config.backend == "redis":
+        return SqliteStore(config.home / "state" / f"{name}.sqlite")
+    if state.backend == "redis":
         from dynrec.state.redis import RedisStore
 
-        return RedisStore(config.redis_url, namespace=f"{config.redis_namespace}:{dataset}")
-    raise ValueError(f"state.backend must be sqlite or redis, got '{config.backend}'")
+        return RedisStore(state.redis_url, namespace=f"{state.redis_namespace}:{name}")
+    raise ValueError(f"state.backend must be sqlite or redis, got '{state.backend}'")

@@ -1,7 +1,8 @@
-"""The cluster state store: Redis streams for the two logs, plain keys for snapshots.
+"""The cluster state store: Redis streams for the two logs, a hash for users, plain keys for snapshots.
 
 Each append runs as one Lua script: it takes the next sequence number from a counter and adds
-the entry to its stream under that number, so every replica sees one order. Durability is the
+the entry to its stream under that number, so every replica sees one order; an entry with an
+idempotency key (imports) is added only if the key is new to the log's key set. Durability is the
 server's: run Redis with `appendonly yes` and `appendfsync always` (as the tests and k8s/ do), so
 an acknowledged write is on disk; `WAIT` is issued when replicas are attached. Snapshots are
 single `SET`s: atomic by construction.
@@ -17,10 +18,12 @@ import redis
 from dynrec.state.base import ItemChange, StoredEvent
 
 APPEND = """
-local seq = redis.call('INCR', KEYS[1])
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 for i = 1, #ARGV, 2 do
-  if i > 1 then seq = redis.call('INCR', KEYS[1]) end
-  redis.call('XADD', KEYS[2], seq .. '-1', 'entry', ARGV[i + 1])
+  if ARGV[i] == '' or redis.call('SADD', KEYS[3], ARGV[i]) == 1 then
+    seq = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], seq .. '-1', 'entry', ARGV[i + 1])
+  end
 end
 return seq
 """
@@ -38,15 +41,16 @@ class RedisStore:
     def __init__(self, url: str, namespace: str = "dynrec"):
         self.client = redis.Redis.from_url(url)
         self.client.ping()
-        self.keys = {name: f"{namespace}:{name}" for name in ("item_seq", "item_log", "event_seq", "item_events")}
+        self.keys = {name: f"{namespace}:{name}" for name in
+                     ("item_seq", "item_log", "item_keys", "event_seq", "item_events", "event_keys", "users", "erased")}
         self.snapshot_prefix = f"{namespace}:snapshot:"
         self._append = self.client.register_script(APPEND)
 
-    def _add(self, seq_key: str, log_key: str, entries: list[dict]) -> int:
+    def _add(self, seq_key: str, log_key: str, key_set: str, entries: list[dict], keys: list[str | None]) -> int:
         args = []
-        for entry in entries:
-            args += ["entry", json.dumps(entry)]
-        last = int(self._append(keys=[self.keys[seq_key], self.keys[log_key]], args=args))
+        for entry, key in zip(entries, keys):
+            args += [key or "", json.dumps(entry)]
+        last = int(self._append(keys=[self.keys[seq_key], self.keys[log_key], self.keys[key_set]], args=args))
         self._replicated()
         return last
 
@@ -57,11 +61,14 @@ class RedisStore:
             self.client.wait(1, 1000)
 
     def put_item(self, change: ItemChange) -> int:
-        return self._add("item_seq", "item_log", [{
-            "item_id": change.item_id, "hidden": change.hidden, "record": change.record,
-            "text_vec": _blob(change.text_vec), "text_mask": change.text_mask, "image_vec": _blob(change.image_vec),
-            "image_mask": change.image_mask, "embedding": _blob(change.embedding), "model_version": change.model_version,
-        }])
+        return self.put_items([change])
+
+    def put_items(self, changes: list[ItemChange]) -> int:
+        return self._add("item_seq", "item_log", "item_keys", [{
+            "item_id": c.item_id, "hidden": c.hidden, "record": c.record,
+            "text_vec": _blob(c.text_vec), "text_mask": c.text_mask, "image_vec": _blob(c.image_vec),
+            "image_mask": c.image_mask, "embedding": _blob(c.embedding), "model_version": c.model_version,
+        } for c in changes], [None] * len(changes))
 
     def hide(self, item_id: str) -> int:
         return self.put_item(ItemChange(0, item_id, hidden=True))
@@ -78,7 +85,8 @@ class RedisStore:
         ]
 
     def add_events(self, events: list[StoredEvent]) -> int:
-        return self._add("event_seq", "item_events", [event._asdict() for event in events])
+        entries = [{k: v for k, v in event._asdict().items() if k != "key"} for event in events]
+        return self._add("event_seq", "item_events", "event_keys", entries, [event.key for event in events])
 
     def events(self, after: int) -> list[tuple[int, StoredEvent]]:
         return [(seq, StoredEvent(**e)) for seq, e in self._range("item_events", after)]
@@ -95,12 +103,27 @@ class RedisStore:
         value = self.client.get(self.snapshot_prefix + name)
         return None if value is None else (int.from_bytes(value[:8], "big"), value[8:])
 
+    def put_users(self, users: dict[str, dict[str, str]]) -> None:
+        if users:
+            self.client.hset(self.keys["users"], mapping={u: json.dumps(a) for u, a in users.items()})
+            self._replicated()
+
+    def users(self) -> dict[str, dict[str, str]]:
+        return {u.decode(): json.loads(a) for u, a in self.client.hgetall(self.keys["users"]).items()}
+
+    def erased_users(self) -> set[str]:
+        return {u.decode() for u in self.client.smembers(self.keys["erased"])}
+
     def erase_user(self, user_id: str) -> int:
         """Scan the event stream and delete the user's entries (erasure is rare; the scan is O(log))."""
         doomed = [key for key, fields in self.client.xrange(self.keys["item_events"])
                   if json.loads(fields[b"entry"]).get("user_id") == user_id]
-        if doomed:
-            self.client.xdel(self.keys["item_events"], *doomed)
+        with self.client.pipeline(transaction=True) as batch:
+            if doomed:
+                batch.xdel(self.keys["item_events"], *doomed)
+            batch.hdel(self.keys["users"], user_id)
+            batch.sadd(self.keys["erased"], user_id)
+            batch.execute()
         self._replicated()
         return len(doomed)
 

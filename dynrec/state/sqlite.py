@@ -41,11 +41,20 @@ CREATE TABLE IF NOT EXISTS item_events (
     value REAL NOT NULL,
     event_type TEXT NOT NULL DEFAULT 'rating',
     user_id TEXT,
-    recommendation_id TEXT
+    recommendation_id TEXT,
+    event_key TEXT
+);
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    attributes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erased_users (
+    user_id TEXT PRIMARY KEY
 );
 """
 # columns added to item_events after its first release; older files gain them on open
-EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT"}
+EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT",
+                 "event_key": "TEXT"}
 
 
 def _blob(vector: np.ndarray | None) -> bytes | None:
@@ -70,20 +79,26 @@ class SqliteStore:
             if column not in present:
                 self._db.execute(f"ALTER TABLE item_events ADD COLUMN {column} {declaration}")
         self._db.execute("CREATE INDEX IF NOT EXISTS item_events_user ON item_events (user_id)")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS item_events_key ON item_events (event_key)")
 
     def put_item(self, change: ItemChange) -> int:
         """Append an upsert (or, with `hidden`, a hide); returns its sequence number."""
+        return self.put_items([change])
+
+    def put_items(self, changes: list[ItemChange]) -> int:
+        """Append upserts in one transaction; returns the newest sequence number."""
+        now = time.time()
+        rows = [(c.item_id, int(c.hidden), json.dumps(c.record) if c.record else None, _blob(c.text_vec), int(c.text_mask),
+                 _blob(c.image_vec), int(c.image_mask), _blob(c.embedding), c.model_version, now) for c in changes]
         with self._lock:
-            cursor = self._db.execute(
+            self._db.execute("BEGIN")
+            self._db.executemany(
                 "INSERT INTO item_log (item_id, hidden, record, text_vec, text_mask, image_vec, image_mask, embedding,"
                 " model_version, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    change.item_id, int(change.hidden), json.dumps(change.record) if change.record else None,
-                    _blob(change.text_vec), int(change.text_mask), _blob(change.image_vec), int(change.image_mask),
-                    _blob(change.embedding), change.model_version, time.time(),
-                ),
+                rows,
             )
-            return int(cursor.lastrowid)
+            self._db.execute("COMMIT")
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM item_log").fetchone()[0])
 
     def hide(self, item_id: str) -> int:
         return self.put_item(ItemChange(0, item_id, hidden=True))
@@ -105,8 +120,11 @@ class SqliteStore:
         """Append behaviour events in one transaction; durable when this returns."""
         with self._lock:
             self._db.execute("BEGIN")
+            # a skipped row must not take a sequence number (INSERT OR IGNORE would), so the log stays gapless
             self._db.executemany(
-                "INSERT INTO item_events (item_id, ts, value, event_type, user_id, recommendation_id) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO item_events (item_id, ts, value, event_type, user_id, recommendation_id, event_key)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ?7 IS NULL OR NOT EXISTS"
+                " (SELECT 1 FROM item_events WHERE event_key = ?7)",
                 events,
             )
             self._db.execute("COMMIT")
@@ -139,9 +157,29 @@ class SqliteStore:
             row = self._db.execute("SELECT seq, payload FROM snapshots WHERE name = ?", (name,)).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
+    def put_users(self, users: dict[str, dict[str, str]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO users (user_id, attributes) VALUES (?, ?)",
+                                 [(u, json.dumps(a)) for u, a in users.items()])
+            self._db.execute("COMMIT")
+
+    def users(self) -> dict[str, dict[str, str]]:
+        with self._lock:
+            return {u: json.loads(a) for u, a in self._db.execute("SELECT user_id, attributes FROM users")}
+
     def erase_user(self, user_id: str) -> int:
         with self._lock:
-            return self._db.execute("DELETE FROM item_events WHERE user_id = ?", (user_id,)).rowcount
+            self._db.execute("BEGIN")
+            erased = self._db.execute("DELETE FROM item_events WHERE user_id = ?", (user_id,)).rowcount
+            self._db.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+            self._db.execute("INSERT OR IGNORE INTO erased_users (user_id) VALUES (?)", (user_id,))
+            self._db.execute("COMMIT")
+            return erased
+
+    def erased_users(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT user_id FROM erased_users")}
 
     def close(self) -> None:
         self._db.close()

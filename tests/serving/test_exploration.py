@@ -34,9 +34,9 @@ def test_exploration_slots_follow_the_weight():
 
 
 @pytest.fixture
-def catalog_with_young_items(served, tmp_path):
-    """A catalogue over a fresh store holding three items created just now."""
-    store = SqliteStore(tmp_path / "items.sqlite")
+def catalog_with_young_items(served, fill, tmp_path):
+    """A catalogue over a store holding the served data and three items created just now."""
+    store = fill(SqliteStore(tmp_path / "items.sqlite"))
     catalog = served.catalog(store)
     for n in range(3):
         source = catalog.row[catalog.ids[n]]

@@ -33,10 +33,10 @@ def test_prior_fades_as_a_new_user_acts(served):
     assert not set(blended_many) & view.seen
 
 
-def test_hidden_items_never_come_back_on_any_ranking_path(served, tmp_path):
+def test_hidden_items_never_come_back_on_any_ranking_path(served, fill, tmp_path):
     """Hidden items leave every index, so ranking no longer lists them as exclusions; each path
     that reads the prior or popularity instead must skip them itself."""
-    store = SqliteStore(tmp_path / "state.db")
+    store = fill(SqliteStore(tmp_path / "state.db"))
     catalog = served.catalog(store)
     sessions = UserSessions(served.config, catalog)
     attributes = {"gender": "F", "age": "25"}

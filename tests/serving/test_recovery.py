@@ -1,9 +1,11 @@
-"""A UserState shard rebuilt from its snapshot plus the log matches the one that crashed, on both
-state stores; erased users stay erased."""
+"""A UserState shard rebooted from its snapshot plus the log matches the one that crashed, on both
+state stores; without a snapshot it boots from the store's events alone; erased users stay erased."""
 
 import numpy as np
 
 from dynrec.serving.users import Event, UserSessions
+
+SNAPSHOT = "users-0-of-1"
 
 
 def events_for(catalog, user_id: str, start: int, count: int) -> list[Event]:
@@ -11,33 +13,40 @@ def events_for(catalog, user_id: str, start: int, count: int) -> list[Event]:
             for n in range(count)]
 
 
-def test_rebuilt_users_equal_the_ones_before_the_restart(served, open_backend):
+def assert_same_users(before, after, users):
+    for user in users:
+        old, new = before.view(user), after.view(user)
+        assert new.recent == old.recent and new.seen == old.seen
+        np.testing.assert_allclose(new.embedding, old.embedding, atol=1e-5)
+
+
+def test_rebooted_users_equal_the_ones_before_the_restart(served, fill, open_backend):
     open_store_, crash = open_backend
-    store = open_store_()
+    store = fill(open_store_())
     catalog = served.catalog(store)
-    before = UserSessions(served.config, catalog)
+    before = UserSessions(served.config, catalog, SNAPSHOT)
+    assert before.replayed == 0  # no snapshot yet: every user came from the store's events
     users = ["1", "2", "brand-new", "erase-me"]
     for n, user in enumerate(users):
         before.record(store, events_for(catalog, user, 10 * n, 5))
-    before.save_snapshot(store, "users-0-of-1")
+    before.save_snapshot(store, SNAPSHOT)
     for n, user in enumerate(users):  # after the snapshot: only the log has these
         before.record(store, events_for(catalog, user, 100 + 10 * n, 3))
-    assert before.erase(store, "erase-me", "users-0-of-1") == {"known": True, "events_erased": 8}
+    assert before.erase(store, "erase-me", SNAPSHOT) == {"known": True, "events_erased": 8}
     for n, user in enumerate(users[:3]):  # after the erasure's fresh snapshot
         before.record(store, events_for(catalog, user, 200 + 10 * n, 3))
     crash()
 
     store = open_store_()
-    after = UserSessions(served.config, served.catalog(store))
-    replayed = after.recover(store, "users-0-of-1", lambda user_id: True)
-    assert replayed == 9  # three users' three events after the snapshot; the erased user's are gone
-    for user in ("1", "2", "brand-new"):
-        old, new = before.view(user), after.view(user)
-        assert new.recent == old.recent and new.seen == old.seen
-        np.testing.assert_allclose(new.embedding, old.embedding, atol=1e-5)
+    after = UserSessions(served.config, served.catalog(store), SNAPSHOT)
+    assert after.replayed == 9  # three users' three events after the snapshot; the erased user's are gone
+    assert_same_users(before, after, ("1", "2", "brand-new", "5"))
     assert after.view("erase-me").embedding is None and after.describe("erase-me") is None
-    # a dataset user who asked to be forgotten does not come back from the dataset
-    before.erase(store, "3", "users-0-of-1")
-    again = UserSessions(served.config, served.catalog(store))
-    again.recover(store, "users-0-of-1", lambda user_id: True)
+    # an imported user who asked to be forgotten does not come back, from the store or a re-import
+    before.erase(store, "3", SNAPSHOT)
+    fill(store)
+    again = UserSessions(served.config, served.catalog(store), SNAPSHOT)
     assert again.describe("3") is None and again.describe("4") is not None
+    without_snapshot = UserSessions(served.config, served.catalog(store))
+    assert without_snapshot.describe("3") is None
+    assert_same_users(again, without_snapshot, ("1", "2", "brand-new", "4"))

@@ -34,7 +34,8 @@ def test_a_view_carries_the_newest_events_reasons_cite_and_the_whole_window_leng
     assert after.recent[0][0] == item and item in after.seen and after.history_length == len(history)
 
 
-def test_a_lookup_does_not_wait_for_a_batch_being_written(served, tmp_path):
+def test_a_lookup_does_not_wait_for_a_batch_being_written(served, fill, tmp_path):
+    fill(SqliteStore(tmp_path / "state.db")).close()
     store = SlowStore(tmp_path / "state.db")
     catalog = served.catalog(store)
     sessions = UserSessions(served.config, catalog)

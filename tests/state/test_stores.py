@@ -4,7 +4,7 @@ that an acknowledged write survives a crash."""
 import numpy as np
 import pytest
 
-from dynrec.config import StateConfig
+from dynrec.config import DynrecConfig
 from dynrec.state import ItemChange, StoredEvent, open_store
 
 
@@ -32,7 +32,7 @@ def test_changes_come_back_in_order_from_any_reader_and_survive_a_crash(open_bac
     assert changes[0].record == {"title": "A", "categories": ["Drama"]} and changes[0].model_version == "v1"
     assert [c.item_id for c in reader.item_changes(seqs[0])] == ["b", "a"]  # only what is newer
     assert [event for _, event in reader.events(0)] == [
-        ("a", 100, 5.0, "rating", None, None), ("b", 101, 1.0, "click", "u1", "rec-1")
+        ("a", 100, 5.0, "rating", None, None, None), ("b", 101, 1.0, "click", "u1", "rec-1", None)
     ]
     assert reader.latest() == (seqs[-1], last)
     assert [event.item_id for _, event in reader.events(last - 1)] == ["b"]
@@ -68,11 +68,30 @@ def test_an_older_sqlite_event_table_gains_the_new_columns_and_keeps_its_rows(tm
     db.close()
     store = SqliteStore(path)
     store.add_events([StoredEvent("b", 6, 1.0, "impression", "u", "r")])
-    assert [event for _, event in store.events(0)] == [("a", 5, 4.0, "rating", None, None), ("b", 6, 1.0, "impression", "u", "r")]
+    assert [event for _, event in store.events(0)] == [("a", 5, 4.0, "rating", None, None, None), ("b", 6, 1.0, "impression", "u", "r", None)]
 
 
 def test_open_store_picks_the_backend_and_rejects_unknown_ones(tmp_path, redis_server):
-    assert type(open_store(StateConfig(), tmp_path, "ml-100k")).__name__ == "SqliteStore"
-    assert type(open_store(StateConfig(backend="redis", redis_url=redis_server.url), tmp_path, "ml-100k")).__name__ == "RedisStore"
+    def config(**state):
+        return DynrecConfig.from_dict({"home": str(tmp_path), "state": state})
+
+    assert type(open_store(config())).__name__ == "SqliteStore"
+    assert type(open_store(config(backend="redis", redis_url=redis_server.url))).__name__ == "RedisStore"
     with pytest.raises(ValueError, match="sqlite or redis"):
-        open_store(StateConfig(backend="etcd"), tmp_path, "ml-100k")
+        open_store(config(backend="etcd"))
+
+
+def test_keyed_events_are_stored_once_and_users_and_erasures_persist(open_backend):
+    open_store_, crash = open_backend
+    store = open_store_()
+    first = store.add_events([StoredEvent("a", 1, 1.0, "view", "u1", None, "k1"), StoredEvent("b", 2, 1.0, "view", "u1", None, "k2")])
+    again = store.add_events([StoredEvent("a", 1, 1.0, "view", "u1", None, "k1"), StoredEvent("c", 3, 1.0, "view", "u2", None, "k3"),
+                              StoredEvent("d", 4, 1.0, "view", "u2"), StoredEvent("d", 4, 1.0, "view", "u2")])
+    assert (first, again) == (2, 5)  # k1 skipped; unkeyed (live) events always append
+    store.put_users({"u1": {"age": "25"}, "u2": {}})
+    assert store.erase_user("u1") == 2
+    crash()
+    store = open_store_()
+    assert [e.item_id for _, e in store.events(0)] == ["c", "d", "d"]
+    assert store.users() == {"u2": {}} and store.erased_users() == {"u1"}
+    assert store.put_items([change("x", 0), change("y", 1)]) == 2 and [c.item_id for c in store.item_changes(0)] == ["x", "y"]

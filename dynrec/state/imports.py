@@ -1,0 +1,180 @@
+"""Moving data between a source and the state store, the online service's source of truth.
+
+`import_dataset` writes a canonical dataset (from `dynrec.data.load_source`) into the store in
+batches, each one transaction: users' attributes, the items whose record changed, and events
+under an idempotency key (a hash of user, item, type, time and value), so a re-run adds nothing
+twice and an interrupted run, run again, adds only what is missing. Users erased on request stay
+erased: their rows are skipped and counted.
+
+`stored_dataset` reads the store back as a canonical dataset: what every replica, and the
+bootstrap training, build their state from, on any node that reaches the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from dynrec.config import DynrecConfig
+from dynrec.data.dataset import Dataset
+from dynrec.data.sources import LoadReport, load_source
+from dynrec.data.schemas import ATTRIBUTES_TYPE, EVENTS_SCHEMA, IMAGE_TYPE, ITEMS_SCHEMA, TIMESTAMP_TYPE, USERS_SCHEMA
+from dynrec.state.base import ItemChange, StateStore, StoredEvent, open_store
+
+
+@dataclass
+class ImportSummary:
+    items_written: int = 0
+    items_unchanged: int = 0
+    users_written: int = 0
+    events_written: int = 0
+    events_already_stored: int = 0
+    rows_of_erased_users: int = 0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        return [
+            f"items   {self.items_written:,} written, {self.items_unchanged:,} unchanged",
+            f"users   {self.users_written:,} written",
+            f"events  {self.events_written:,} written, {self.events_already_stored:,} already stored",
+            *([f"skipped {self.rows_of_erased_users:,} rows of users erased on request"] if self.rows_of_erased_users else []),
+            f"took    {self.seconds:.1f} s",
+        ]
+
+
+def item_record(row: dict) -> dict:
+    """An items-table row as the JSON record the item log keeps (image bytes as base64)."""
+    created = row["created_at"]
+    image = row["image"]
+    if image is not None:
+        image = {"path": image["path"], "bytes": base64.b64encode(image["bytes"]).decode() if image["bytes"] else None}
+    return {
+        "title": row["title"], "text": row["text"], "categories": list(row["categories"] or []),
+        "attributes": dict(row["attributes"] or []), "created_at": int(created.timestamp()) if created else None,
+        "image": image,
+    }
+
+
+def event_key(user_id: str, item_id: str, event_type: str, timestamp: int, value: float | None) -> str:
+    return hashlib.blake2b(f"{user_id}\x1f{item_id}\x1f{event_type}\x1f{timestamp}\x1f{value}".encode(), digest_size=12).hexdigest()
+
+
+def latest_records(changes: list[ItemChange]) -> dict[str, ItemChange]:
+    """Each item's newest upsert (hides carry no record)."""
+    latest: dict[str, ItemChange] = {}
+    for change in changes:
+        if change.record is not None:
+            latest[change.item_id] = change
+    return latest
+
+
+def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000, progress: bool = True) -> ImportSummary:
+    started = time.perf_counter()
+    summary = ImportSummary()
+    erased = store.erased_users()
+    users = {r["user_id"]: dict(r["attributes"] or []) for r in dataset.users.to_pylist() if r["user_id"] not in erased}
+    summary.rows_of_erased_users += dataset.users.num_rows - len(users)
+    known_users = store.users()
+    users = {u: a for u, a in users.items() if known_users.get(u) != a}
+    for start in range(0, len(users), batch_size):
+        store.put_users(dict(list(users.items())[start : start + batch_size]))
+    summary.users_written = len(users)
+
+    stored = {item_id: change.record for item_id, change in latest_records(store.item_changes(0)).items()}
+    changes = []
+    for row in dataset.items.to_pylist():
+        record = item_record(row)
+        if stored.get(row["item_id"]) == record:
+            summary.items_unchanged += 1
+        else:
+            changes.append(ItemChange(0, row["item_id"], False, record))
+    with tqdm(total=len(changes), desc="import items", unit="item", disable=not progress) as bar:
+        for start in range(0, len(changes), batch_size):
+            store.put_items(changes[start : start + batch_size])
+            bar.update(len(changes[start : start + batch_size]))
+    summary.items_written = len(changes)
+
+    events = dataset.events
+    before, sent = store.latest()[1], 0
+    with tqdm(total=events.num_rows, desc="import events", unit="event", disable=not progress) as bar:
+        for batch in events.to_batches(max_chunksize=batch_size):
+            columns = batch.to_pydict()
+            seconds = pc.cast(batch.column("timestamp"), pa.int64()).to_pylist()
+            rows = [
+                StoredEvent(item, ts, 1.0 if value is None else float(value), kind, user, rec,
+                            event_key(user, item, kind, ts, value))
+                for user, item, kind, ts, value, rec in zip(columns["user_id"], columns["item_id"], columns["event_type"],
+                                                            seconds, columns["value"], columns["recommendation_id"])
+                if user not in erased
+            ]
+            summary.rows_of_erased_users += batch.num_rows - len(rows)
+            if rows:
+                store.add_events(rows)
+                sent += len(rows)
+            bar.update(batch.num_rows)
+    summary.events_written = store.latest()[1] - before
+    summary.events_already_stored = sent - summary.events_written
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def import_source(config: DynrecConfig, progress: bool = True, report: LoadReport | None = None) -> ImportSummary:
+    """`dynrec import`: the configured source into the configured store. A source that fails its
+    checks fails before anything is written."""
+    dataset = load_source(config, report)
+    store = open_store(config)
+    try:
+        return import_dataset(dataset, store, config.state.import_batch, progress)
+    finally:
+        store.close()
+
+
+def stored_dataset(store: StateStore, name: str) -> tuple[Dataset, tuple[int, int]]:
+    """The store's items (newest record of each), events and users as canonical tables, with the
+    (item change, event) sequence numbers they are complete to: a replica replays what follows."""
+    latest = store.latest()
+    records = latest_records([c for c in store.item_changes(0) if c.seq <= latest[0]])
+    rows = [(item_id, change.record) for item_id, change in records.items()]
+    created = [r.get("created_at") for _, r in rows]
+    items = pa.table(
+        {
+            "item_id": pa.array([i for i, _ in rows], pa.string()),
+            "title": pa.array([r.get("title") for _, r in rows], pa.string()),
+            "text": pa.array([r.get("text") for _, r in rows], pa.string()),
+            "categories": pa.array([r.get("categories") or [] for _, r in rows], pa.list_(pa.string())),
+            "image": pa.array([_image(r.get("image")) for _, r in rows], IMAGE_TYPE),
+            "attributes": pa.array([r.get("attributes") or {} for _, r in rows], ATTRIBUTES_TYPE),
+            "created_at": pa.array(created, pa.int64()).cast(TIMESTAMP_TYPE),
+        },
+        schema=ITEMS_SCHEMA,
+    )
+    known = set(records)
+    stored = [e for seq, e in store.events(0) if seq <= latest[1] and e.user_id and e.item_id in known]
+    events = pa.table(
+        {
+            "user_id": pa.array([e.user_id for e in stored], pa.string()),
+            "item_id": pa.array([e.item_id for e in stored], pa.string()),
+            "event_type": pa.array([e.event_type for e in stored], pa.string()),
+            "timestamp": pa.array([int(e.ts) for e in stored], pa.int64()).cast(TIMESTAMP_TYPE),
+            "value": pa.array([e.value for e in stored], pa.float32()),
+            "recommendation_id": pa.array([e.recommendation_id for e in stored], pa.string()),
+        },
+        schema=EVENTS_SCHEMA,
+    )
+    attributes = store.users()
+    user_ids = sorted(set(attributes) | {e.user_id for e in stored})
+    users = pa.table({"user_id": pa.array(user_ids, pa.string()),
+                      "attributes": pa.array([attributes.get(u, {}) for u in user_ids], ATTRIBUTES_TYPE)}, schema=USERS_SCHEMA)
+    return Dataset(name, items, events, users), latest
+
+
+def _image(image: dict | None) -> dict | None:
+    if not image:
+        return None
+    return {"path": image.get("path"), "bytes": base64.b64decode(image["bytes"]) if image.get("bytes") else None}
