@@ -31,7 +31,7 @@ from dynrec.artifact_store import publish
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import latest_behaviour
-from dynrec.encoders.content import image_content_hash, item_content_hash, item_text
+from dynrec.encoders.content import has_text, image_content_hash, item_content_hash, item_text
 from dynrec.serving.artifacts import embeddings_path, onnx_folder
 from training.ray_cluster import connect_ray
 
@@ -74,8 +74,8 @@ def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
 def hash_items(batch: dict[str, np.ndarray], unchanged: frozenset) -> dict[str, np.ndarray]:
     """Text string, text mask and content hash per item; drops items whose output is current."""
     titles, texts, categories = batch["title"], batch["text"], batch["categories"]
-    strings = [item_text(t, list(c) if c is not None else [], x) for t, c, x in zip(titles, categories, texts)]
-    text_mask = np.array([bool((t or "").strip() or (x or "").strip()) for t, x in zip(titles, texts)], dtype=bool)
+    strings = [item_text(t, c, x) for t, c, x in zip(titles, categories, texts)]
+    text_mask = np.array([has_text(t, x) for t, x in zip(titles, texts)], dtype=bool)
     hashes = np.array(
         [item_content_hash(s if m else "", image_content_hash(image)) for s, m, image in zip(strings, text_mask, batch["image"])],
         dtype=object,

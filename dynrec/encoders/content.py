@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -27,15 +28,38 @@ if TYPE_CHECKING:
 _SENTENCE_END = (".", "!", "?")
 
 
-def item_text(title: str | None, categories: list[str] | None, text: str | None) -> str:
+def is_missing(value: Any) -> bool:
+    """None, NaN, or pandas' NA/NaT: the shapes an absent value takes once Arrow is read as numpy
+    or pandas. Ray Data re-infers a column from Python objects between stages, so a batch whose
+    images are all null reaches the next stage as float NaN, not None."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    pandas = sys.modules.get("pandas")  # without pandas loaded there is no pd.NA to meet
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def _clean(value: Any) -> str:
+    return "" if is_missing(value) else str(value).strip()
+
+
+def has_text(title: Any, text: Any) -> bool:
+    """Whether an item's text is worth encoding: a title or a description (categories alone say
+    too little to stand for the item)."""
+    return bool(_clean(title) or _clean(text))
+
+
+def item_text(title: Any, categories: Any, text: Any) -> str:
     """The string the text encoder sees: "Title. Category, Category. Description."
 
     Categories go between title and description so they survive truncation of long abstracts.
+    Any part may be missing in any shape (see is_missing); categories may be any sequence.
     """
     parts = [
-        (title or "").strip(),
-        ", ".join(c.strip() for c in categories or [] if c and c.strip()),
-        (text or "").strip(),
+        _clean(title),
+        ", ".join(c for c in map(_clean, [] if is_missing(categories) else categories) if c),
+        _clean(text),
     ]
     return " ".join(p if p.endswith(_SENTENCE_END) else p + "." for p in parts if p)
 
@@ -130,22 +154,32 @@ class ContentEmbeddings:
     image_mask: np.ndarray
 
 
-def image_content_hash(image: dict | None) -> str | None:
-    """Hash of the inline bytes, else of the file's bytes; None for no image or an unreadable path.
+def image_bytes(image: Any) -> bytes | None:
+    """The encoded bytes of an image given as the schema's {path, bytes} struct (inline bytes
+    first), bytes or a local path. None for a missing value of any shape (see is_missing), a
+    struct with neither part, empty bytes or an unreadable path: all mean "no image"."""
+    if is_missing(image):
+        return None
+    if isinstance(image, dict):
+        return image_bytes(image.get("bytes")) or image_bytes(image.get("path"))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image) or None
+    if isinstance(image, (str, Path)):
+        try:
+            return Path(image).read_bytes()
+        except OSError:
+            return None
+    raise TypeError(f"unsupported image type {type(image).__name__}")
+
+
+def image_content_hash(image: Any) -> str | None:
+    """Hash of the image's bytes (see image_bytes); None when there is no image.
 
     Only the hash is kept: the encoder re-reads the few files that miss the cache, so a large
     catalogue's images never have to sit in memory together.
     """
-    if not image:
-        return None
-    if image.get("bytes"):
-        return content_hash(image["bytes"])
-    if not image.get("path"):
-        return None
-    try:
-        return content_hash(Path(image["path"]).read_bytes())
-    except OSError:
-        return None
+    data = image_bytes(image)
+    return None if data is None else content_hash(data)
 
 
 def encode_catalogue(
@@ -179,7 +213,7 @@ def encode_catalogue(
     titles = items["title"].to_pylist()
     texts = items["text"].to_pylist()
     categories = items["categories"].to_pylist()
-    text_mask = np.array([bool((t or "").strip() or (x or "").strip()) for t, x in zip(titles, texts)], bool)
+    text_mask = np.array([has_text(t, x) for t, x in zip(titles, texts)], bool)
     text_rows = np.flatnonzero(text_mask)
     strings = [item_text(titles[i], categories[i], texts[i]) for i in text_rows]
 

@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from dynrec.config import EncoderConfig, RuntimeConfig
+from dynrec.encoders.content import image_bytes
 
 if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
     import torch
@@ -36,22 +37,6 @@ def image_cache_name(weights_path: str | Path | None, image_size: int) -> str:
     path = Path(weights_path).resolve() if weights_path else packaged_image_weights_path()
     model = ARCHITECTURE if path == packaged_image_weights_path() else path.stem
     return f"image-{model}-{image_size}"
-
-
-def _source(image: Any) -> bytes | Image.Image | None:
-    """Any accepted image form -> encoded bytes or a PIL image; None when there is nothing to read."""
-    if image is None or isinstance(image, Image.Image):
-        return image
-    if isinstance(image, dict):
-        return _source(image.get("bytes") or image.get("path"))
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image) or None
-    if isinstance(image, (str, Path)):
-        try:
-            return Path(image).read_bytes()
-        except OSError:
-            return None
-    raise TypeError(f"unsupported image type {type(image).__name__}")
 
 
 class ImageEncoder:
@@ -118,10 +103,11 @@ class ImageEncoder:
     def preprocess(self, image: Any) -> np.ndarray | None:
         """(3, size, size) float32 in Lite's input range ((x - 127) / 128), or None if unusable.
 
-        Accepts bytes, a path, a PIL image or the schema's {"path", "bytes"} struct. Short side is
-        resized to `image_size` (bilinear) and the centre cropped, so posters keep their aspect.
+        Accepts bytes, a path, a PIL image or the schema's {"path", "bytes"} struct; a missing value
+        in any shape (None, NaN, an empty struct) is "no image". Short side is resized to
+        `image_size` (bilinear) and the centre cropped, so posters keep their aspect.
         """
-        source = _source(image)
+        source = image if isinstance(image, Image.Image) else image_bytes(image)
         if source is None:
             return None
         try:
