@@ -3,13 +3,22 @@
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from dynrec.config import EncoderConfig
 from dynrec.data.schemas import ITEMS_SCHEMA
-from dynrec.encoders.content import EmbeddingCache, content_hash, encode_catalogue, item_text
+from dynrec.encoders.content import (
+    EmbeddingCache,
+    content_hash,
+    encode_catalogue,
+    has_text,
+    image_bytes,
+    image_content_hash,
+    item_text,
+)
 from dynrec.encoders.image import ImageEncoder
 from dynrec.encoders.text import TextEncoder
 
@@ -21,6 +30,33 @@ def test_item_text_joins_the_present_parts():
     assert item_text(None, [], "  Only an abstract ") == "Only an abstract."
     assert item_text("Why?", None, "") == "Why?"
     assert item_text(None, None, None) == ""
+
+
+NAN = float("nan")
+# what an absent value becomes after Arrow -> numpy/pandas: Ray Data hands an all-null column on as NaN
+MISSING = [None, NAN, np.float32("nan"), pd.NA, pd.NaT]
+
+
+def test_missing_values_of_any_shape_mean_no_text():
+    for missing in MISSING:
+        assert item_text(missing, missing, missing) == ""
+        assert not has_text(missing, missing)
+        assert item_text("Heat (1995)", missing, missing) == "Heat (1995)."
+    # Ray Data hands list columns over as numpy arrays
+    assert item_text(NAN, np.array(["Action", None, " "], dtype=object), "A heist film.") == "Action. A heist film."
+    assert has_text(NAN, " A heist film. ") and not has_text("  ", None)
+
+
+def test_missing_values_of_any_shape_mean_no_image(tmp_path):
+    empty_structs = [{"path": None, "bytes": None}, {"path": NAN, "bytes": NAN}, {"path": None, "bytes": b""}]
+    for missing in MISSING + empty_structs + [b"", str(tmp_path / "gone.jpg")]:
+        assert image_bytes(missing) is None and image_content_hash(missing) is None
+    poster = tmp_path / "poster.jpg"
+    poster.write_bytes(b"jpeg bytes")
+    for image in (b"jpeg bytes", {"path": NAN, "bytes": b"jpeg bytes"}, {"path": str(poster), "bytes": NAN}, str(poster)):
+        assert image_content_hash(image) == content_hash(b"jpeg bytes")
+    with pytest.raises(TypeError, match="unsupported image type int"):
+        image_bytes(3)
 
 
 def test_content_hash_is_sha256_of_utf8():
@@ -157,3 +193,25 @@ def test_encode_catalogue_masks_and_warm_cache(catalogue, tmp_path, monkeypatch)
     warm = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False)
     for field in ("text", "text_mask", "image", "image_mask"):
         np.testing.assert_array_equal(getattr(warm, field), getattr(cold, field))
+
+
+def test_encode_catalogue_without_images_or_text(ml100k, tmp_path, monkeypatch):
+    """ML-100k has titles and genres only; here some items lose those too, so they have nothing."""
+    rows = ml100k.items.slice(0, 12).to_pylist()
+    for i in (2, 7):
+        rows[i].update(title=None, categories=None)
+    rows[9].update(title=None)  # genres alone are not enough text to stand for an item
+    items = pa.Table.from_pylist(rows, ITEMS_SCHEMA)
+    assert items["image"].null_count == items["text"].null_count == items.num_rows
+
+    def refuse(klass, cfg, runtime=None):
+        raise AssertionError("the image encoder was built for a catalogue with no images")
+
+    monkeypatch.setattr(ImageEncoder, "from_config", classmethod(refuse))
+    content = encode_catalogue(items, tmp_path, config=EncoderConfig(), progress=False)
+    expected_text = [i not in (2, 7, 9) for i in range(len(rows))]
+    assert content.text_mask.tolist() == expected_text
+    np.testing.assert_allclose(np.linalg.norm(content.text[content.text_mask], axis=1), 1.0, atol=1e-5)
+    assert not content.text[~content.text_mask].any()
+    assert content.image_mask.tolist() == [False] * len(rows) and not content.image.any()
+    assert not (tmp_path / "image-efficientnet-lite0-224.parquet").exists()

@@ -56,7 +56,8 @@ def test_bytes_path_struct_and_pil_agree(encoder, poster_paths):
 def test_unusable_images_are_masked_and_never_raise(encoder, poster_paths, tmp_path):
     data = Path(poster_paths[0]).read_bytes()
     truncated = data[: len(data) // 2]
-    bad = [None, b"not an image", truncated, str(tmp_path / "missing.jpg"), {"path": None, "bytes": None}]
+    missing = [None, float("nan"), np.float32("nan"), {"path": None, "bytes": None}, {"path": float("nan"), "bytes": b""}]
+    bad = [*missing, b"not an image", truncated, str(tmp_path / "missing.jpg")]
     for image in bad:
         assert encoder.preprocess(image) is None
     features, valid = encoder.encode([poster_paths[0], *bad])

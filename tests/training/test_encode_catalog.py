@@ -1,4 +1,4 @@
-"""The Ray Data catalogue-encoding job on a real local Ray cluster, with a cut of ML-1M."""
+"""The Ray Data catalogue-encoding job on a real local Ray cluster, with cuts of ML-1M and ML-100k."""
 
 import numpy as np
 import pyarrow as pa
@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from dynrec.config import DynrecConfig, ModelConfig
+from dynrec.data import load_source
+from dynrec.encoders.content import encode_catalogue
 from dynrec.models.model import DynrecModel, save_model
 from training.encode_catalog import encode_catalog, stage_resources
 
@@ -70,3 +72,44 @@ def test_encodes_every_item_then_only_the_changed_ones(ray_local, job):
             np.testing.assert_array_equal(vector, before[item_id])  # reused rows are untouched
     masks = dict(zip(after["item_id"].to_pylist(), after["image_mask"].to_pylist()))
     assert masks[items["item_id"][with_image].as_py()] is False
+
+
+BLANK = 5  # the ML-100k cut's item with no title and no genres either
+
+
+@pytest.fixture
+def bare_source(ml100k, tmp_path):
+    """ML-100k's first 24 items as a team's own files: titles and genres only (no image or text
+    column), one item with nothing at all, their events, and no users file (no user attributes)."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    items = ml100k.items.slice(0, 24).select(["item_id", "title", "categories"]).to_pylist()
+    items[BLANK].update(title=None, categories=None)
+    pq.write_table(pa.Table.from_pylist(items, ml100k.items.select(["item_id", "title", "categories"]).schema), folder / "items.parquet")
+    events = ml100k.events.filter(pa.compute.is_in(ml100k.events["item_id"], value_set=pa.array([r["item_id"] for r in items])))
+    pq.write_table(events.select(["user_id", "item_id", "event_type", "timestamp", "value"]), folder / "events.parquet")
+    config = DynrecConfig.from_dict({"home": str(tmp_path / "home"), "model": {"dim": 16}, "source": {"uri": str(folder)}})
+    ids = [r["item_id"] for r in items]
+    torch.manual_seed(0)
+    save_model(tmp_path / "model.pt", DynrecModel(ModelConfig(dim=16), len(ids), 384, 1280, 8), ids)
+    return config, ids, tmp_path / "model.pt", tmp_path / "out.parquet"
+
+
+def test_encodes_a_catalogue_without_images_text_or_user_attributes(ray_local, bare_source, tmp_path):
+    config, ids, model_path, output = bare_source
+    summary = encode_catalog(config, model_path=model_path, output=output)
+    assert (summary["items"], summary["encoded"]) == (len(ids), len(ids))
+    table = pq.read_table(output)
+    assert table["item_id"].to_pylist() == ids
+    assert table["image_mask"].to_pylist() == [False] * len(ids)
+    assert table["text_mask"].to_pylist() == [i != BLANK for i in range(len(ids))]
+    assert np.isfinite(vectors(table)).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors(table), axis=1), 1.0, atol=1e-5)
+
+    # the in-process path masks the same items and sees the same text
+    content = encode_catalogue(load_source(config).items, tmp_path / "cache", config=config.encoders,
+                               runtime=config.runtime, progress=False)
+    np.testing.assert_array_equal(table["text_mask"].to_numpy(zero_copy_only=False), content.text_mask)
+    np.testing.assert_array_equal(table["image_mask"].to_numpy(zero_copy_only=False), content.image_mask)
+    np.testing.assert_allclose(vectors(table, "text_embedding"), content.text, atol=1e-5)
+    assert not vectors(table, "image_embedding").any() and not content.image.any()
