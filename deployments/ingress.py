@@ -124,7 +124,7 @@ class Ingress:
         )
         return RecommendationResponse(
             recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked["model_version"],
-            items=[RecommendedItem(**item) for item in ranked["items"]],
+            items=[RecommendedItem(**item) for item in ranked["items"]], note=ranked["note"],
         )
 
     @api.post("/v1/events", response_model=EventsResponse, responses=ERRORS)

@@ -45,7 +45,7 @@ class Ranker:
             self.explored.inc(explored)
         items = [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title,
                   "explored": r.explored} for r in ranked]
-        return {"model_version": self.catalog.model_version, "items": items}
+        return {"model_version": self.catalog.model_version, "items": items, "note": self.catalog.shortfall(len(items), num_results)}
 
     def similar(self, item_id: str, num_results: int) -> list[dict] | None:
         self.catalog.sync()

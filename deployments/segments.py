@@ -98,4 +98,5 @@ class Segments:
         segment_id = segmentation.members.get(user_id)
         if segment_id is None:
             segment_id = segmentation.assign(embedding, attributes)
-        return {"segment_id": segment_id, "label": segmentation.profile(segment_id).label, "version": segmentation.version}
+        label = "no segments yet: too few users" if segment_id is None else segmentation.profile(segment_id).label
+        return {"segment_id": segment_id, "label": label, "version": segmentation.version}

@@ -226,6 +226,9 @@ class ServingConfig:
 
     bootstrap_epochs: int = 3  # a fresh machine trains this small model on start when none exists
     bootstrap_minutes: float = 5.0
+    # with fewer users of `data.min_interactions` events in the store (an empty start), the service
+    # serves an untrained model: content-only item embeddings, popularity and the prior
+    bootstrap_min_users: int = 10
     user_shards: int = 1  # UserState deployments; a user's events always go to the same shard
     candidates: int = 200  # retrieved before filters and diversity
     diversity: float = 0.0  # MMR trade-off: 0 = pure relevance, 1 = pure novelty against picks so far

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +87,11 @@ class Segmentation:
             row[dim + c] = self.attribute_weight * (str(attributes.get(key)) == value)
         return row, mask
 
-    def assign(self, embedding: np.ndarray | None, attributes: dict[str, str]) -> int:
-        """The nearest segment; a user with neither embedding nor attributes goes to the largest."""
+    def assign(self, embedding: np.ndarray | None, attributes: dict[str, str]) -> int | None:
+        """The nearest segment; a user with neither embedding nor attributes goes to the largest;
+        None before there are any segments (too few users to fit them)."""
+        if self.k == 0:
+            return None
         if embedding is None and not any(k in attributes for k, _ in self.columns):
             return int(np.argmax([p.size for p in self.profiles]))
         row, mask = self.features(embedding, attributes)
@@ -162,6 +165,8 @@ def fit_segments(users: UserTable, items: dict[str, ItemInfo], config: SegmentCo
     columns = sorted({(k, str(v)) for a in users.attributes for k, v in a.items() if k in ("gender", "age", "occupation")})
     shell = Segmentation(version, config.seed, 0.0, np.zeros((1, users.embeddings.shape[1] + len(columns))), columns,
                          config.attribute_weight, [], {})
+    if len(users.user_ids) < 2 * max(config.k, config.k_min):  # too few users to split (an empty start)
+        return replace(shell, centroids=shell.centroids[:0])
     x = np.stack([shell.features(e, a)[0] for e, a in zip(users.embeddings, users.attributes)]).astype(np.float64)
     rng = np.random.default_rng(config.seed)
     sample = rng.choice(len(x), min(config.sample, len(x)), replace=False)

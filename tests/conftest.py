@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
@@ -121,6 +122,38 @@ def tiny_dataset(item_ids: list[str], events: list[tuple[str, str, int]]) -> Dat
         schema=USERS_SCHEMA,
     )
     return Dataset("tiny", items, pa.table(columns, schema=EVENTS_SCHEMA), users)
+
+@contextmanager
+def serve_app(config_path, app_args: dict | None = None):
+    """The Serve app exactly as serve_config.yaml builds it, on a local Ray cluster, with the dynrec
+    config at `config_path`; yields its base URL once /healthz answers."""
+    import os
+
+    from deployments.common import use_serve_environment
+    from deployments.quickstart import wait_until_ok
+
+    env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled"}
+    os.environ.update(env)
+    use_serve_environment(local=True)  # the mode the quickstart, the bench and Kubernetes run in
+    import ray
+    import requests
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    port = free_port()
+    try:
+        from deployments.app import build_app
+
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(app_args), name="dynrec", route_prefix="/")
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ok(lambda: requests.get(base + "/healthz", timeout=10), timeout_s=60)
+        yield base
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.pop("DYNREC_CONFIG", None)
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -135,6 +135,8 @@ class ModelRuntime:
         """(N, dim) unit item embeddings. A modality the model does not use may be left out;
         `item_index` outside [0, n_items) marks an item embedded from content alone."""
         n = len(item_index)
+        if n == 0:  # an empty catalogue; the graphs cannot reshape zero rows
+            return np.zeros((0, self.dim), np.float32)
 
         def given(array, width, dtype=np.float32):
             return np.zeros((n, width), dtype) if array is None else np.ascontiguousarray(array, dtype)

@@ -81,7 +81,12 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
         if not model_path.is_file():
             run_name = f"{config.source.label}-bootstrap"
             model_path = config.home / "artifacts" / run_name / "model.pt"
-            if not model_path.is_file():
+            if not model_path.is_file() and not trainable(config, dataset):
+                run_name = f"{config.source.label}-untrained"
+                model_path = config.home / "artifacts" / run_name / "model.pt"
+                if not model_path.is_file():
+                    save_untrained(config, model_path, progress)
+            elif not model_path.is_file():
                 train_bootstrap(config, dataset, model_path, progress)
                 release_unused_memory()
         manifest = ensure_manifest(config, model_path)
@@ -106,6 +111,40 @@ def ensure_manifest(config: DynrecConfig, model_path: Path) -> ModelManifest:
     return manifest
 
 
+def trainable(config: DynrecConfig, dataset: Dataset) -> bool:
+    """Enough users with enough events for the bootstrap model to learn anything."""
+    counts = dataset.events["user_id"].value_counts().field("counts").to_numpy(zero_copy_only=False)
+    return int((counts >= config.data.min_interactions).sum()) >= config.serving.bootstrap_min_users
+
+
+def save_untrained(config: DynrecConfig, model_path: Path, progress: bool) -> None:
+    """A seeded, untrained model for an empty start: with no trained IDs, its fusion embeds items from
+    their content alone, and ranking leans on popularity and the prior until a model is trained."""
+    import torch
+
+    from dynrec.encoders.behaviour import BehaviourFeatures
+    from dynrec.encoders.image import ImageEncoder
+    from dynrec.encoders.text import TextEncoder
+    from dynrec.models.model import DynrecModel, save_model
+
+    if progress:
+        print(f"the store holds too little to train on ({config.source.label}): serving an untrained model "
+              "until `dynrec train` runs", flush=True)
+    torch.manual_seed(config.train.seed)
+    behaviour_dim = BehaviourFeatures(1, config=config.behaviour).item_features(0, 0).shape[0]
+    # one ID row that no item maps to (the graphs cannot gather from an empty table)
+    model = DynrecModel(config.model, 1, TextEncoder.dim, ImageEncoder.dim, behaviour_dim).eval()
+    _save(model_path, lambda temp: save_model(temp, model, [], {"untrained": True}))
+
+
+def _save(path: Path, write) -> None:
+    """`write(temp)`, then move the file into place: readers see no half-written model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(temp)
+    os.replace(temp, path)
+
+
 def train_bootstrap(config: DynrecConfig, dataset: Dataset, model_path: Path, progress: bool) -> None:
     """A few epochs of plain-torch training: enough to serve sensibly, minutes on a laptop."""
     from dynrec.models.inputs import prepare_inputs
@@ -125,10 +164,8 @@ def train_bootstrap(config: DynrecConfig, dataset: Dataset, model_path: Path, pr
     inputs = prepare_inputs(config, progress=progress, dataset=dataset)
     trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at)
     best = trainer.fit(progress=progress)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = model_path.with_name(f".{model_path.name}.{os.getpid()}.tmp")
-    save_model(temp, trainer.model, inputs.interactions.item_ids, {"bootstrap": True, "best_ndcg@10": best})
-    os.replace(temp, model_path)
+    _save(model_path, lambda temp: save_model(temp, trainer.model, inputs.interactions.item_ids,
+                                              {"bootstrap": True, "best_ndcg@10": best}))
 
 
 def _embeddings_current(path: Path, fingerprint: str, item_ids: list[str]) -> bool:
@@ -157,7 +194,7 @@ def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_pat
     position = {item_id: i for i, item_id in enumerate(trained_ids)}
     embedding = runtime.embed_items(
         np.array([position.get(i, -1) for i in ids]), content.text, content.text_mask, content.image,
-        content.image_mask, np.stack([behaviour.get(i, empty) for i in ids]),
+        content.image_mask, np.stack([behaviour.get(i, empty) for i in ids]) if ids else np.zeros((0, len(empty)), np.float32),
     )
     rows = items.to_pylist()
     hashes = [

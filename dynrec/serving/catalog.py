@@ -30,6 +30,8 @@ from dynrec.config import DynrecConfig
 from dynrec.data import Interactions
 from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.encoders.behaviour import BehaviourFeatures
+from dynrec.encoders.image import ImageEncoder
+from dynrec.encoders.text import TextEncoder
 from dynrec.index import ExactIndex, fitted_index, make_index
 from dynrec.serving.artifacts import Artifacts, vectors
 from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
@@ -41,7 +43,6 @@ from dynrec.state.imports import stored_dataset
 if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
     from dynrec.models.runtime import ModelRuntime
 
-TEXT_DIM, IMAGE_DIM = 384, 1280
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Catalog:
         self.index.upsert(ids, embeddings)
         sample = np.random.default_rng(0).choice(len(ids), min(len(ids), 2048), replace=False)
         self.score_sample = embeddings[np.sort(sample)]  # to standardise a user's scores without scoring every item
-        content_dim = TEXT_DIM + embeddings.shape[1]
+        content_dim = TextEncoder.dim + embeddings.shape[1]
         self.content_index = make_index(content_dim, len(ids), config.index, model_version=self.model_version)
         for start in range(0, len(ids), 4096):
             rows = np.arange(start, min(start + 4096, len(ids)))
@@ -179,6 +180,14 @@ class Catalog:
             self._young = (key, [self.ids[r] for r in rows
                                  if r < len(self.ids) and self.ids[r] in self.row and self.ids[r] not in self.hidden])
         return self._young[1]
+
+    def shortfall(self, returned: int, asked: int) -> str | None:
+        """Why a ranking returned fewer items than asked, in words for the API's `note`."""
+        if returned >= asked:
+            return None
+        if len(self.row) == len(self.hidden):
+            return "the catalogue is empty: add items with PUT /v1/items/{item_id} or `dynrec import`"
+        return "fewer items than asked passed the filters and exclusions"
 
     def is_new(self, item_id: str) -> bool:
         """No trained ID embedding: the item is embedded from its content alone."""
@@ -262,13 +271,14 @@ class Catalog:
         their rows. The ids become visible to readers only when `row` is set afterwards."""
         n = len(metas)
         rows = self.behaviour.add_items([m.created_at for m in metas])
-        self.text = np.vstack([self.text, np.zeros((n, TEXT_DIM), np.float32)])
-        self.image = np.vstack([self.image, np.zeros((n, IMAGE_DIM), np.float32)])
+        self.text = np.vstack([self.text, np.zeros((n, TextEncoder.dim), np.float32)])
+        self.image = np.vstack([self.image, np.zeros((n, ImageEncoder.dim), np.float32)])
         self.text_mask = np.append(self.text_mask, np.zeros(n, bool))
         self.image_mask = np.append(self.image_mask, np.zeros(n, bool))
         self.model_index = np.append(self.model_index, np.full(n, -1, np.int64))
         self.meta.extend(metas)
         self.ids.extend(m.item_id for m in metas)
+        self.popular_order = np.append(self.popular_order, rows)  # least popular until the next recount
         return rows
 
     def add_items(

@@ -112,4 +112,6 @@ def blend_weight(n_events: int, config: ColdStartConfig) -> float:
 
 def standardise(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Scores as z-scores of the `reference` distribution, so a model's and the prior's can be added."""
+    if len(reference) == 0:  # an empty catalogue: nothing to compare with
+        return scores
     return (scores - reference.mean()) / max(float(reference.std()), 1e-9)

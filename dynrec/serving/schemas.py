@@ -63,6 +63,7 @@ class RecommendationResponse(BaseModel):
     user_id: str
     model_version: str
     items: list[RecommendedItem]
+    note: str | None = Field(None, description="why the list is empty or short, when it is")
 
 
 class EventIn(Strict):
