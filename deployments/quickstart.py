@@ -12,22 +12,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 import requests
 
 from deployments.common import use_serve_environment
+from dynrec.client import Client
 from dynrec.config import DynrecConfig
+from dynrec.serving.schemas import RecommendationResponse, SimilarResponse
 
 SAMPLE_USER = "42"
+T = TypeVar("T")
 
 
-def _timed(method: str, url: str, **kwargs) -> tuple[dict, float]:
+def _timed(call: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
-    response = requests.request(method, url, timeout=60, **kwargs)
-    elapsed = 1000 * (time.perf_counter() - started)
-    response.raise_for_status()
-    return response.json(), elapsed
+    result = call()
+    return result, 1000 * (time.perf_counter() - started)
 
 
 def wait_until_ok(call: Callable[[], requests.Response], timeout_s: float, every_s: float = 0.5) -> requests.Response:
@@ -46,10 +47,10 @@ def wait_until_ok(call: Callable[[], requests.Response], timeout_s: float, every
         time.sleep(every_s)
 
 
-def _show(title: str, result: dict, elapsed_ms: float) -> None:
+def _show(title: str, result: RecommendationResponse | SimilarResponse, elapsed_ms: float) -> None:
     print(f"\n{title}  ({elapsed_ms:.0f} ms)")
-    for rank, item in enumerate(result["items"], start=1):
-        print(f"  {rank:>2}. {item['title'] or item['item_id']:<48.48}  {item['reason']}")
+    for rank, item in enumerate(result.items, start=1):
+        print(f"  {rank:>2}. {item.title or item.item_id:<48.48}  {item.reason}")
 
 
 def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> int:
@@ -60,7 +61,11 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
     print(f"dynrec quickstart: serving the {config.source.label} catalogue (home: {config.home})")
 
     from dynrec.serving.artifacts import ensure_artifacts
+    from dynrec.state.imports import import_if_empty
 
+    imported = import_if_empty(config)
+    if imported is not None:
+        print(f"imported {config.source.label} into the empty {config.state.backend} store:", *imported.lines(), sep="\n  ")
     artifacts = ensure_artifacts(config, progress=True)
     print(f"model: {artifacts.model_path}\nembeddings: {artifacts.embeddings_path}")
 
@@ -77,32 +82,33 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(), name="dynrec", route_prefix="/")
         base = f"http://127.0.0.1:{port}"
-        health = wait_until_ok(lambda: requests.get(f"{base}/healthz", timeout=10), timeout_s=60).json()
+        client = Client(base, timeout_s=60)
+        health = wait_until_ok(lambda: client.get("/healthz", timeout=10), timeout_s=60).json()
         print(f"service up at {base} (model {health['model_version']})")
 
         body = {"user_id": SAMPLE_USER, "num_results": 5}
-        before, ms = _timed("POST", f"{base}/v1/recommendations", json=body)
+        before, ms = _timed(lambda: client.recommendations(SAMPLE_USER, 5))
         _show(f"recommendations for user {SAMPLE_USER}", before, ms)
 
-        liked = before["items"][0]["item_id"]
-        event = {"user_id": SAMPLE_USER, "item_id": liked, "event_type": "rating", "value": 5,
-                 "recommendation_id": before["recommendation_id"]}
-        accepted, ms = _timed("POST", f"{base}/v1/events", json={"events": [event]})
-        print(f"\nuser {SAMPLE_USER} rates “{before['items'][0]['title']}” 5★: {accepted}  ({ms:.0f} ms)")
-        after, ms = _timed("POST", f"{base}/v1/recommendations", json=body)
+        liked = before.items[0]
+        event = {"user_id": SAMPLE_USER, "item_id": liked.item_id, "event_type": "rating", "value": 5,
+                 "recommendation_id": before.recommendation_id}
+        accepted, ms = _timed(lambda: client.events([event]))
+        print(f"\nuser {SAMPLE_USER} rates “{liked.title}” 5★: {accepted.model_dump()}  ({ms:.0f} ms)")
+        after, ms = _timed(lambda: client.recommendations(SAMPLE_USER, 5))
         _show("recommendations right after that event", after, ms)
 
-        new_item = {"title": "Galaxy Rangers (2026)", "text": "A space opera: rebels fight an empire across the galaxy.",
-                    "categories": ["Action", "Sci-Fi"]}
-        stored, ms = _timed("PUT", f"{base}/v1/items/galaxy-rangers", json=new_item)
-        print(f"\nnew item “{stored['title']}” added ({ms:.0f} ms, new={stored['new']})")
-        similar, ms = _timed("GET", f"{base}/v1/items/galaxy-rangers/similar", params={"num_results": 5})
+        stored, ms = _timed(lambda: client.put_item(
+            "galaxy-rangers", "Galaxy Rangers (2026)", text="A space opera: rebels fight an empire across the galaxy.",
+            categories=["Action", "Sci-Fi"]))
+        print(f"\nnew item “{stored.title}” added ({ms:.0f} ms, new={stored.new})")
+        similar, ms = _timed(lambda: client.similar("galaxy-rangers", 5))
         _show("items similar to it", similar, ms)
-        cold, ms = _timed("POST", f"{base}/v1/recommendations", json={"user_id": "someone-new", "num_results": 5})
+        cold, ms = _timed(lambda: client.recommendations("someone-new", 5))
         _show("a user the service has never seen", cold, ms)
-        prior, ms = _timed("POST", f"{base}/v1/recommendations", json={
-            "user_id": "someone-else-new", "num_results": 5, "context": {"gender": "F", "age": "18-24"}})
+        prior, ms = _timed(lambda: client.recommendations("someone-else-new", 5, context={"gender": "F", "age": "18-24"}))
         _show("a new user who says who she is (context: gender, age)", prior, ms)
+        client.close()
 
         print(f"""
 call it yourself (OpenAPI docs: {base}/docs):

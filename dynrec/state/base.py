@@ -39,7 +39,7 @@ class StoredEvent(NamedTuple):
     event_type: str = "rating"
     user_id: str | None = None
     recommendation_id: str | None = None  # the recommendation it answers (bandit feedback)
-    key: str | None = None  # an import's idempotency key: an event whose key is stored already is skipped
+    key: int | None = None  # an import's idempotency key: an event whose key is stored already is skipped
 
 
 class StateStore(Protocol):

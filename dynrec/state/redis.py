@@ -49,7 +49,7 @@ class RedisStore:
     def _add(self, seq_key: str, log_key: str, key_set: str, entries: list[dict], keys: list[str | None]) -> int:
         args = []
         for entry, key in zip(entries, keys):
-            args += [key or "", json.dumps(entry)]
+            args += ["" if key is None else str(key), json.dumps(entry)]
         last = int(self._append(keys=[self.keys[seq_key], self.keys[log_key], self.keys[key_set]], args=args))
         self._replicated()
         return last

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS item_events (
     event_type TEXT NOT NULL DEFAULT 'rating',
     user_id TEXT,
     recommendation_id TEXT,
-    event_key TEXT
+    event_key INTEGER
 );
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS erased_users (
 """
 # columns added to item_events after its first release; older files gain them on open
 EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT",
-                 "event_key": "TEXT"}
+                 "event_key": "INTEGER"}
 
 
 def _blob(vector: np.ndarray | None) -> bytes | None:
@@ -73,6 +73,9 @@ class SqliteStore:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a returned write is on disk
+        # 64 MiB of page cache (the default is 2 MiB): an import's inserts land at random places in
+        # the event-key index, and with the small cache ML-1M imported at 55-60k events/s, not 70-75k
+        self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(item_events)")}
         for column, declaration in EVENT_COLUMNS.items():

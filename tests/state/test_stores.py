@@ -84,8 +84,8 @@ def test_open_store_picks_the_backend_and_rejects_unknown_ones(tmp_path, redis_s
 def test_keyed_events_are_stored_once_and_users_and_erasures_persist(open_backend):
     open_store_, crash = open_backend
     store = open_store_()
-    first = store.add_events([StoredEvent("a", 1, 1.0, "view", "u1", None, "k1"), StoredEvent("b", 2, 1.0, "view", "u1", None, "k2")])
-    again = store.add_events([StoredEvent("a", 1, 1.0, "view", "u1", None, "k1"), StoredEvent("c", 3, 1.0, "view", "u2", None, "k3"),
+    first = store.add_events([StoredEvent("a", 1, 1.0, "view", "u1", None, 11), StoredEvent("b", 2, 1.0, "view", "u1", None, 12)])
+    again = store.add_events([StoredEvent("a", 1, 1.0, "view", "u1", None, 11), StoredEvent("c", 3, 1.0, "view", "u2", None, 13),
                               StoredEvent("d", 4, 1.0, "view", "u2"), StoredEvent("d", 4, 1.0, "view", "u2")])
     assert (first, again) == (2, 5)  # k1 skipped; unkeyed (live) events always append
     store.put_users({"u1": {"age": "25"}, "u2": {}})
