@@ -53,7 +53,7 @@ def _show(title: str, result: RecommendationResponse | SimilarResponse, elapsed_
         print(f"  {rank:>2}. {item.title or item.item_id:<48.48}  {item.reason}")
 
 
-def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> int:
+def run(port: int = 8000, wait: bool = True, config_path: str | None = None, user: str = SAMPLE_USER) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if config_path:
         os.environ["DYNREC_CONFIG"] = str(config_path)
@@ -86,16 +86,18 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None) -> 
         health = wait_until_ok(lambda: client.get("/healthz", timeout=10), timeout_s=60).json()
         print(f"service up at {base} (model {health['model_version']})")
 
-        body = {"user_id": SAMPLE_USER, "num_results": 5}
-        before, ms = _timed(lambda: client.recommendations(SAMPLE_USER, 5))
-        _show(f"recommendations for user {SAMPLE_USER}", before, ms)
-
+        body = {"user_id": user, "num_results": 5}
+        before, ms = _timed(lambda: client.recommendations(user, 5))
+        _show(f"recommendations for user {user}", before, ms)
+        if not before.items:
+            print(f"  ({before.note})")
+            return 0
         liked = before.items[0]
-        event = {"user_id": SAMPLE_USER, "item_id": liked.item_id, "event_type": "rating", "value": 5,
+        event = {"user_id": user, "item_id": liked.item_id, "event_type": "rating", "value": 5,
                  "recommendation_id": before.recommendation_id}
         accepted, ms = _timed(lambda: client.events([event]))
-        print(f"\nuser {SAMPLE_USER} rates “{liked.title}” 5★: {accepted.model_dump()}  ({ms:.0f} ms)")
-        after, ms = _timed(lambda: client.recommendations(SAMPLE_USER, 5))
+        print(f"\nuser {user} rates “{liked.title}” 5★: {accepted.model_dump()}  ({ms:.0f} ms)")
+        after, ms = _timed(lambda: client.recommendations(user, 5))
         _show("recommendations right after that event", after, ms)
 
         stored, ms = _timed(lambda: client.put_item(
@@ -115,10 +117,10 @@ call it yourself (OpenAPI docs: {base}/docs):
   curl -s -X POST {base}/v1/recommendations -H 'content-type: application/json' \\
        -d '{json.dumps(body)}'
   curl -s -X POST {base}/v1/events -H 'content-type: application/json' \\
-       -d '{json.dumps({"events": [{"user_id": SAMPLE_USER, "item_id": "260", "event_type": "view"}]})}'
+       -d '{json.dumps({"events": [{"user_id": user, "item_id": liked.item_id, "event_type": "view"}]})}'
   curl -s -X PUT {base}/v1/items/my-item -H 'content-type: application/json' \\
        -d '{json.dumps({"title": "My item", "text": "What it is about", "categories": ["Drama"]})}'
-  curl -s {base}/v1/items/260/similar""")
+  curl -s {base}/v1/items/{liked.item_id}/similar""")
         if wait:
             print("\nserving; press Ctrl+C to stop", flush=True)
             try:

@@ -3,26 +3,14 @@
 import os
 
 import pytest
-import requests
 
 from deployments.common import use_serve_environment
 from deployments.quickstart import wait_until_ok
+from dynrec.client import Client
 from tests.conftest import free_port
 
 
 API_KEY = "test-key-0123456789"
-
-
-class Client:
-    def __init__(self, base: str, api_key: str | None = API_KEY):
-        self.base = base
-        self.session = requests.Session()
-        if api_key:
-            self.session.headers["X-API-Key"] = api_key
-
-    def __getattr__(self, method: str):
-        call = getattr(self.session, method)
-        return lambda path, **kwargs: call(self.base + path, timeout=60, **kwargs)
 
 
 @pytest.fixture(scope="package")
@@ -50,9 +38,11 @@ def service(serving_config_path):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         # two user shards and two Ranker replicas, so routing and replica sync are exercised
         serve.run(build_app({"user_shards": 2, "ranker_replicas": 2}), name="dynrec", route_prefix="/")
-        client = Client(f"http://127.0.0.1:{port}")
+        # tests read status codes and error bodies through its raw get/post/put/delete
+        client = Client(f"http://127.0.0.1:{port}", API_KEY, timeout_s=60)
         wait_until_ok(lambda: client.get("/healthz"), timeout_s=60)
         yield client
+        client.close()
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -62,4 +52,5 @@ def service(serving_config_path):
 @pytest.fixture
 def anonymous(service):
     """The same service, without an API key."""
-    return Client(service.base, api_key=None)
+    with Client(service.base, timeout_s=60) as client:
+        yield client
