@@ -196,10 +196,11 @@ class SASRecConfig:
     max_length: int = 200
     batch_size: int = 128
     learning_rate: float = 1e-3
-    eval_every_steps: int = 100  # validation NDCG@10 on each user's held-out last item this often
-    patience_steps: int = 2000  # steps without a better validation NDCG@10 before stopping
+    eval_every_steps: int = 50  # validation NDCG@10 on each user's held-out last item this often
+    patience_steps: int = 500  # steps without a better validation NDCG@10 before stopping
     max_epochs: int = 2000
-    max_minutes: float = 0.0  # wall-clock cap on training; 0 = none
+    max_minutes: float = 50.0  # wall-clock cap on training; 0 = none
+    bf16: bool = False  # bf16 autocast while training (AMX CPUs); scoring stays float32
     threads: int = 2
     seed: int = 0
 
@@ -346,7 +347,9 @@ class DynrecConfig:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "DynrecConfig":
-        """Defaults, overridden by the YAML/JSON file at `path` (if given)."""
+        """Defaults, overridden by the YAML/JSON file at `path` (if given). A relative local
+        `source.uri` is relative to the file, so every process that reads the file (Ray workers
+        start elsewhere) finds the same folder."""
         if path is None:
             return cls()
         path = Path(path)
@@ -357,7 +360,11 @@ class DynrecConfig:
             raw = yaml.safe_load(text) or {}
         else:
             raw = json.loads(text)
-        return _build(cls, raw, where=str(path))
+        config = _build(cls, raw, where=str(path))
+        uri = config.source.uri
+        if uri and "://" not in uri and not Path(uri).expanduser().is_absolute():
+            config.source.uri = str((path.parent / uri).resolve())
+        return config
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "DynrecConfig":
