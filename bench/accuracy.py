@@ -1,9 +1,10 @@
 """Sequential accuracy (DESIGN.md protocol): full ranking, leave-one-out, on ML-1M partial and ML-100k.
 
-    .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,dynrec,dynrec-id]
+    .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,sasrec,dynrec,dynrec-id]
                                        [--reuse] [--epochs N]
 
-Baselines are tuned on validation and refitted. dynrec rows are trained with Ray Train from
+Baselines are tuned on validation and refitted; SASRec early-stops on validation instead, and its
+training figures go to training.json beside dynrec's. dynrec rows are trained with Ray Train from
 configs/<dataset>.yaml (early stopping on validation NDCG@10); `--reuse` takes a finished run's
 test metrics from <home>/artifacts/<run>/metrics.json instead of training again.
 `--epochs N` trains every dynrec row for exactly N epochs with no time budget or early stop (the
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from bench.common import write_results
 from dynrec.config import DynrecConfig
-from dynrec.eval import compare, format_table
+from dynrec.data import Interactions, leave_one_out, load_source
+from dynrec.eval import ProtocolResult, SASRec, compare, format_table, leave_one_out_protocol
 
 REPORTED = ("hr@10", "ndcg@10", "mrr", "coverage@10")
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -59,7 +62,24 @@ def dynrec_run(config: DynrecConfig, reuse: bool) -> dict:
     return run_training(config)
 
 
+def sasrec_protocol(config: DynrecConfig) -> tuple[ProtocolResult, dict]:
+    """SASRec through the protocol as `compare` runs it, keeping the fitted model's training figures."""
+    fitted: list[SASRec] = []
+
+    def make(_: object) -> SASRec:
+        fitted.append(SASRec(config.sasrec))
+        return fitted[-1]
+
+    split = leave_one_out(Interactions.from_dataset(load_source(config)), config.data.min_interactions)
+    result = leave_one_out_protocol(
+        "sasrec", make, [None], split, k=config.eval.k, batch_size=config.eval.user_batch_size, progress=True
+    )
+    return result, fitted[-1].training_
+
+
 def main() -> None:
+    logging.basicConfig(format="%(asctime)s %(message)s")
+    logging.getLogger("dynrec.eval.sasrec").setLevel(logging.INFO)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="ml-1m,ml-100k")
     parser.add_argument("--models", default="pop,itemknn,ease")
@@ -77,8 +97,13 @@ def main() -> None:
     training: dict[str, dict[str, dict]] = {}
     for dataset in args.datasets.split(","):
         rows = table.setdefault(dataset, {})
-        if baselines:
-            results = compare(baselines, config.with_dataset(dataset))
+        others = [m for m in baselines if m != "sasrec"]
+        results = compare(others, config.with_dataset(dataset)) if others else []
+        if "sasrec" in baselines:
+            result, figures = sasrec_protocol(config.with_dataset(dataset))
+            results.append(result)
+            training.setdefault(dataset, {})["sasrec"] = {"run": f"sasrec-{dataset}", **figures}
+        if results:
             print(format_table(dataset, results, config.eval.k))
             rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
         for variant in (m for m in models if m in DYNREC_VARIANTS):

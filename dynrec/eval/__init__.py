@@ -9,6 +9,7 @@ from dynrec.data import Interactions, leave_one_out, load_source
 from dynrec.eval.baselines import EASE, ItemKNN, MostPopular
 from dynrec.eval.evaluate import ProtocolResult, evaluate, leave_one_out_protocol
 from dynrec.eval.recommender import Recommender
+from dynrec.eval.sasrec import SASRec
 
 
 def baseline_registry(config: DynrecConfig) -> dict[str, tuple[Callable[[Any], Recommender], Sequence[Any]]]:
@@ -17,6 +18,7 @@ def baseline_registry(config: DynrecConfig) -> dict[str, tuple[Callable[[Any], R
         "pop": (lambda _: MostPopular(), [None]),
         "itemknn": (ItemKNN, list(config.baselines.knn_neighbours)),
         "ease": (EASE, list(config.baselines.ease_lambdas)),
+        "sasrec": (lambda _: SASRec(config.sasrec), [None]),
     }
 
 
@@ -58,6 +60,7 @@ __all__ = [
     "MostPopular",
     "ProtocolResult",
     "Recommender",
+    "SASRec",
     "baseline_registry",
     "compare",
     "evaluate",
