@@ -28,9 +28,6 @@ class ImageEncoder:
         config = load_config()
         self.encoder = Encoder.from_config(config.encoders, config.runtime)
 
-    def decodable(self, image: bytes) -> bool:
-        return self.encoder.preprocess(image) is not None
-
     def encode(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(n, 1280) features and which images could be decoded."""
         return self.encoder.encode(images)

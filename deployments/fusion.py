@@ -9,6 +9,7 @@ import numpy as np
 from ray import serve
 
 from deployments.common import load_served, state_store
+from dynrec.items.ingest import EncodedItem
 from dynrec.state import ItemChange
 
 
@@ -19,19 +20,19 @@ class Fusion:
         self.store = state_store(self.served.config)
         self.catalog = self.served.catalog(self.store)
 
-    def upsert(self, item_id: str, record: dict, text: np.ndarray, text_mask: bool, image: np.ndarray, image_mask: bool) -> dict:
-        """Fuse and store one item (new or changed); returns its store sequence and model version."""
+    def upsert(self, items: list[EncodedItem]) -> int:
+        """Fuse and store items (new or changed) in one store transaction; returns its sequence number."""
         self.catalog.sync(force=True)
-        known = item_id in self.catalog
-        index = self.catalog.model_index[self.catalog.row[item_id]] if known else -1
-        behaviour = self.catalog.behaviour_features(item_id)
-        embedding = self.served.runtime.embed_items(
-            np.array([index]), text[None], np.array([text_mask]), image[None], np.array([image_mask]), behaviour[None]
-        )[0]
-        seq = self.store.put_item(
-            ItemChange(0, item_id, False, record, text, text_mask, image, image_mask, embedding, self.catalog.model_version)
+        index = np.array([self.catalog.model_index[self.catalog.row[i.item_id]] if i.item_id in self.catalog else -1
+                          for i in items])
+        embeddings = self.served.runtime.embed_items(
+            index, np.stack([i.text_vec for i in items]), np.ones(len(items), bool), np.stack([i.image_vec for i in items]),
+            np.array([i.image_mask for i in items]), np.stack([self.catalog.behaviour_features(i.item_id) for i in items]),
         )
-        return {"seq": seq, "model_version": self.catalog.model_version, "new": index < 0}
+        return self.store.put_items([
+            ItemChange(0, i.item_id, False, i.record, i.text_vec, True, i.image_vec, i.image_mask, e, self.catalog.model_version)
+            for i, e in zip(items, embeddings)
+        ])
 
     def hide(self, item_id: str) -> int:
         return self.store.hide(item_id)

@@ -2,8 +2,6 @@
 the other deployments through their handles. OpenAPI is served at /docs."""
 
 import asyncio
-import base64
-import binascii
 import time
 import uuid
 
@@ -17,16 +15,20 @@ from ray.serve.handle import DeploymentHandle
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.common import load_config
-from dynrec.encoders.content import item_text
+from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
 from dynrec.serving.schemas import (
+    ID_PATTERN,
     ErrorResponse,
     EventsRequest,
     EventsResponse,
     ItemIn,
     ItemOut,
+    ItemsBatchRequest,
+    ItemsBatchResponse,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
+    RejectedRow,
     SegmentOut,
     SegmentsResponse,
     SimilarResponse,
@@ -34,7 +36,6 @@ from dynrec.serving.schemas import (
 from dynrec.serving.security import ApiKeys, RateLimiter, bucket_id, presented_key
 from dynrec.serving.shards import shard_of
 
-ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations")
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 429)}
 _config = load_config()
@@ -128,7 +129,9 @@ class Ingress:
         )
 
     @api.post("/v1/events", response_model=EventsResponse, responses=ERRORS)
-    async def events(self, body: EventsRequest) -> EventsResponse:
+    async def events(self, body: EventsRequest) -> EventsResponse | JSONResponse:
+        if len(body.events) > self.config.max_events_per_request:
+            return error(413, f"at most {self.config.max_events_per_request} events per request (serving.max_events_per_request)")
         now = int(time.time())
         by_shard: dict[int, list[dict]] = {}
         for index, event in enumerate(body.events):
@@ -140,31 +143,44 @@ class Ingress:
         rejected = sorted((r for shard in results for r in shard), key=lambda r: r["index"])
         return EventsResponse(accepted=len(body.events) - len(rejected), rejected=rejected)
 
+    async def _ingest(self, uploads: list[ItemUpload]) -> dict[int, Refused]:
+        """Encode the uploads' text and images (one batch each, side by side), then fuse and store
+        the items in one write; returns the uploads refused, by index."""
+        text_call = self.text_encoder.encode.remote([u.text for u in uploads])
+        images = [u.image for u in uploads if u.image is not None]
+        features, valid = await self.image_encoder.encode.remote(images) if images else (np.zeros((0, 1)), np.zeros(0, bool))
+        items, refused = encoded_items(uploads, await text_call, features, valid)
+        if items:
+            await self.fusion.upsert.remote(items)
+        return refused
+
     @api.put("/v1/items/{item_id}", response_model=ItemOut, responses=ERRORS)
     async def put_item(self, body: ItemIn, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
-        image = None
-        if body.image:
-            if len(body.image) > self.config.max_image_bytes * 4 // 3 + 4:
-                return error(413, f"image larger than {self.config.max_image_bytes} bytes")
-            try:
-                image = base64.b64decode(body.image, validate=True)
-            except (binascii.Error, ValueError):
-                return error(422, "image is not valid base64")
-            if len(image) > self.config.max_image_bytes:
-                return error(413, f"image larger than {self.config.max_image_bytes} bytes")
-            if not await self.image_encoder.decodable.remote(image):
-                return error(422, "image could not be decoded (send a JPEG, PNG, GIF or WebP file)")
-        text = item_text(body.title, body.categories, body.text)
-        text_call = self.text_encoder.encode.remote([text])
-        if image is not None:
-            features, valid = await self.image_encoder.encode.remote([image])
-            image_vec, image_mask = features[0], bool(valid[0])
-        else:
-            image_vec, image_mask = np.zeros(1280, np.float32), False
-        text_vec = (await text_call)[0]
-        record = {**body.model_dump(exclude={"image"}), "created_at": int(time.time())}
-        await self.fusion.upsert.remote(item_id, record, text_vec, True, image_vec, image_mask)
+        try:
+            refused = await self._ingest([item_upload(item_id, body, self.config.max_image_bytes, int(time.time()))])
+        except Refused as refusal:
+            refused = {0: refusal}
+        if refused:
+            return error(refused[0].status, str(refused[0]))
         return await self.ranker.item.remote(item_id)
+
+    @api.post("/v1/items/batch", response_model=ItemsBatchResponse, responses=ERRORS)
+    async def put_items(self, body: ItemsBatchRequest) -> ItemsBatchResponse | JSONResponse:
+        """Many items in one request (a back-fill): each row is accepted or refused on its own."""
+        if len(body.items) > self.config.max_items_per_request:
+            return error(413, f"at most {self.config.max_items_per_request} items per request (serving.max_items_per_request)")
+        now, uploads, rows, refused = int(time.time()), [], [], {}
+        for index, entry in enumerate(body.items):
+            try:
+                uploads.append(item_upload(entry.item_id, ItemIn(**entry.model_dump(exclude={"item_id"})),
+                                           self.config.max_image_bytes, now))
+                rows.append(index)
+            except Refused as refusal:
+                refused[index] = refusal
+        if uploads:
+            refused.update({rows[i]: r for i, r in (await self._ingest(uploads)).items()})
+        return ItemsBatchResponse(accepted=len(body.items) - len(refused),
+                                  rejected=[RejectedRow(index=i, error=str(r)) for i, r in sorted(refused.items())])
 
     @api.delete("/v1/items/{item_id}", responses=ERRORS)
     async def delete_item(self, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):

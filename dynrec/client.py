@@ -34,12 +34,14 @@ from dynrec.serving.schemas import (
     EventIn,
     EventsResponse,
     ExplorationRequest,
+    ItemBatchEntry,
     ItemIn,
     ItemOut,
+    ItemsBatchResponse,
     RecommendationFilters,
     RecommendationRequest,
     RecommendationResponse,
-    RejectedEvent,
+    RejectedRow,
     SegmentOut,
     SegmentsResponse,
     SimilarResponse,
@@ -176,6 +178,12 @@ class _Api:
         body = item.model_dump(mode="json", exclude_none=True)
         return self._run(_Call("PUT", f"/v1/items/{_part(item_id)}", True, ItemOut, body))
 
+    def put_items(self, items: Sequence[ItemBatchEntry | Mapping]) -> ItemsBatchResponse:
+        """Adds or replaces up to 100 items in one request (`image`: base64, as on the wire); each row
+        is accepted or refused on its own. Retried like a PUT: storing an item twice changes nothing."""
+        body = {"items": [ItemBatchEntry.model_validate(i).model_dump(mode="json", exclude_none=True) for i in items]}
+        return self._run(_Call("POST", "/v1/items/batch", True, ItemsBatchResponse, body))
+
     def delete_item(self, item_id: str) -> dict:
         return self._run(_Call("DELETE", f"/v1/items/{_part(item_id)}", True))
 
@@ -235,7 +243,7 @@ def _merged(answers: Iterable[tuple[int, EventsResponse]]) -> EventsResponse:
     accepted, rejected = 0, []
     for start, answer in answers:
         accepted += answer.accepted
-        rejected += [RejectedEvent(index=start + r.index, error=r.error) for r in answer.rejected]
+        rejected += [RejectedRow(index=start + r.index, error=r.error) for r in answer.rejected]
     return EventsResponse(accepted=accepted, rejected=rejected)
 
 

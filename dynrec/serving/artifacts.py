@@ -15,9 +15,10 @@ import dataclasses
 import fcntl
 import os
 from contextlib import contextmanager
+from functools import cache
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
 from dynrec.serving.memory import release_unused_memory
 from dynrec.state import open_store
-from dynrec.state.imports import stored_dataset
+from dynrec.state.imports import latest_records, stored_dataset
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
 
@@ -75,26 +76,35 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
         model_path = config.home / "artifacts" / run_name / "model.pt"
         store = open_store(config)
         try:
-            dataset = stored_dataset(store, config.source.label)[0]
+            item_ids = list(latest_records(store.item_changes(0)))
+            # the whole store is read only when there is something to train or embed
+            dataset = cache(lambda: stored_dataset(store, config.source.label)[0])
+            return _prepare(config, run_name, model_path, item_ids, dataset, progress)
         finally:
             store.close()
-        if not model_path.is_file():
-            run_name = f"{config.source.label}-bootstrap"
+
+
+def _prepare(config: DynrecConfig, run_name: str, model_path: Path, item_ids: list[str], dataset: Callable[[], Dataset],
+             progress: bool) -> Artifacts:
+    """The trained run's model, else the bootstrap (trained now if missing and the store holds
+    enough), else an untrained one; then embeddings for every stored item."""
+    if not model_path.is_file():
+        run_name = f"{config.source.label}-bootstrap"
+        model_path = config.home / "artifacts" / run_name / "model.pt"
+        if not model_path.is_file() and not trainable(config, dataset()):
+            run_name = f"{config.source.label}-untrained"
             model_path = config.home / "artifacts" / run_name / "model.pt"
-            if not model_path.is_file() and not trainable(config, dataset):
-                run_name = f"{config.source.label}-untrained"
-                model_path = config.home / "artifacts" / run_name / "model.pt"
-                if not model_path.is_file():
-                    save_untrained(config, model_path, progress)
-            elif not model_path.is_file():
-                train_bootstrap(config, dataset, model_path, progress)
-                release_unused_memory()
-        manifest = ensure_manifest(config, model_path)
-        output = embeddings_path(config, run_name)
-        if not _embeddings_current(output, manifest.fingerprint, dataset.items["item_id"].to_pylist()):
-            embed_catalogue_in_process(config, dataset, model_path, output, progress)
+            if not model_path.is_file():
+                save_untrained(config, model_path, progress)
+        elif not model_path.is_file():
+            train_bootstrap(config, dataset(), model_path, progress)
             release_unused_memory()
-        return Artifacts(model_path, output, run_name, manifest)
+    manifest = ensure_manifest(config, model_path)
+    output = embeddings_path(config, run_name)
+    if not _embeddings_current(output, manifest.fingerprint, item_ids):
+        embed_catalogue_in_process(config, dataset(), model_path, output, progress)
+        release_unused_memory()
+    return Artifacts(model_path, output, run_name, manifest)
 
 
 def ensure_manifest(config: DynrecConfig, model_path: Path) -> ModelManifest:

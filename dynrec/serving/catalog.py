@@ -38,7 +38,7 @@ from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
 from dynrec.serving.memory import release_unused_memory
 from dynrec.serving.prior import AttributePrior
 from dynrec.state import ItemChange, StateStore, StoredEvent
-from dynrec.state.imports import stored_dataset
+from dynrec.state.imports import latest_records, stored_dataset
 
 if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
     from dynrec.models.runtime import ModelRuntime
@@ -117,11 +117,12 @@ class Catalog:
                                                  pc.is_in(dataset.events["event_type"], value_set=pa.array(FEEDBACK_TYPES))))
         for item_id, event_type in zip(feedback["item_id"].to_pylist(), feedback["event_type"].to_pylist()):
             self.bandit.record(item_id, event_type)
-        self._seen = (0, built[1])  # the item log replays whole (upserts with vectors, hides); events after `built`
+        self._seen = built
         self._checked = 0.0
         self._popularity_at = time.monotonic()
         self._lock = threading.RLock()
         self._refresh_popularity()
+        self._apply_logged_state(store.item_changes(0), built[0])
         self.sync(force=True)
         self._refresher: threading.Thread | None = None
         release_unused_memory()  # the dataset and embedding tables read above
@@ -215,6 +216,20 @@ class Catalog:
                     self._apply_event(event)
             self._seen = latest
             return changed
+
+    def _apply_logged_state(self, changes: list[ItemChange], upto: int) -> None:
+        """What the item log up to `upto` adds to the items built from its records: the vectors of
+        items upserted through the API (newest upsert only) and hides (an item whose last change
+        hides it). Replaying every upsert instead re-ran fusion once per item: 4 s of a replica's
+        start on ML-1M."""
+        changes = [c for c in changes if c.seq <= upto]
+        for change in latest_records(changes).values():
+            if change.text_vec is not None:
+                self._apply(change)
+        last = {c.item_id: c for c in changes}
+        for change in last.values():
+            if change.hidden:
+                self._apply(change)
 
     def _apply_event(self, event: StoredEvent) -> None:
         """Attributed impressions and clicks feed the bandit; every event but an impression (a

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"  # user, item and recommendation ids, in bodies and paths alike
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Category = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -85,17 +86,19 @@ class EventIn(Strict):
 
 
 class EventsRequest(Strict):
-    events: list[EventIn] = Field(min_length=1, max_length=1000)
+    events: list[EventIn] = Field(min_length=1, max_length=1000, description="at most serving.max_events_per_request")
 
 
-class RejectedEvent(BaseModel):
+class RejectedRow(BaseModel):
+    """One row of a batch the service refused, by its index in the request."""
+
     index: int
     error: str
 
 
 class EventsResponse(BaseModel):
     accepted: int
-    rejected: list[RejectedEvent]
+    rejected: list[RejectedRow]
 
 
 class ItemIn(Strict):
@@ -106,6 +109,19 @@ class ItemIn(Strict):
         default_factory=dict, max_length=50
     )
     image: str | None = Field(None, description="base64-encoded image bytes, at most 5 MB decoded")
+
+
+class ItemBatchEntry(ItemIn):
+    item_id: Id
+
+
+class ItemsBatchRequest(Strict):
+    items: list[ItemBatchEntry] = Field(min_length=1, max_length=100, description="at most serving.max_items_per_request")
+
+
+class ItemsBatchResponse(BaseModel):
+    accepted: int
+    rejected: list[RejectedRow]
 
 
 class ItemOut(BaseModel):

@@ -59,6 +59,10 @@ class StateStore(Protocol):
 
     def events(self, after: int) -> list[tuple[int, StoredEvent]]: ...
 
+    def event_rows(self, upto: int) -> list[tuple]:
+        """(user_id, item_id, event_type, ts, value, recommendation_id) of every event up to `upto`,
+        as plain tuples: a replica reads the whole log this way when it boots."""
+
     def latest(self) -> tuple[int, int]:
         """The newest (item change, behaviour event) sequence numbers: a cheap "anything new?"."""
 

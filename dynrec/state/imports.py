@@ -178,21 +178,24 @@ def stored_dataset(store: StateStore, name: str) -> tuple[Dataset, tuple[int, in
         },
         schema=ITEMS_SCHEMA,
     )
-    known = set(records)
-    stored = [e for seq, e in store.events(0) if seq <= latest[1] and e.user_id and e.item_id in known]
+    rows = store.event_rows(latest[1])
+    columns = list(zip(*rows)) if rows else [()] * 6
     events = pa.table(
         {
-            "user_id": pa.array([e.user_id for e in stored], pa.string()),
-            "item_id": pa.array([e.item_id for e in stored], pa.string()),
-            "event_type": pa.array([e.event_type for e in stored], pa.string()),
-            "timestamp": pa.array([int(e.ts) for e in stored], pa.int64()).cast(TIMESTAMP_TYPE),
-            "value": pa.array([e.value for e in stored], pa.float32()),
-            "recommendation_id": pa.array([e.recommendation_id for e in stored], pa.string()),
+            "user_id": pa.array(columns[0], pa.string()),
+            "item_id": pa.array(columns[1], pa.string()),
+            "event_type": pa.array(columns[2], pa.string()),
+            "timestamp": pa.array(columns[3], pa.int64()).cast(TIMESTAMP_TYPE),
+            "value": pa.array(columns[4], pa.float32()),
+            "recommendation_id": pa.array(columns[5], pa.string()),
         },
         schema=EVENTS_SCHEMA,
     )
+    # events need a user, and an item with a record (a hide alone names no item to describe)
+    usable = pc.and_(pc.is_valid(events["user_id"]), pc.is_in(events["item_id"], value_set=items["item_id"]))
+    events = events.filter(usable)
     attributes = store.users()
-    user_ids = sorted(set(attributes) | {e.user_id for e in stored})
+    user_ids = sorted(set(attributes) | set(pc.unique(events["user_id"]).to_pylist()))
     users = pa.table({"user_id": pa.array(user_ids, pa.string()),
                       "attributes": pa.array([attributes.get(u, {}) for u in user_ids], ATTRIBUTES_TYPE)}, schema=USERS_SCHEMA)
     return Dataset(name, items, events, users), latest

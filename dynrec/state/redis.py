@@ -91,6 +91,11 @@ class RedisStore:
     def events(self, after: int) -> list[tuple[int, StoredEvent]]:
         return [(seq, StoredEvent(**e)) for seq, e in self._range("item_events", after)]
 
+    def event_rows(self, upto: int) -> list[tuple]:
+        rows = self.client.xrange(self.keys["item_events"], min="-", max=f"{upto}-1") if upto else []
+        return [(e.get("user_id"), e["item_id"], e.get("event_type", "rating"), e["ts"], e["value"], e.get("recommendation_id"))
+                for e in (json.loads(fields[b"entry"]) for _, fields in rows)]
+
     def latest(self) -> tuple[int, int]:
         items, events = self.client.mget(self.keys["item_seq"], self.keys["event_seq"])
         return int(items or 0), int(events or 0)

@@ -143,6 +143,13 @@ class SqliteStore:
             ).fetchall()
         return [(row[0], StoredEvent(*row[1:])) for row in rows]
 
+    def event_rows(self, upto: int) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT user_id, item_id, event_type, ts, value, recommendation_id FROM item_events WHERE seq <= ? ORDER BY seq",
+                (upto,),
+            ).fetchall()
+
     def latest(self) -> tuple[int, int]:
         """The newest (item change, behaviour event) sequence numbers: a cheap "anything new?"."""
         with self._lock:

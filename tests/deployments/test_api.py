@@ -150,6 +150,26 @@ def test_bad_requests_get_clear_4xx_errors(service, ml1m):
     assert stored.status_code == 200 and stored.json()["has_image"] is True
 
 
+def test_a_batch_of_items_is_accepted_or_refused_row_by_row(service, ml1m):
+    poster = next(Path(image["path"]) for image in ml1m.items["image"].to_pylist() if image)
+    rows = [
+        {"item_id": "batch-tent", "title": "Tent", "text": "A two-person tent", "categories": ["outdoor"]},
+        {"item_id": "batch-poster", "title": "A film", "image": base64.b64encode(poster.read_bytes()).decode()},
+        {"item_id": "batch-bad-base64", "title": "x", "image": "%%%not base64"},
+        {"item_id": "batch-not-an-image", "title": "y", "image": base64.b64encode(b"plain text").decode()},
+    ]
+    answer = service.post("/v1/items/batch", json={"items": rows})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["accepted"] == 2 and [r["index"] for r in body["rejected"]] == [2, 3]
+    assert "base64" in body["rejected"][0]["error"] and "decoded" in body["rejected"][1]["error"]
+    assert service.get("/v1/items/batch-tent").json()["new"] is True
+    assert service.get("/v1/items/batch-poster").json()["has_image"] is True
+    assert service.get("/v1/items/batch-not-an-image").status_code == 404
+    too_many = [{"item_id": f"i{n}", "title": "t"} for n in range(101)]
+    assert service.post("/v1/items/batch", json={"items": too_many}).status_code == 422
+
+
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "1e400"])
 def test_non_finite_numbers_are_rejected(service, value):
     body = '{"events": [{"user_id": "1", "item_id": "1", "event_type": "rating", "value": %s}]}' % value

@@ -26,6 +26,11 @@ def test_the_client_adds_an_item_sends_events_and_recommends(service):
     assert user["known"] is True and [r["item_id"] for r in user["recent"]] == ["172", "client-item", "50"]
     assert len(service.similar("client-item", 7).items) == 7
 
+    batch = service.put_items([{"item_id": "client-batch-1", "title": "One"}, {"item_id": "client-batch-2", "title": "Two",
+                                                                               "image": "%%%"}])
+    assert batch.accepted == 1 and [r.index for r in batch.rejected] == [1]
+    assert service.get_item("client-batch-1").new is True
+
     with pytest.raises(ApiError) as raised:
         service.get_item("never-stored")
     assert raised.value.status == 404 and "never-stored" in raised.value.error
