@@ -236,7 +236,8 @@ class ServingConfig:
     new_item_slots: int = 1  # per 10 results, kept for the new (content-only) items closest to the user
     max_image_bytes: int = 5 * 1024 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
-    max_events_per_request: int = 1000
+    max_events_per_request: int = 1000  # up to 1000, the API schema's bound
+    max_items_per_request: int = 100  # POST /v1/items/batch; up to 100, the API schema's bound
     sync_interval_s: float = 0.0  # replicas check the item store at most this often (0: every request)
     behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed this often (in the background)
     popularity_refresh_s: float = 60.0  # recount what is popular (the cold-start ranking) this often
