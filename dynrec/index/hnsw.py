@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -189,7 +189,7 @@ class HnswIndex:
                 "dim": self.dim,
                 "version": self.version,
                 "model_version": self.model_version,
-                "config": vars(self.config),
+                "config": asdict(self.config),
                 "next_key": self._next_key,
                 "retired": self._retired,
             }
