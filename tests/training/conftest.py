@@ -3,9 +3,10 @@ import os
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_local():
-    """A real local Ray cluster for the Ray Train tests, shut down afterwards."""
+    """A real local Ray cluster for the Ray Train tests, shut down after them (the other Ray tests
+    start their own)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
