@@ -9,7 +9,7 @@ the next 10 items it interacted with are relevant, and each arm's top 10 of the 
 seen is scored (ML-1M users rate many films in the same second, so "the next item" alone would
 mostly be the tie-break's choice):
 - prior: what the service does. n = 0: the attribute prior (the configured attributes, gender and
-  age band; see dynrec.serving.prior). n >= 1: the user's own state, the served user model over
+  age band; see dynrec.ranking.prior). n >= 1: the user's own state, the served user model over
   those n events, blended with the prior at weight cold_start.blend / n as the ranker does.
 - popularity: global popularity (distinct users per item), the usual fallback, at every n.
 - attributes_only: the attribute prior at every n, for reference.
@@ -31,12 +31,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bench.common import machine, write_results
+from dynrec.artifacts.prepare import ensure_artifacts, vectors
 from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_source
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
-from dynrec.serving.artifacts import ensure_artifacts, vectors
-from dynrec.serving.prior import AttributePrior, blend_weight, standardise
+from dynrec.ranking.prior import AttributePrior, blend_weight, standardise
 
 STEPS = (0, 1, 3, 5)
 HORIZON = 10  # the user's next events that count as relevant

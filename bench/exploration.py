@@ -11,7 +11,7 @@ future and not clicked before. Every policy starts from the same relevance ranki
 embedding x item embedding), which is what the service serves with exploration off:
 - none: the top 10 by relevance;
 - epsilon-greedy: each slot, with probability `--epsilon`, shows a uniformly random new item;
-- bandit: the service's own exploration (dynrec.serving.ranker.explore's rule, through
+- bandit: the service's own exploration (dynrec.ranking.ranker.explore's rule, through
   `ClickBandit`): `weight x 10` slots go to the new items, among the `pool` most relevant, with
   the highest Thompson draws; impressions and clicks update the posteriors as they happen.
 
@@ -36,13 +36,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bench.common import machine, write_results
+from dynrec.artifacts.prepare import ensure_artifacts, vectors
 from dynrec.config import DynrecConfig, ExplorationConfig
 from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
-from dynrec.serving.artifacts import ensure_artifacts, vectors
-from dynrec.serving.bandit import ClickBandit, exploration_slots
+from dynrec.ranking.bandit import ClickBandit, exploration_slots
 
 K = 10
 

@@ -30,7 +30,7 @@ import requests
 import yaml
 
 from bench.common import ROOT, machine, start_serve, stop_serve, write_results
-from deployments.quickstart import wait_until_ok
+from dynrec.client import wait_until_ok
 
 BASE = "http://127.0.0.1:8000"
 STALL_S = 1.0  # a request answered later than this after a kill counts as held up by it

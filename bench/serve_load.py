@@ -37,8 +37,16 @@ import requests
 import yaml
 from tqdm import tqdm
 
-from bench.common import RESULTS_DIR, ROOT, machine, process_tree, start_serve, stop_serve, write_results
-from deployments.quickstart import wait_until_ok
+from bench.common import (
+    RESULTS_DIR,
+    ROOT,
+    machine,
+    process_tree,
+    start_serve,
+    stop_serve,
+    write_results,
+)
+from dynrec.client import wait_until_ok
 
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
@@ -247,14 +255,14 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200, rou
     A second catalogue stays at the smallest size, and each larger size is timed in `rounds`
     passes alternating with it, so each ratio compares times taken side by side: timed minutes
     apart, the 10k figure alone ranged 0.36-0.77 ms between runs on this shared machine."""
+    from dynrec.artifacts.prepare import ensure_artifacts
     from dynrec.config import DynrecConfig
     from dynrec.index.hnsw import HnswIndex
+    from dynrec.items.catalog import Catalog
     from dynrec.models.model import load_model
     from dynrec.models.runtime import ModelRuntime
-    from dynrec.serving.artifacts import ensure_artifacts
-    from dynrec.serving.catalog import Catalog
-    from dynrec.serving.users import UserSessions
     from dynrec.state import open_store
+    from dynrec.users.sessions import UserSessions
 
     config = DynrecConfig()
     artifacts = ensure_artifacts(config)
@@ -286,7 +294,7 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200, rou
 
 def grow(catalog, size: int, real: np.ndarray, rng: np.random.Generator) -> float:
     """Add synthetic items (see `catalogue_growth`) until `catalog` holds `size`; returns the seconds taken."""
-    from dynrec.serving.catalog import ItemMeta
+    from dynrec.items.catalog import ItemMeta
 
     extra = size - len(catalog.ids)
     began = time.perf_counter()
@@ -304,7 +312,7 @@ def grow(catalog, size: int, real: np.ndarray, rng: np.random.Generator) -> floa
 def recommend_times(catalog, views) -> list[float]:
     """ms per in-process `recommend` (top 10, seen excluded, defaults otherwise) for every view,
     after a warm-up. One pass; `side_by_side` alternates passes between two catalogues."""
-    from dynrec.serving.ranker import Filters, recommend
+    from dynrec.ranking.ranker import Filters, recommend
 
     for view in views[:10]:
         recommend(catalog, view, 10, Filters(), True, 200, 0.0, 1)

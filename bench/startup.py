@@ -37,7 +37,10 @@ REPLICA = """
 import json, sys, time
 started = time.perf_counter()
 from deployments.common import load_served, state_store
-from dynrec.serving.users import UserSessions
+try:
+    from dynrec.users.sessions import UserSessions
+except ImportError:  # the code before the change kept it in dynrec.serving
+    from dynrec.serving.users import UserSessions
 served = load_served()
 catalog = served.catalog(state_store(served.config))
 ranker_s = time.perf_counter() - started

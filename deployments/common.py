@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from dynrec.config import DynrecConfig
 
 if TYPE_CHECKING:  # the model stack (torch) loads only in replicas that serve it, not in the ingress
+    from dynrec.artifacts.prepare import Artifacts
+    from dynrec.items.catalog import Catalog
     from dynrec.models.model import DynrecModel
     from dynrec.models.runtime import ModelRuntime
-    from dynrec.serving.artifacts import Artifacts
-    from dynrec.serving.catalog import Catalog
     from dynrec.state import StateStore
 
 CONFIG_ENV = "DYNREC_CONFIG"
@@ -66,7 +65,7 @@ class Served:
 
     def catalog(self, store: StateStore | None = None) -> Catalog:
         """The catalogue, booted from `store` (default: the configured one)."""
-        from dynrec.serving.catalog import Catalog
+        from dynrec.items.catalog import Catalog
 
         return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store or state_store(self.config))
 
@@ -74,8 +73,8 @@ class Served:
 def load_served(threads: int = 1) -> Served:
     """The artefacts and a runtime on them: the exported ONNX graphs alone where they exist (no
     torch in the replica), else the torch model (`runtime.backend: torch`)."""
+    from dynrec.artifacts.prepare import ensure_artifacts
     from dynrec.models.runtime import ModelRuntime
-    from dynrec.serving.artifacts import ensure_artifacts
 
     config = load_config(threads)
     artifacts = ensure_artifacts(config, progress=True)

@@ -5,7 +5,6 @@ import asyncio
 import time
 import uuid
 
-import numpy as np
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -15,8 +14,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.common import load_config
-from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
-from dynrec.serving.schemas import (
+from dynrec.api.schemas import (
     ID_PATTERN,
     ErrorResponse,
     EventsRequest,
@@ -33,8 +31,9 @@ from dynrec.serving.schemas import (
     SegmentsResponse,
     SimilarResponse,
 )
-from dynrec.serving.security import ApiKeys, RateLimiter, bucket_id, presented_key
-from dynrec.serving.shards import shard_of
+from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
+from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
+from dynrec.users.shards import Event, shard_of
 
 api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations")
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 429)}
@@ -133,12 +132,11 @@ class Ingress:
         if len(body.events) > self.config.max_events_per_request:
             return error(413, f"at most {self.config.max_events_per_request} events per request (serving.max_events_per_request)")
         now = int(time.time())
-        by_shard: dict[int, list[dict]] = {}
+        by_shard: dict[int, list[tuple[int, Event]]] = {}
         for index, event in enumerate(body.events):
-            row = event.model_dump()
-            row.update(index=index, timestamp=event.timestamp if event.timestamp is not None else now,
-                       value=event.value if event.value is not None else 1.0)
-            by_shard.setdefault(shard_of(event.user_id, len(self.user_shards)), []).append(row)
+            sent = Event(event.user_id, event.item_id, event.event_type, event.timestamp if event.timestamp is not None else now,
+                         event.value if event.value is not None else 1.0, event.recommendation_id)
+            by_shard.setdefault(shard_of(event.user_id, len(self.user_shards)), []).append((index, sent))
         results = await asyncio.gather(*(self.user_shards[s].apply.remote(rows) for s, rows in by_shard.items()))
         rejected = sorted((r for shard in results for r in shard), key=lambda r: r["index"])
         return EventsResponse(accepted=len(body.events) - len(rejected), rejected=rejected)
@@ -148,7 +146,7 @@ class Ingress:
         the items in one write; returns the uploads refused, by index."""
         text_call = self.text_encoder.encode.remote([u.text for u in uploads])
         images = [u.image for u in uploads if u.image is not None]
-        features, valid = await self.image_encoder.encode.remote(images) if images else (np.zeros((0, 1)), np.zeros(0, bool))
+        features, valid = await self.image_encoder.encode.remote(images) if images else (None, None)
         items, refused = encoded_items(uploads, await text_call, features, valid)
         if items:
             await self.fusion.upsert.remote(items)

@@ -10,9 +10,9 @@ from ray import serve
 from ray.util import metrics
 
 from deployments.common import load_served, state_store
-from dynrec.serving.bandit import ExplorationSettings
-from dynrec.serving.ranker import Filters, recommend, similar_items
-from dynrec.serving.shards import UserView
+from dynrec.ranking.bandit import ExplorationSettings
+from dynrec.ranking.ranker import Filters, recommend, similar_items
+from dynrec.users.shards import UserView
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)

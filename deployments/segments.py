@@ -16,8 +16,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import load_config, state_store
-from dynrec.state.imports import latest_records
 from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments
+from dynrec.state.imports import latest_records
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)

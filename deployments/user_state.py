@@ -18,13 +18,15 @@ from ray.util import metrics
 
 from deployments.common import load_served, state_store
 from dynrec.segments import UserTable
-from dynrec.serving.shards import UserView, shard_of
+from dynrec.users.shards import Event, UserView, checked_events, shard_of
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class UserState:
     def __init__(self, shard: int = 0, shards: int = 1):
-        from dynrec.serving.users import UserSessions  # the dataset stack: here, not in the `serve run` driver
+        from dynrec.users.sessions import (
+            UserSessions,  # the dataset stack: here, not in the `serve run` driver
+        )
 
         served = load_served()
         self.config = served.config
@@ -43,21 +45,11 @@ class UserState:
             time.sleep(self.config.state.snapshot_every_s)
             self.sessions.save_snapshot(self.store, self.snapshot_name)
 
-    def apply(self, events: list[dict]) -> list[dict]:
-        """Validate and apply events; returns one rejection ({index, error}) per refused event."""
-        from dynrec.serving.users import Event
-
+    def apply(self, events: list[tuple[int, Event]]) -> list[dict]:
+        """Check and apply (request index, event) pairs; returns one rejection ({index, error}) per
+        refused event."""
         self.catalog.sync(force=True)
-        accepted, rejected = [], []
-        types = self.config.model.event_types
-        for event in events:
-            if event["item_id"] not in self.catalog:
-                rejected.append({"index": event["index"], "error": f"unknown item_id '{event['item_id']}'"})
-            elif event["event_type"] not in types:
-                rejected.append({"index": event["index"], "error": f"unknown event_type '{event['event_type']}'; one of {list(types)}"})
-            else:
-                accepted.append(Event(event["user_id"], event["item_id"], event["event_type"], int(event["timestamp"]),
-                                      float(event["value"]), event.get("recommendation_id")))
+        accepted, rejected = checked_events(events, self.catalog.__contains__, self.config.model.event_types)
         if accepted:
             self.sessions.record(self.store, accepted)
             self.accepted.inc(len(accepted))

@@ -1,6 +1,6 @@
 """Python clients for the v1 HTTP API: `Client` (requests) and `AsyncClient` (aiohttp).
 
-One typed method per route, returning the response models of `dynrec.serving.schemas` (plain dicts
+One typed method per route, returning the response models of `dynrec.api.schemas` (plain dicts
 where the API has none). Calls send the API key as `X-API-Key`, time out after `timeout_s`, and
 retry with exponential backoff and jitter, honouring `Retry-After`:
 
@@ -22,15 +22,14 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import aiohttp
 import requests
 from pydantic import BaseModel
 
-from dynrec.config import ServingConfig
-from dynrec.serving.schemas import (
+from dynrec.api.schemas import (
     EventIn,
     EventsResponse,
     ExplorationRequest,
@@ -46,6 +45,7 @@ from dynrec.serving.schemas import (
     SegmentsResponse,
     SimilarResponse,
 )
+from dynrec.config import ServingConfig
 
 
 class ApiError(Exception):
@@ -344,3 +344,19 @@ class AsyncClient(_Api):
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+def wait_until_ok(call: Callable[[], requests.Response], timeout_s: float, every_s: float = 0.5) -> requests.Response:
+    """`call()`'s first 2xx response, retried through connection errors and error statuses for up to
+    `timeout_s`: HAProxy may still be loading its routes when `serve.run` returns."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = call()
+            if response.ok:
+                return response
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service did not answer within {timeout_s:g} s")
+        time.sleep(every_s)

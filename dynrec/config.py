@@ -246,7 +246,7 @@ class ServingConfig:
 
 @dataclass(slots=True)
 class ExplorationConfig:
-    """Thompson sampling over new items' click-through rates (see dynrec.serving.bandit)."""
+    """Thompson sampling over new items' click-through rates (see dynrec.ranking.bandit)."""
 
     weight: float = 0.1  # share of result slots offered to exploration (0 = off, 1 = every slot)
     max_age_days: float = 30.0  # only items created less than this long ago are explored

@@ -17,7 +17,12 @@ import redis
 
 from dynrec.config import default_data_dir
 from dynrec.data import Dataset, Interactions, leave_one_out, load_ml1m, load_ml100k
-from dynrec.data.schemas import EVENTS_SCHEMA, ITEMS_SCHEMA, TIMESTAMP_TYPE, USERS_SCHEMA
+from dynrec.data.schemas import (
+    EVENTS_SCHEMA,
+    ITEMS_SCHEMA,
+    TIMESTAMP_TYPE,
+    USERS_SCHEMA,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,8 +47,8 @@ def serving_config_path(tmp_path_factory, data_dir):
     """A small serving config (ML-100k imported into the store, a bootstrap model), its artefacts
     prepared once: shared by the in-process serving tests and the Serve app, which finds them ready.
     Its data folder is empty: everything served comes from the store."""
+    from dynrec.artifacts.prepare import ensure_artifacts
     from dynrec.config import DynrecConfig
-    from dynrec.serving.artifacts import ensure_artifacts
     from dynrec.state.imports import import_source
 
     folder = tmp_path_factory.mktemp("serving")
@@ -60,6 +65,41 @@ def serving_config_path(tmp_path_factory, data_dir):
     path.write_text(settings + f"data: {{data_dir: {folder / 'no-datasets'}}}\n")
     ensure_artifacts(DynrecConfig.load(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def served(serving_config_path):
+    """The served artefacts (ML-100k, bootstrap model), loaded once for every in-process serving test."""
+    from deployments.common import load_served
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DYNREC_CONFIG", str(serving_config_path))
+        yield load_served()
+
+
+@pytest.fixture(scope="session")
+def served_dataset(served):
+    """What the served store holds (ML-100k as imported), to fill other stores with."""
+    from dynrec.state import open_store
+    from dynrec.state.imports import stored_dataset
+
+    store = open_store(served.config)
+    try:
+        return stored_dataset(store, served.config.source.label)[0]
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def fill(served_dataset):
+    """`fill(store)`: the store with the served data imported, as a replica finds it."""
+    from dynrec.state.imports import import_dataset
+
+    def filled(store):
+        import_dataset(served_dataset, store, progress=False)
+        return store
+
+    return filled
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +170,7 @@ def serve_app(config_path, app_args: dict | None = None):
     import os
 
     from deployments.common import use_serve_environment
-    from deployments.quickstart import wait_until_ok
+    from dynrec.client import wait_until_ok
 
     env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled"}
     os.environ.update(env)

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from dynrec.api.schemas import EventsResponse, ItemOut
 from dynrec.client import ApiError, AsyncClient, Client, Retries
-from dynrec.serving.schemas import EventsResponse, ItemOut
 from tests.conftest import free_port
 
 ITEM = {"item_id": "50", "title": "Star Wars (1977)", "categories": ["Sci-Fi"], "attributes": {}, "hidden": False,

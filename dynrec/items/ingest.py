@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dynrec.api.schemas import ItemIn
 from dynrec.encoders.content import item_text
-from dynrec.serving.schemas import ItemIn
+from dynrec.encoders.image import ImageEncoder
 
 
 class Refused(ValueError):
@@ -63,12 +64,13 @@ def item_upload(item_id: str, body: ItemIn, max_image_bytes: int, now: int) -> I
     return ItemUpload(item_id, record, item_text(body.title, body.categories, body.text), image)
 
 
-def encoded_items(uploads: list[ItemUpload], text_vectors: np.ndarray, image_vectors: np.ndarray,
-                  image_valid: np.ndarray) -> tuple[list[EncodedItem], dict[int, Refused]]:
+def encoded_items(uploads: list[ItemUpload], text_vectors: np.ndarray, image_vectors: np.ndarray | None,
+                  image_valid: np.ndarray | None) -> tuple[list[EncodedItem], dict[int, Refused]]:
     """The uploads with their vectors; `image_vectors` and `image_valid` hold a row for each
-    upload that has an image, in order. An image that could not be decoded refuses its item."""
+    upload that has an image, in order (None when none has). An image that could not be decoded
+    refuses its item."""
     items, refused, next_image = [], {}, 0
-    blank = np.zeros(image_vectors.shape[1] if image_vectors.ndim == 2 else 1, np.float32)
+    blank = np.zeros(ImageEncoder.dim, np.float32)
     for index, (upload, text_vec) in enumerate(zip(uploads, text_vectors)):
         image_vec, image_mask = blank, False
         if upload.image is not None:

@@ -1,12 +1,13 @@
 """UserEncoder: a causal Transformer over the user's recent items, event types and time gaps.
 
 The output at the last position is the user embedding. Serving re-encodes a user's window on
-each change through the exported graph (see dynrec.serving.users for why not a key/value cache).
+each change through the exported graph (see dynrec.users.sessions for why not a key/value cache).
 """
 
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -24,8 +24,15 @@ from tqdm import tqdm
 
 from dynrec.config import DynrecConfig
 from dynrec.data.dataset import Dataset
+from dynrec.data.schemas import (
+    ATTRIBUTES_TYPE,
+    EVENTS_SCHEMA,
+    IMAGE_TYPE,
+    ITEMS_SCHEMA,
+    TIMESTAMP_TYPE,
+    USERS_SCHEMA,
+)
 from dynrec.data.sources import LoadReport, load_source
-from dynrec.data.schemas import ATTRIBUTES_TYPE, EVENTS_SCHEMA, IMAGE_TYPE, ITEMS_SCHEMA, TIMESTAMP_TYPE, USERS_SCHEMA
 from dynrec.state.base import ItemChange, StateStore, StoredEvent, open_store
 
 

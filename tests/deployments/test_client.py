@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
+from dynrec.api.schemas import ItemOut, RecommendationResponse
 from dynrec.client import ApiError, AsyncClient, Client
-from dynrec.serving.schemas import ItemOut, RecommendationResponse
 from tests.deployments.conftest import API_KEY
 
 

@@ -351,7 +351,12 @@ def test_the_configmap_is_a_valid_dynrec_config():
 def check_serve_schema(text: str) -> dict:
     """Ray Serve's own schema, plus what it lets through: unknown keys and autoscaling values."""
     from ray.serve.config import AutoscalingConfig
-    from ray.serve.schema import DeploymentSchema, RayActorOptionsSchema, ServeApplicationSchema, ServeDeploySchema
+    from ray.serve.schema import (
+        DeploymentSchema,
+        RayActorOptionsSchema,
+        ServeApplicationSchema,
+        ServeDeploySchema,
+    )
 
     raw = yaml.safe_load(text)
     ServeDeploySchema.model_validate(raw)
@@ -488,9 +493,9 @@ def test_kustomize_renders_what_the_tests_check(rayservice, gpu_rayservice):
 
 
 def test_rayjobs_run_the_real_cli(rayjobs, pyproject):
-    from dynrec.cli import build_parser
+    from dynrec_cli import build_parser
 
-    assert pyproject["project"]["scripts"]["dynrec"] == "dynrec.cli:main"
+    assert pyproject["project"]["scripts"]["dynrec"] == "dynrec_cli:main"
     config_path = {e["name"]: e["value"] for e in ray_container(groups(rayjobs["train"])["head"])["env"]}["DYNREC_CONFIG"]
     for command, job in rayjobs.items():
         argv = shlex.split(job["spec"]["entrypoint"])

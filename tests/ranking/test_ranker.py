@@ -2,9 +2,10 @@
 
 import dataclasses
 
-from dynrec.serving.ranker import Filters, prior_top, recommend, retrieve, similar_items
-from dynrec.serving.users import Event, UserSessions
+from dynrec.ranking.ranker import Filters, prior_top, recommend, retrieve, similar_items
 from dynrec.state.sqlite import SqliteStore
+from dynrec.users.sessions import UserSessions
+from dynrec.users.shards import Event
 
 
 def test_prior_fades_as_a_new_user_acts(served):

@@ -1,7 +1,7 @@
 """What the service needs on disk before it starts: a trained model and the catalogue's embeddings.
 
 A trained run (`dynrec train`) and its Ray Data embeddings (`dynrec encode`) are used when they
-exist, fetched first from `artifacts.uri` when one is set (see dynrec.artifact_store). On a fresh
+exist, fetched first from `artifacts.uri` when one is set (see dynrec.artifacts.publish). On a fresh
 machine a small bootstrap model is trained in-process (plain torch, a few epochs) on what the
 state store holds, and the store's catalogue embedded in-process, so `serve run` works with
 nothing prepared and no dataset files beside it; items imported after the embeddings were made
@@ -15,8 +15,8 @@ import dataclasses
 import fcntl
 import os
 from contextlib import contextmanager
-from functools import cache
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,12 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dynrec.artifact_store import fetch
+from dynrec.artifacts.publish import fetch
 from dynrec.config import DynrecConfig
 from dynrec.data import Dataset
 from dynrec.data.schemas import NOT_INTERACTIONS
+from dynrec.memory import release_unused_memory
 from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
-from dynrec.serving.memory import release_unused_memory
 from dynrec.state import open_store
 from dynrec.state.imports import latest_records, stored_dataset
 
@@ -191,7 +191,12 @@ def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_pat
     (content encodings come from the cache for items seen before)."""
     from dynrec.data import Interactions
     from dynrec.encoders.behaviour import latest_behaviour
-    from dynrec.encoders.content import encode_catalogue, image_content_hash, item_content_hash, item_text
+    from dynrec.encoders.content import (
+        encode_catalogue,
+        image_content_hash,
+        item_content_hash,
+        item_text,
+    )
     from dynrec.models.model import load_model
 
     items = dataset.items

@@ -5,7 +5,7 @@ import pytest
 
 from dynrec.config import ColdStartConfig
 from dynrec.data import Interactions
-from dynrec.serving.prior import AttributePrior
+from dynrec.ranking.prior import AttributePrior
 
 
 @pytest.fixture(scope="module")

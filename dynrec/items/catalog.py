@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dynrec.artifacts.prepare import Artifacts, vectors
 from dynrec.config import DynrecConfig
 from dynrec.data import Interactions
 from dynrec.data.schemas import NOT_INTERACTIONS
@@ -33,10 +34,9 @@ from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.encoders.image import ImageEncoder
 from dynrec.encoders.text import TextEncoder
 from dynrec.index import ExactIndex, fitted_index, make_index
-from dynrec.serving.artifacts import Artifacts, vectors
-from dynrec.serving.bandit import FEEDBACK_TYPES, ClickBandit
-from dynrec.serving.memory import release_unused_memory
-from dynrec.serving.prior import AttributePrior
+from dynrec.memory import release_unused_memory
+from dynrec.ranking.bandit import FEEDBACK_TYPES, ClickBandit
+from dynrec.ranking.prior import AttributePrior
 from dynrec.state import ItemChange, StateStore, StoredEvent
 from dynrec.state.imports import latest_records, stored_dataset
 

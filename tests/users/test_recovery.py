@@ -3,7 +3,8 @@ state stores; without a snapshot it boots from the store's events alone; erased 
 
 import numpy as np
 
-from dynrec.serving.users import Event, UserSessions
+from dynrec.users.sessions import UserSessions
+from dynrec.users.shards import Event
 
 SNAPSHOT = "users-0-of-1"
 

@@ -6,9 +6,9 @@ import filecmp
 
 import pyarrow.fs as pafs
 
-from dynrec.artifact_store import fetch, publish
+from dynrec.artifacts.prepare import ensure_artifacts
+from dynrec.artifacts.publish import fetch, publish
 from dynrec.config import DynrecConfig
-from dynrec.serving.artifacts import ensure_artifacts
 
 
 def test_publish_then_fetch_round_trips_a_folder(tmp_path):

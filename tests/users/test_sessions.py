@@ -4,8 +4,9 @@ that a lookup does not queue behind a batch that is still being written."""
 import threading
 import time
 
-from dynrec.serving.users import Event, UserSessions
 from dynrec.state.sqlite import SqliteStore
+from dynrec.users.sessions import UserSessions
+from dynrec.users.shards import Event
 
 
 class SlowStore(SqliteStore):

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dynrec.serving.bandit import ExplorationSettings, exploration_slots
-from dynrec.serving.catalog import Catalog
-from dynrec.serving.prior import blend_weight, standardise
-from dynrec.serving.shards import UserView
+from dynrec.items.catalog import Catalog
+from dynrec.ranking.bandit import ExplorationSettings, exploration_slots
+from dynrec.ranking.prior import blend_weight, standardise
+from dynrec.users.shards import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
 
@@ -56,12 +56,12 @@ def recommend(
     rng: np.random.Generator | None = None,
 ) -> list[Ranked]:
     """Top-k for `user`; users without an embedding (unknown, or no events yet) get the prior of
-    their attributes (what new users in their groups took to first, see dynrec.serving.prior).
+    their attributes (what new users in their groups took to first, see dynrec.ranking.prior).
 
     Up to `new_item_slots` per 10 results go to new items (added while serving, so without
     behaviour or a trained ID) whose content is closest to the user's recent history: they are
     served from content alone from the moment they are upserted. With `exploration`, a share of
-    the slots goes to young items picked by Thompson sampling (see dynrec.serving.bandit); those
+    the slots goes to young items picked by Thompson sampling (see dynrec.ranking.bandit); those
     come last and are flagged.
     """
     # hidden items are out of every index and skipped where the prior or popularity is read, so
@@ -129,7 +129,7 @@ def prior_top(catalog: Catalog, order: np.ndarray, k: int, exclude: set[str], ac
 
 
 def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
-    """A user without events: the best of their attribute prior (see dynrec.serving.prior), then
+    """A user without events: the best of their attribute prior (see dynrec.ranking.prior), then
     what is popular now among items the prior does not know (those added while serving)."""
     prior = catalog.prior.ranking(user.attributes)
     reason = sentence(f"popular with {catalog.prior.label(user.attributes)}")

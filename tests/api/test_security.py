@@ -1,7 +1,7 @@
 """API keys and rate limits in-process: where keys come from, what needs one, and the buckets."""
 
+from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
 from dynrec.config import SecurityConfig
-from dynrec.serving.security import ApiKeys, RateLimiter, bucket_id, presented_key
 
 
 def test_keys_come_from_the_environment_and_a_secret_file(monkeypatch, tmp_path):

@@ -9,7 +9,13 @@ import time
 from typing import Sequence
 
 from dynrec.config import DynrecConfig
-from dynrec.data import BUNDLED, DataFileNotFoundError, Interactions, LoadReport, load_source
+from dynrec.data import (
+    BUNDLED,
+    DataFileNotFoundError,
+    Interactions,
+    LoadReport,
+    load_source,
+)
 
 
 def _config(args: argparse.Namespace) -> DynrecConfig:
@@ -94,13 +100,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_segments(args: argparse.Namespace) -> int:
     """Fit user segments on the served model's user embeddings; print profiles, plot them."""
+    from dynrec.artifacts.prepare import ensure_artifacts
+    from dynrec.items.catalog import Catalog
     from dynrec.models.model import load_model
     from dynrec.models.runtime import ModelRuntime
     from dynrec.segments import ItemInfo, fit_segments, plot_segments
-    from dynrec.serving.artifacts import ensure_artifacts
-    from dynrec.serving.catalog import Catalog
-    from dynrec.serving.users import UserSessions
     from dynrec.state import open_store
+    from dynrec.users.sessions import UserSessions
 
     config = _config(args)
     artifacts = ensure_artifacts(config, progress=True)
@@ -122,7 +128,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """Prepare artefacts, start the Serve graph locally, show sample requests, keep serving."""
-    from deployments.quickstart import run
+    from dynrec_cli.quickstart import run
 
     return run(port=args.port, wait=not args.no_wait, config_path=args.config, **({"user": args.user} if args.user else {}))
 

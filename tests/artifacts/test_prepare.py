@@ -29,7 +29,7 @@ def test_the_exported_graphs_embed_as_the_model_does(served):
 
 
 def test_serving_users_and_items_never_imports_torch(served, serving_config_path):
-    probe = ("import sys; from deployments.common import load_served; from dynrec.serving.users import UserSessions; "
+    probe = ("import sys; from deployments.common import load_served; from dynrec.users.sessions import UserSessions; "
              "s = load_served(); UserSessions(s.config, s.catalog()); print(s.model is None, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "DYNREC_CONFIG": str(serving_config_path)})

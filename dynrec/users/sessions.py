@@ -26,22 +26,12 @@ import numpy as np
 from dynrec.config import DynrecConfig
 from dynrec.data import Interactions
 from dynrec.data.schemas import NOT_INTERACTIONS
+from dynrec.items.catalog import Catalog
+from dynrec.memory import release_unused_memory
 from dynrec.segments import UserTable
-from dynrec.serving.catalog import Catalog
-from dynrec.serving.memory import release_unused_memory
-from dynrec.serving.shards import UserView
 from dynrec.state import StateStore, StoredEvent
 from dynrec.state.imports import stored_dataset
-
-
-@dataclass
-class Event:
-    user_id: str
-    item_id: str
-    event_type: str
-    timestamp: int
-    value: float = 1.0
-    recommendation_id: str | None = None
+from dynrec.users.shards import Event, UserView
 
 
 @dataclass

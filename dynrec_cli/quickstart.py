@@ -14,12 +14,10 @@ import os
 import time
 from typing import Callable, TypeVar
 
-import requests
-
 from deployments.common import use_serve_environment
-from dynrec.client import Client
+from dynrec.api.schemas import RecommendationResponse, SimilarResponse
+from dynrec.client import Client, wait_until_ok
 from dynrec.config import DynrecConfig
-from dynrec.serving.schemas import RecommendationResponse, SimilarResponse
 
 SAMPLE_USER = "42"
 T = TypeVar("T")
@@ -29,22 +27,6 @@ def _timed(call: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
     result = call()
     return result, 1000 * (time.perf_counter() - started)
-
-
-def wait_until_ok(call: Callable[[], requests.Response], timeout_s: float, every_s: float = 0.5) -> requests.Response:
-    """`call()`'s first 2xx response, retried through connection errors and error statuses for up to
-    `timeout_s`: HAProxy may still be loading its routes when `serve.run` returns."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            response = call()
-            if response.ok:
-                return response
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the service did not answer within {timeout_s:g} s")
-        time.sleep(every_s)
 
 
 def _show(title: str, result: RecommendationResponse | SimilarResponse, elapsed_ms: float) -> None:
@@ -60,7 +42,7 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None, use
     config = DynrecConfig.load(config_path)
     print(f"dynrec quickstart: serving the {config.source.label} catalogue (home: {config.home})")
 
-    from dynrec.serving.artifacts import ensure_artifacts
+    from dynrec.artifacts.prepare import ensure_artifacts
     from dynrec.state.imports import import_if_empty
 
     imported = import_if_empty(config)

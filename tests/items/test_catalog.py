@@ -5,9 +5,9 @@ import dataclasses
 
 import numpy as np
 
-from dynrec.serving.catalog import ItemMeta
-from dynrec.serving.ranker import Filters, recommend, similar_items
-from dynrec.serving.users import UserSessions
+from dynrec.items.catalog import ItemMeta
+from dynrec.ranking.ranker import Filters, recommend, similar_items
+from dynrec.users.sessions import UserSessions
 
 
 def test_bulk_added_items_are_ranked_explained_and_similar(served):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from dynrec.config import ExplorationConfig
-from dynrec.serving.bandit import ClickBandit, ExplorationSettings, exploration_slots
-from dynrec.serving.ranker import Filters, recommend
+from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots
+from dynrec.ranking.ranker import Filters, recommend
 from dynrec.state import ItemChange, StoredEvent
 from dynrec.state.sqlite import SqliteStore
-from dynrec.serving.users import UserSessions
+from dynrec.users.sessions import UserSessions
 
 
 def test_clicks_raise_and_unclicked_impressions_lower_the_posterior():

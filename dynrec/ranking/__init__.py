@@ -1,0 +1,1 @@
+"""Ranking: retrieval, filters, diversity, the cold-start prior, the exploration bandit and reasons."""

@@ -1,0 +1,52 @@
+"""What passes between the Ingress and the user shards: which shard owns a user (a stable hash,
+so every process routes a user alike), the events sent to it and how they are checked, and the
+view of a user a shard hands to ranking. Kept free of the model stack, so the Ingress can route
+and unpickle views without importing torch."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    """The shard for `user_id` among `shards`: stable across processes and restarts (unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") % shards
+
+
+@dataclass
+class Event:
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp: int
+    value: float = 1.0
+    recommendation_id: str | None = None
+
+
+def checked_events(events: list[tuple[int, Event]], known_item, event_types: tuple[str, ...]) -> tuple[list[Event], list[dict]]:
+    """The events a shard may apply, and one rejection ({index, error}) for each it may not: an
+    item the catalogue does not hold, or an event type outside the model's vocabulary."""
+    accepted, rejected = [], []
+    for index, event in events:
+        if not known_item(event.item_id):
+            rejected.append({"index": index, "error": f"unknown item_id '{event.item_id}'"})
+        elif event.event_type not in event_types:
+            rejected.append({"index": index, "error": f"unknown event_type '{event.event_type}'; one of {list(event_types)}"})
+        else:
+            accepted.append(event)
+    return accepted, rejected
+
+
+@dataclass
+class UserView:
+    """What ranking needs to know about a user."""
+
+    user_id: str
+    embedding: np.ndarray | None
+    seen: set[str]
+    recent: list[tuple[str, str, int, float]]  # newest first, the last `serving.reason_history` events: what reasons cite
+    attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation: the cold-start prior
+    history_length: int = 0  # events in the user's window (up to the model's max_length): how much the prior still counts
