@@ -27,13 +27,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from dynrec.artifact_store import publish
+from dynrec.artifacts.prepare import embeddings_path, onnx_folder
+from dynrec.artifacts.publish import publish
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import latest_behaviour
-from dynrec.encoders.content import has_text, image_content_hash, item_content_hash, item_text
-from dynrec.serving.artifacts import embeddings_path, onnx_folder
+from dynrec.encoders.content import (
+    has_text,
+    image_content_hash,
+    item_content_hash,
+    item_text,
+)
 from training.ray_cluster import connect_ray
+
 
 @dataclass
 class StageResources:

@@ -24,7 +24,7 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_model
 
-from dynrec.artifact_store import publish
+from dynrec.artifacts.publish import publish
 from dynrec.config import DynrecConfig
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
