@@ -10,7 +10,7 @@ seen is scored (ML-1M users rate many films in the same second, so "the next ite
 mostly be the tie-break's choice):
 - prior: what the service does. n = 0: the attribute prior (the configured attributes, gender and
   age band; see dynrec.ranking.prior). n >= 1: the user's own state, the served user model over
-  those n events, blended with the prior at weight cold_start.blend / n as the ranker does.
+  those n events, blended with the prior by the ranker's own `blended` (weight cold_start.blend / n).
 - popularity: global popularity (distinct users per item), the usual fallback, at every n.
 - attributes_only: the attribute prior at every n, for reference.
 - early_popularity: the prior without attributes (what users reach first), to show how much of
@@ -36,7 +36,7 @@ from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_source
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
-from dynrec.ranking.prior import AttributePrior, blend_weight, standardise
+from dynrec.ranking.prior import AttributePrior, blended, standardise
 
 STEPS = (0, 1, 3, 5)
 HORIZON = 10  # the user's next events that count as relevant
@@ -109,7 +109,7 @@ def main() -> None:
                     embedding = runtime.embed_users(item_vectors[items[:n]][None], np.full((1, n), rating), gaps[None],
                                                     values[:n][None], np.array([n]))[0]
                     model_scores = item_vectors @ embedding
-                    served = standardise(model_scores, model_scores) + blend_weight(n, config.cold_start) * standardise(own, own)
+                    served = blended(model_scores, model_scores, standardise(own, own), n, config.cold_start)
                 sizes[n].append(len(targets))
                 hits["prior"][n].append(top_hits(served, targets, seen))
                 hits["popularity"][n].append(top_hits(popularity, targets, seen))

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_eval = sub.add_parser("eval", help="compare models on a dataset (full ranking, leave-one-out)")
     p_eval.add_argument("--dataset", choices=sorted(BUNDLED), help="a bundled example instead of the configured source")
-    p_eval.add_argument("--models", default="pop,itemknn,ease", help="comma-separated: pop, itemknn, ease")
+    p_eval.add_argument("--models", default="pop,itemknn,ease", help="comma-separated: pop, itemknn, ease, sasrec")
     p_eval.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p_eval.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_eval.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting")

@@ -110,6 +110,13 @@ def blend_weight(n_events: int, config: ColdStartConfig) -> float:
     return config.blend / n_events if config.blend and 0 < n_events <= config.blend_max_events else 0.0
 
 
+def blended(model: np.ndarray, model_reference: np.ndarray, prior: np.ndarray, n_events: int,
+            config: ColdStartConfig) -> np.ndarray:
+    """A light user's scores: the model's, standardised against `model_reference` (its scores over
+    the catalogue, or a sample of it), plus the prior's standardised scores at `blend_weight`."""
+    return standardise(model, model_reference) + blend_weight(n_events, config) * prior
+
+
 def standardise(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Scores as z-scores of the `reference` distribution, so a model's and the prior's can be added."""
     if len(reference) == 0:  # an empty catalogue: nothing to compare with

@@ -10,7 +10,7 @@ import numpy as np
 
 from dynrec.items.catalog import Catalog
 from dynrec.ranking.bandit import ExplorationSettings, exploration_slots
-from dynrec.ranking.prior import blend_weight, standardise
+from dynrec.ranking.prior import blend_weight, blended
 from dynrec.users.shards import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
@@ -109,11 +109,12 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     pooled = list(model)
     rows = np.array([catalog.row[i] for i in pooled])
     known = rows < len(prior.scores)  # items added while serving have no prior
-    boost = np.zeros(len(pooled))
-    boost[known] = weight * prior.standardised[rows[known]]
-    blended = standardise(np.array([model[i] for i in pooled]), catalog.score_sample @ user.embedding) + boost
-    order = np.argsort(-blended, kind="stable")[:k]
-    return [pooled[o] for o in order], blended[order]
+    prior_scores = np.zeros(len(pooled))
+    prior_scores[known] = prior.standardised[rows[known]]
+    scores = blended(np.array([model[i] for i in pooled]), catalog.score_sample @ user.embedding, prior_scores,
+                     user.history_length, catalog.config.cold_start)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [pooled[o] for o in order], scores[order]
 
 
 def prior_top(catalog: Catalog, order: np.ndarray, k: int, exclude: set[str], accept) -> list[int]:
