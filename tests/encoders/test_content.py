@@ -116,12 +116,12 @@ def catalogue(ml1m, tmp_path_factory):
     images = items["image"].to_pylist()
     texts = items["text"].to_pylist()
     picks = {}
-    for has_text in (True, False):
-        for has_image in (True, False):
+    for with_text in (True, False):
+        for with_image in (True, False):
             rows = [
                 i
                 for i in range(items.num_rows)
-                if (texts[i] is not None) == has_text and (images[i] is not None) == has_image
+                if (texts[i] is not None) == with_text and (images[i] is not None) == with_image
             ]
             picks.update(dict.fromkeys(rows[:4]))
     movies = items.take(list(picks))
