@@ -31,7 +31,7 @@ from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.memory import release_unused_memory
 from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
 from dynrec.state import open_store
-from dynrec.state.imports import latest_records, stored_dataset
+from dynrec.state.imports import latest_records, stored_dataset, vector_carrying
 
 EMBEDDINGS_FILE = "item_embeddings.parquet"
 
@@ -76,7 +76,9 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
         model_path = config.home / "artifacts" / run_name / "model.pt"
         store = open_store(config)
         try:
-            item_ids = list(latest_records(store.item_changes(0)))
+            changes = store.item_changes(0)
+            carried = vector_carrying(changes)
+            item_ids = [i for i in latest_records(changes) if i not in carried]  # what the embeddings must cover
             # the whole store is read only when there is something to train or embed
             dataset = cache(lambda: stored_dataset(store, config.source.label)[0])
             return _prepare(config, run_name, model_path, item_ids, dataset, progress)

@@ -38,7 +38,7 @@ from dynrec.memory import release_unused_memory
 from dynrec.ranking.bandit import FEEDBACK_TYPES, ClickBandit
 from dynrec.ranking.prior import AttributePrior
 from dynrec.state import ItemChange, StateStore, StoredEvent
-from dynrec.state.imports import latest_records, stored_dataset
+from dynrec.state.imports import stored_dataset, vector_carrying
 
 if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
     from dynrec.models.runtime import ModelRuntime
@@ -71,18 +71,27 @@ class Catalog:
         table = pq.read_table(artifacts.embeddings_path)
         position = {item_id: i for i, item_id in enumerate(table["item_id"].to_pylist())}
         ids = items["item_id"].to_pylist()
-        unembedded = [i for i in ids if i not in position]
+        changes = [c for c in store.item_changes(0) if c.seq <= built[0]]
+        carried = vector_carrying(changes)  # upserted through the API: their vectors are in the log
+        unembedded = [i for i in ids if i not in position and i not in carried]
         if unembedded:  # imported after the embeddings were made: a restart prepares them (ensure_artifacts)
             raise RuntimeError(f"{len(unembedded):,} stored items, e.g. {unembedded[:3]}, have no embeddings in "
                                f"{artifacts.embeddings_path}; restart the replica or run `dynrec encode`")
-        rows = [position[i] for i in ids]
         self.ids: list[str] = list(ids)
         self.row: dict[str, int] = {item_id: i for i, item_id in enumerate(ids)}
-        self.text = vectors(table["text_embedding"])[rows]
-        self.image = vectors(table["image_embedding"])[rows]
-        self.text_mask = np.asarray(table["text_mask"].to_pylist(), bool)[rows]
-        self.image_mask = np.asarray(table["image_mask"].to_pylist(), bool)[rows]
-        embeddings = vectors(table["embedding"])[rows]
+        self.text, self.image = np.zeros((len(ids), TextEncoder.dim), np.float32), np.zeros((len(ids), ImageEncoder.dim), np.float32)
+        self.text_mask, self.image_mask = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
+        embeddings = np.zeros((len(ids), runtime.dim), np.float32)
+        rows = np.array([position.get(i, -1) for i in ids], dtype=np.int64)
+        listed = rows >= 0
+        self.text[listed], self.image[listed] = vectors(table["text_embedding"])[rows[listed]], vectors(table["image_embedding"])[rows[listed]]
+        self.text_mask[listed] = np.asarray(table["text_mask"].to_pylist(), bool)[rows[listed]]
+        self.image_mask[listed] = np.asarray(table["image_mask"].to_pylist(), bool)[rows[listed]]
+        embeddings[listed] = vectors(table["embedding"])[rows[listed]]
+        for row in np.flatnonzero(~listed):
+            change = carried[ids[row]]
+            self.text[row], self.text_mask[row], embeddings[row] = change.text_vec, change.text_mask, change.embedding
+            self.image[row], self.image_mask[row] = change.image_vec, change.image_mask
         trained = {item_id: i for i, item_id in enumerate(trained_ids)}
         self.model_index = np.array([trained.get(i, -1) for i in ids], dtype=np.int64)
         created = items["created_at"].cast("int64").fill_null(-1).to_numpy()
@@ -122,7 +131,7 @@ class Catalog:
         self._popularity_at = time.monotonic()
         self._lock = threading.RLock()
         self._refresh_popularity()
-        self._apply_logged_state(store.item_changes(0), built[0])
+        self._apply_logged_state(changes)
         self.sync(force=True)
         self._refresher: threading.Thread | None = None
         release_unused_memory()  # the dataset and embedding tables read above
@@ -217,15 +226,12 @@ class Catalog:
             self._seen = latest
             return changed
 
-    def _apply_logged_state(self, changes: list[ItemChange], upto: int) -> None:
-        """What the item log up to `upto` adds to the items built from its records: the vectors of
-        items upserted through the API (newest upsert only) and hides (an item whose last change
-        hides it). Replaying every upsert instead re-ran fusion once per item: 4 s of a replica's
-        start on ML-1M."""
-        changes = [c for c in changes if c.seq <= upto]
-        for change in latest_records(changes).values():
-            if change.text_vec is not None:
-                self._apply(change)
+    def _apply_logged_state(self, changes: list[ItemChange]) -> None:
+        """What the item log adds to the items built from its records: items upserted through the
+        API (their newest upsert, with its vectors) and hides (an item whose last change hides it).
+        Replaying every upsert instead re-ran fusion once per item: 4 s of a replica's start on ML-1M."""
+        for change in vector_carrying(changes).values():
+            self._apply(change)
         last = {c.item_id: c for c in changes}
         for change in last.values():
             if change.hidden:

@@ -88,6 +88,12 @@ def latest_records(changes: list[ItemChange]) -> dict[str, ItemChange]:
     return latest
 
 
+def vector_carrying(changes: list[ItemChange]) -> dict[str, ItemChange]:
+    """Items whose newest upsert carries its content vectors (upserted through the API, encoded
+    then); imported items carry none and take theirs from the catalogue embeddings."""
+    return {item_id: c for item_id, c in latest_records(changes).items() if c.text_vec is not None}
+
+
 def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000, progress: bool = True) -> ImportSummary:
     started = time.perf_counter()
     summary = ImportSummary()

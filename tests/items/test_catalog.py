@@ -7,6 +7,8 @@ import numpy as np
 
 from dynrec.items.catalog import ItemMeta
 from dynrec.ranking.ranker import Filters, recommend, similar_items
+from dynrec.state import ItemChange
+from dynrec.state.sqlite import SqliteStore
 from dynrec.users.sessions import UserSessions
 
 
@@ -39,3 +41,19 @@ def test_bulk_growth_past_the_exact_limit_switches_to_hnsw(served):
     assert catalog.index.kind == "hnsw" and catalog.content_index.kind == "hnsw"
     assert "grown-0" in catalog.index and not catalog.is_new("grown-0")
     assert np.allclose(catalog.vector("grown-0"), vectors[0], atol=1e-5)
+
+
+def test_a_replica_started_after_api_upserts_and_hides_boots_them_from_the_log(served, fill, tmp_path):
+    """Items upserted through the API carry their vectors in the item log and are in no embeddings
+    file; a replica that starts later must serve them (new, similar-searchable) and keep hides."""
+    store = fill(SqliteStore(tmp_path / "state.sqlite"))
+    running = served.catalog(store)
+    source = running.row[running.ids[0]]
+    store.put_item(ItemChange(0, "api-item", False, {"title": "From the API", "categories": ["Drama"]},
+                              running.text[source], True, running.image[source], False, running.vector(running.ids[0])))
+    store.hide(running.ids[1])
+    started_later = served.catalog(store)
+    assert started_later.visible("api-item") and started_later.is_new("api-item")
+    assert "api-item" in started_later.fresh_index and running.ids[1] in started_later.hidden
+    np.testing.assert_allclose(started_later.vector("api-item"), running.vector(running.ids[0]), atol=1e-6)
+    assert "api-item" in [r.item_id for r in similar_items(started_later, running.ids[0], 5, Filters())]
