@@ -77,26 +77,14 @@ def served(serving_config_path):
         yield load_served()
 
 
-@pytest.fixture(scope="session")
-def served_dataset(served):
-    """What the served store holds (ML-100k as imported), to fill other stores with."""
-    from dynrec.state import open_store
-    from dynrec.state.imports import stored_dataset
-
-    store = open_store(served.config)
-    try:
-        return stored_dataset(store, served.config.source.label)[0]
-    finally:
-        store.close()
-
-
 @pytest.fixture
-def fill(served_dataset):
-    """`fill(store)`: the store with the served data imported, as a replica finds it."""
+def fill(ml100k):
+    """`fill(store)`: the store with what the served store was first given (ML-100k, imported), as a
+    replica finds it; not the served store itself, which the HTTP tests add items to."""
     from dynrec.state.imports import import_dataset
 
     def filled(store):
-        import_dataset(served_dataset, store, progress=False)
+        import_dataset(ml100k, store, progress=False)
         return store
 
     return filled
