@@ -12,8 +12,8 @@ from dynrec.state.sqlite import SqliteStore
 from dynrec.users.sessions import UserSessions
 
 
-def test_bulk_added_items_are_ranked_explained_and_similar(served):
-    catalog = served.catalog()
+def test_bulk_added_items_are_ranked_explained_and_similar(served, fill, tmp_path):
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))  # no items but the copies are new
     sessions = UserSessions(served.config, catalog)
     user = sessions.view("1")
     source = np.array([catalog.row[i] for i in catalog.ids[:50]])
