@@ -22,8 +22,9 @@ class SlowStore(SqliteStore):
         return super().add_events(events)
 
 
-def test_a_view_carries_the_newest_events_reasons_cite_and_the_whole_window_length(served):
-    sessions = UserSessions(served.config, served.catalog())
+def test_a_view_carries_the_newest_events_reasons_cite_and_the_whole_window_length(served, fill, tmp_path):
+    # its own store: the HTTP tests erase users from the served one
+    sessions = UserSessions(served.config, served.catalog(fill(SqliteStore(tmp_path / "state.db"))))
     cited = served.config.serving.reason_history
     history = sessions.users["1"].history  # ML-100k user 1 rated 272 films; the window keeps max_length
     view = sessions.view("1")
