@@ -54,7 +54,7 @@ def dynrec_config(dataset: str, variant: str, epochs: int | None = None) -> Dynr
 
 def dynrec_run(config: DynrecConfig, reuse: bool) -> dict:
     """Final metrics of a training run: read back with `reuse`, else trained now."""
-    saved = config.home / "artifacts" / config.run_name / "metrics.json"
+    saved = config.paths.run(config.run_name) / "metrics.json"
     if reuse and saved.exists():
         return json.loads(saved.read_text())
     from training.train import run_training

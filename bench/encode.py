@@ -50,11 +50,13 @@ def catalogue_inputs(config: DynrecConfig):
     return dataset, texts, [r["image"] for r in rows]
 
 
-def plain_ort_loop(config: DynrecConfig, model_path: Path, texts, images, item_index, behaviour) -> float:
-    """Seconds for one process to encode and fuse every item with ONNX Runtime (sessions exported
-    beforehand, as the Ray Data actors find them), building the sessions included."""
+def plain_ort_loop(config: DynrecConfig, model_path: Path, batch, item_index, behaviour, default) -> float:
+    """Seconds for one process to run the catalogue-encoding steps (dynrec.items.encoding, the Ray
+    Data stages' own functions) over every item with ONNX Runtime (sessions exported beforehand, as
+    the Ray Data actors find them), building the sessions included."""
     from dynrec.encoders.image import ImageEncoder
     from dynrec.encoders.text import TextEncoder
+    from dynrec.items.encoding import encode_batch
     from dynrec.models.model import load_model
     from dynrec.models.runtime import ModelRuntime
 
@@ -62,32 +64,29 @@ def plain_ort_loop(config: DynrecConfig, model_path: Path, texts, images, item_i
     text_encoder = TextEncoder.from_config(config.encoders, config.runtime)
     image_encoder = ImageEncoder.from_config(config.encoders, config.runtime)
     runtime = ModelRuntime(load_model(model_path)[0], config.runtime)
-    text = text_encoder.encode(texts)
-    image, image_mask = image_encoder.encode(images)
-    runtime.embed_items(item_index, text, np.ones(len(texts), bool), image, image_mask, behaviour)
+    encode_batch(dict(batch), text_encoder, image_encoder, runtime, item_index, behaviour, default)
     return time.perf_counter() - started
 
 
 def bench_ray(config: DynrecConfig, model_path: Path, repeats: int) -> dict:
     import ray
 
+    from dynrec.items.encoding import batch_of
+    from dynrec.models.model import load_model
     from training.encode_catalog import behaviour_snapshot, catalogue_parquet, encode_catalog
 
-    dataset, texts, images = catalogue_inputs(config)
+    dataset, _, _ = catalogue_inputs(config)
     item_ids = dataset.items["item_id"].to_pylist()
+    batch = batch_of(dataset.items)
     behaviour, default = behaviour_snapshot(config)
-    from dynrec.models.model import load_model
-
-    trained_ids = {item_id: i for i, item_id in enumerate(load_model(model_path)[1])}
-    item_index = np.array([trained_ids.get(i, -1) for i in item_ids])
-    features = np.stack([behaviour.get(i, default) for i in item_ids])
+    item_index = {item_id: i for i, item_id in enumerate(load_model(model_path)[1])}
     items_path = catalogue_parquet(config)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False)
     ray_s, plain_s = [], []
     try:
         with tempfile.TemporaryDirectory() as folder:
             for repeat in range(repeats):  # interleaved, so drift in machine load hits both alike
-                plain_s.append(plain_ort_loop(config, model_path, texts, images, item_index, features))
+                plain_s.append(plain_ort_loop(config, model_path, batch, item_index, behaviour, default))
                 summary = encode_catalog(config, items_path, model_path, Path(folder) / f"run{repeat}.parquet", full=True)
                 ray_s.append(summary["seconds"])
                 print(f"  repeat {repeat}: plain {plain_s[-1]:.1f} s, Ray Data {ray_s[-1]:.1f} s", flush=True)
@@ -184,7 +183,7 @@ def bench_int8(config: DynrecConfig, model_path: Path) -> dict:
         scorer = SequenceScorer(model, catalogue, inputs.created_at, config, edges)
         return evaluate(scorer, split.test_input, split.test_targets, k=config.eval.k)["ndcg@10"]
 
-    content = encode_catalogue(inputs.dataset.items, config.cache_dir, config=config.encoders, runtime=int8_runtime)
+    content = encode_catalogue(inputs.dataset.items, config.paths.cache, config=config.encoders, runtime=int8_runtime)
     ndcg_fp32 = test_ndcg(inputs.catalogue)
     ndcg_int8 = test_ndcg(Catalogue.from_arrays(content.text, content.text_mask, content.image, content.image_mask))
     return {
@@ -258,7 +257,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help=f"comma-separated steps to skip: {','.join(STEPS)}")
     args = parser.parse_args()
     config = DynrecConfig.load(args.config)
-    model_path = config.home / "artifacts" / config.run_name / "model.pt"
+    model_path = config.paths.model(config.run_name)
     if not model_path.is_file():
         parser.error(f"no trained model at {model_path}: run `dynrec train --config {args.config}` first")
     skip = set(filter(None, args.skip.split(",")))

@@ -25,7 +25,7 @@ class Segments:
     def __init__(self, *user_shards: DeploymentHandle):
         self.config = load_config()
         self.shards = user_shards
-        self.folder = self.config.home / "state" / f"{self.config.source.label}-segments"
+        self.folder = self.config.paths.segments(self.config.source.label)
         self.current: Segmentation | None = Segmentation.load(self.folder) if (self.folder / "CURRENT").is_file() else None
         self._fitting = asyncio.Lock()
         self._schedule: asyncio.Task | None = None

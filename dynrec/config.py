@@ -293,6 +293,9 @@ class StateConfig:
     redis_namespace: str = "dynrec"
     snapshot_every_s: float = 30.0  # UserState shards snapshot their users this often (0: never)
     import_batch: int = 20_000  # rows per transaction when `dynrec import` writes the store
+    # a Ranker compacts the catalogue (dynrec.items.snapshot) once this many log entries follow its
+    # last snapshot, so a replica's start reads the snapshot and a short tail, not the whole history
+    compact_every: int = 50_000
 
 
 @dataclass(slots=True)
@@ -312,6 +315,50 @@ class ArtifactsConfig:
     """Where trained runs, catalogue embeddings and ONNX exports are published and fetched."""
 
     uri: str = ""  # a path or a pyarrow filesystem URI (s3://bucket/dynrec, gs://..., file://...); empty: <home> only
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    """The layout under `home`, in one place: the folders below mirror `artifacts.uri` (runs are
+    published and fetched by their path relative to `home`)."""
+
+    home: Path
+
+    @property
+    def cache(self) -> Path:
+        """Content-embedding cache (Parquet keyed by content hash)."""
+        return self.home / "cache"
+
+    @property
+    def runs(self) -> Path:
+        """Ray Train storage: checkpoints and results of every run."""
+        return self.home / "runs"
+
+    @property
+    def prepare_lock(self) -> Path:
+        return self.home / "artifacts" / ".prepare.lock"
+
+    def run(self, run_name: str) -> Path:
+        """A trained run's published folder: model.pt (+ metrics.json)."""
+        return self.home / "artifacts" / run_name
+
+    def model(self, run_name: str) -> Path:
+        return self.run(run_name) / "model.pt"
+
+    def embeddings(self, run_name: str) -> Path:
+        """The catalogue embeddings the run's model made (the encode job's output)."""
+        return self.home / "embeddings" / run_name / "item_embeddings.parquet"
+
+    def catalogue_items(self, label: str) -> Path:
+        """The source's items as Parquet: the encode job's input."""
+        return self.home / "catalog" / label / "items.parquet"
+
+    def state(self, label: str) -> Path:
+        """The embedded (SQLite) state store of a source."""
+        return self.home / "state" / f"{label}.sqlite"
+
+    def segments(self, label: str) -> Path:
+        return self.home / "state" / f"{label}-segments"
 
 
 @dataclass(slots=True)
@@ -342,9 +389,8 @@ class DynrecConfig:
             self.runtime.onnx_dir = str(self.home / "onnx")
 
     @property
-    def cache_dir(self) -> Path:
-        """Content-embedding cache (Parquet keyed by content hash)."""
-        return self.home / "cache"
+    def paths(self) -> HomePaths:
+        return HomePaths(self.home)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "DynrecConfig":
@@ -374,11 +420,6 @@ class DynrecConfig:
     @property
     def run_name(self) -> str:
         return self.train.run_name or f"{self.source.label}-{'+'.join(self.model.modalities)}"
-
-    @property
-    def runs_dir(self) -> Path:
-        """Ray Train storage: checkpoints and results of every run."""
-        return self.home / "runs"
 
     def with_dataset(self, name: str) -> "DynrecConfig":
         """A copy that reads the bundled example `name` (the shorthand of `--dataset` and the benchmarks)."""

@@ -3,7 +3,8 @@
     dynrec encode [--config my.yaml] [--full]        (or: python -m training.encode_catalog)
 
 items (Parquet) -> content hash (tasks; unchanged items dropped here) -> text-encoder actor pool
--> image-encoder actor pool (images are read and decoded inside it) -> fusion actor pool ->
+-> image-encoder actor pool (images are read and decoded inside it) -> fusion actor pool (the
+steps of dynrec.items.encoding, which a replica's in-process path runs back to back) ->
 Parquet rows of item_id, content_hash, model_version, embedding (+ the content vectors and masks
 serving needs to re-fuse an item when its behaviour changes).
 
@@ -27,17 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from dynrec.artifacts.prepare import embeddings_path, onnx_folder
+from dynrec.artifacts.prepare import onnx_folder
 from dynrec.artifacts.publish import publish
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import latest_behaviour
-from dynrec.encoders.content import (
-    has_text,
-    image_content_hash,
-    item_content_hash,
-    item_text,
-)
+from dynrec.items.encoding import Batch, fused, hashed, with_images, with_text
 from training.ray_cluster import connect_ray
 
 
@@ -77,39 +73,14 @@ def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
     }
 
 
-def hash_items(batch: dict[str, np.ndarray], unchanged: frozenset) -> dict[str, np.ndarray]:
-    """Text string, text mask and content hash per item; drops items whose output is current."""
-    titles, texts, categories = batch["title"], batch["text"], batch["categories"]
-    strings = [item_text(t, c, x) for t, c, x in zip(titles, categories, texts)]
-    text_mask = np.array([has_text(t, x) for t, x in zip(titles, texts)], dtype=bool)
-    hashes = np.array(
-        [item_content_hash(s if m else "", image_content_hash(image)) for s, m, image in zip(strings, text_mask, batch["image"])],
-        dtype=object,
-    )
-    keep = np.array([(item_id, h) not in unchanged for item_id, h in zip(batch["item_id"], hashes)], dtype=bool)
-    return {
-        "item_id": batch["item_id"][keep],
-        "content_hash": hashes[keep],
-        "text_length": np.array([len(s) for s in strings], dtype=np.int64)[keep],
-        "item_text": np.array(strings, dtype=object)[keep],
-        "text_mask": text_mask[keep],
-        "image": batch["image"][keep],
-    }
-
-
 class TextStage:
     def __init__(self, encoders: EncoderConfig, runtime: RuntimeConfig):
         from dynrec.encoders.text import TextEncoder
 
         self.encoder = TextEncoder.from_config(encoders, runtime)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vectors = np.zeros((len(batch["item_id"]), self.encoder.dim), dtype=np.float32)
-        rows = np.flatnonzero(batch["text_mask"])
-        if len(rows):
-            vectors[rows] = self.encoder.encode([batch["item_text"][i] for i in rows])
-        del batch["item_text"], batch["text_length"]
-        return {**batch, "text_embedding": vectors}
+    def __call__(self, batch: Batch) -> Batch:
+        return with_text(batch, self.encoder)
 
 
 class ImageStage:
@@ -118,10 +89,8 @@ class ImageStage:
 
         self.encoder = ImageEncoder.from_config(encoders, runtime)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        features, valid = self.encoder.encode(list(batch["image"]))
-        del batch["image"]
-        return {**batch, "image_embedding": features, "image_mask": valid}
+    def __call__(self, batch: Batch) -> Batch:
+        return with_images(batch, self.encoder)
 
 
 class FusionStage:
@@ -134,19 +103,13 @@ class FusionStage:
         self.item_index = {item_id: i for i, item_id in enumerate(item_ids)}
         self.behaviour, self.default_behaviour = behaviour, default_behaviour
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids = batch["item_id"]
-        behaviour = np.stack([self.behaviour.get(i, self.default_behaviour) for i in ids]) if len(ids) else None
-        embeddings = self.runtime.embed_items(
-            np.array([self.item_index.get(i, -1) for i in ids], dtype=np.int64),
-            batch["text_embedding"], batch["text_mask"], batch["image_embedding"], batch["image_mask"], behaviour,
-        )
-        return {**batch, "embedding": embeddings, "model_version": np.full(len(ids), self.runtime.fingerprint, dtype=object)}
+    def __call__(self, batch: Batch) -> Batch:
+        return fused(batch, self.runtime, self.item_index, self.behaviour, self.default_behaviour)
 
 
 def catalogue_parquet(config: DynrecConfig) -> Path:
     """The configured source's items as Parquet (the pipeline's input), written on demand."""
-    path = config.home / "catalog" / config.source.label / "items.parquet"
+    path = config.paths.catalogue_items(config.source.label)
     dataset = load_source(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".items.{os.getpid()}.parquet")
@@ -163,7 +126,7 @@ def behaviour_snapshot(config: DynrecConfig) -> tuple[dict[str, np.ndarray], np.
 
 
 def model_path_for(config: DynrecConfig) -> Path:
-    path = config.home / "artifacts" / config.run_name / "model.pt"
+    path = config.paths.model(config.run_name)
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path}: run `dynrec train` with this config first")
     return path
@@ -182,7 +145,7 @@ def encode_catalog(
 
     items_path = Path(items_path) if items_path else catalogue_parquet(config)
     model_path = Path(model_path) if model_path else model_path_for(config)
-    output = Path(output) if output else embeddings_path(config, config.run_name)
+    output = Path(output) if output else config.paths.embeddings(config.run_name)
     model, _, _ = load_model(model_path)
     model_version = weights_fingerprint(model)
     behaviour, default_behaviour = behaviour_snapshot(config)
@@ -201,7 +164,7 @@ def encode_catalog(
     changed = (
         ray.data.read_parquet(str(items_path))
         .select_columns(["item_id", "title", "text", "categories", "image"])
-        .map_batches(hash_items, fn_kwargs={"unchanged": unchanged}, batch_size=256, num_cpus=0.25)
+        .map_batches(hashed, fn_kwargs={"unchanged": unchanged}, batch_size=256, num_cpus=0.25)
         .materialize()
     )
     n_changed = changed.count()

@@ -105,13 +105,13 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
         ),
         run_config=RunConfig(
             name=config.run_name,
-            storage_path=str(config.runs_dir),
+            storage_path=str(config.paths.runs),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
     started = time.perf_counter()
     result = trainer.fit()
-    artefacts = config.home / "artifacts" / config.run_name
+    artefacts = config.paths.run(config.run_name)
     artefacts.mkdir(parents=True, exist_ok=True)
     with result.checkpoint.as_directory() as folder:
         shutil.copy(Path(folder) / MODEL_FILE, artefacts / MODEL_FILE)

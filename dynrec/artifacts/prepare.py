@@ -33,8 +33,6 @@ from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
 from dynrec.state import open_store
 from dynrec.state.imports import latest_records, stored_dataset, vector_carrying
 
-EMBEDDINGS_FILE = "item_embeddings.parquet"
-
 
 @dataclass
 class Artifacts:
@@ -47,10 +45,6 @@ class Artifacts:
 def onnx_folder(config: DynrecConfig) -> str:
     """The ONNX exports' folder relative to `home` (where `artifacts.uri` mirrors it)."""
     return os.path.relpath(config.runtime.onnx_dir, config.home)
-
-
-def embeddings_path(config: DynrecConfig, run_name: str) -> Path:
-    return config.home / "embeddings" / run_name / EMBEDDINGS_FILE
 
 
 @contextmanager
@@ -66,14 +60,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
     """The served model and embeddings, preparing whatever is missing (see module docstring)."""
-    with _locked(config.home / "artifacts" / ".prepare.lock"):
+    with _locked(config.paths.prepare_lock):
         run_name = config.run_name
         if config.artifacts.uri:  # runs published by the training and encoding jobs (or another node)
             for run in (run_name, f"{config.source.label}-bootstrap"):
-                for relative in (f"artifacts/{run}", f"embeddings/{run}"):
-                    fetch(config.home, relative, config.artifacts.uri)
+                for folder in (config.paths.run(run), config.paths.embeddings(run).parent):
+                    fetch(config.home, os.path.relpath(folder, config.home), config.artifacts.uri)
             fetch(config.home, onnx_folder(config), config.artifacts.uri)
-        model_path = config.home / "artifacts" / run_name / "model.pt"
+        model_path = config.paths.model(run_name)
         store = open_store(config)
         try:
             changes = store.item_changes(0)
@@ -92,17 +86,17 @@ def _prepare(config: DynrecConfig, run_name: str, model_path: Path, item_ids: li
     enough), else an untrained one; then embeddings for every stored item."""
     if not model_path.is_file():
         run_name = f"{config.source.label}-bootstrap"
-        model_path = config.home / "artifacts" / run_name / "model.pt"
+        model_path = config.paths.model(run_name)
         if not model_path.is_file() and not trainable(config, dataset()):
             run_name = f"{config.source.label}-untrained"
-            model_path = config.home / "artifacts" / run_name / "model.pt"
+            model_path = config.paths.model(run_name)
             if not model_path.is_file():
                 save_untrained(config, model_path, progress)
         elif not model_path.is_file():
             train_bootstrap(config, dataset(), model_path, progress)
             release_unused_memory()
     manifest = ensure_manifest(config, model_path)
-    output = embeddings_path(config, run_name)
+    output = config.paths.embeddings(run_name)
     if not _embeddings_current(output, manifest.fingerprint, item_ids):
         embed_catalogue_in_process(config, dataset(), model_path, output, progress)
         release_unused_memory()
@@ -189,45 +183,37 @@ def _embeddings_current(path: Path, fingerprint: str, item_ids: list[str]) -> bo
 
 
 def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_path: Path, output: Path, progress: bool) -> None:
-    """The Ray Data job's output (same columns), computed in this process for `dataset`'s items
-    (content encodings come from the cache for items seen before)."""
+    """The Ray Data job's output (same steps, same columns), computed in this process for
+    `dataset`'s items, in one batch; content vectors come from the cache for content seen before."""
     from dynrec.data import Interactions
     from dynrec.encoders.behaviour import latest_behaviour
     from dynrec.encoders.content import (
-        encode_catalogue,
-        image_content_hash,
-        item_content_hash,
-        item_text,
+        CachedImageEncoder,
+        CachedTextEncoder,
+        EmbeddingCache,
     )
+    from dynrec.items.encoding import batch_of, encode_batch
     from dynrec.models.model import load_model
 
     items = dataset.items
-    content = encode_catalogue(items, config.cache_dir, config=config.encoders, progress=progress, runtime=config.runtime)
     model, trained_ids, _ = load_model(model_path)
     runtime = ModelRuntime(model, config.runtime)
     created_at = items["created_at"].cast("int64").fill_null(-1).to_numpy()
     _, behaviour, empty = latest_behaviour(Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS), created_at, config.behaviour)
-    ids = items["item_id"].to_pylist()
-    position = {item_id: i for i, item_id in enumerate(trained_ids)}
-    embedding = runtime.embed_items(
-        np.array([position.get(i, -1) for i in ids]), content.text, content.text_mask, content.image,
-        content.image_mask, np.stack([behaviour.get(i, empty) for i in ids]) if ids else np.zeros((0, len(empty)), np.float32),
-    )
-    rows = items.to_pylist()
-    hashes = [
-        item_content_hash(item_text(r["title"], r["categories"], r["text"]) if mask else "", image_content_hash(r["image"]))
-        for r, mask in zip(rows, content.text_mask)
-    ]
+    cache = EmbeddingCache(config.paths.cache)
+    encoded = encode_batch(batch_of(items), CachedTextEncoder(cache, config.encoders, config.runtime, progress=progress),
+                           CachedImageEncoder(cache, config.encoders, config.runtime, progress=progress), runtime,
+                           {item_id: i for i, item_id in enumerate(trained_ids)}, behaviour, empty)
     table = pa.table(
         {
-            "item_id": ids,
-            "content_hash": hashes,
-            "text_mask": content.text_mask,
-            "text_embedding": fixed_list(content.text),
-            "image_embedding": fixed_list(content.image),
-            "image_mask": content.image_mask,
-            "embedding": fixed_list(embedding),
-            "model_version": [runtime.fingerprint] * len(ids),
+            "item_id": pa.array(encoded["item_id"].tolist(), pa.string()),
+            "content_hash": pa.array(encoded["content_hash"].tolist(), pa.string()),
+            "text_mask": encoded["text_mask"],
+            "text_embedding": fixed_list(encoded["text_embedding"]),
+            "image_embedding": fixed_list(encoded["image_embedding"]),
+            "image_mask": encoded["image_mask"],
+            "embedding": fixed_list(encoded["embedding"]),
+            "model_version": pa.array(encoded["model_version"].tolist(), pa.string()),
         }
     )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,67 @@ def image_content_hash(image: Any) -> str | None:
     return None if data is None else content_hash(data)
 
 
+class CachedTextEncoder:
+    """The text encoder behind the content cache: a string encoded before (by training, an earlier
+    run, another dataset) is read back, not encoded again. The encoder itself is built, from
+    `config` on the `runtime` backend, only when the cache misses (int8 vectors are cached apart)."""
+
+    def __init__(self, cache: EmbeddingCache, config: EncoderConfig, runtime: RuntimeConfig,
+                 encoder: TextEncoder | None = None, progress: bool = False):
+        from dynrec.encoders.text import TextEncoder, text_cache_name
+
+        self.cache, self.config, self.runtime, self.encoder, self.progress = cache, config, runtime, encoder, progress
+        self.dim = TextEncoder.dim
+        self.name = encoder.cache_name if encoder else \
+            text_cache_name(config.text_model_path, config.text_max_length) + ("-int8" if runtime.int8 else "")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        def compute(positions: list[int]) -> np.ndarray:
+            from dynrec.encoders.text import TextEncoder
+
+            self.encoder = self.encoder or TextEncoder.from_config(self.config, self.runtime)
+            return self.encoder.encode([texts[p] for p in positions], progress=self.progress)
+
+        return self.cache.lookup_or_compute(self.name, [content_hash(t) for t in texts], compute, self.dim)
+
+
+class CachedImageEncoder:
+    """The image encoder behind the content cache, keyed by the hash of each image's bytes. Items
+    with no image, or an unreadable path, are masked without touching the encoder; bytes the encoder
+    cannot decode are cached as an all-NaN row, so they are not retried on every run, and come back
+    masked."""
+
+    def __init__(self, cache: EmbeddingCache, config: EncoderConfig, runtime: RuntimeConfig,
+                 encoder: ImageEncoder | None = None, progress: bool = False):
+        from dynrec.encoders.image import ImageEncoder, image_cache_name
+
+        self.cache, self.config, self.runtime, self.encoder, self.progress = cache, config, runtime, encoder, progress
+        self.dim = ImageEncoder.dim
+        self.name = encoder.cache_name if encoder else \
+            image_cache_name(config.image_weights_path, config.image_size) + ("-int8" if runtime.int8 else "")
+
+    def encode(self, images: list) -> tuple[np.ndarray, np.ndarray]:
+        hashes = [image_content_hash(image) for image in images]
+        rows = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
+        features = np.zeros((len(images), self.dim), dtype=np.float32)
+        valid = np.zeros(len(images), dtype=bool)
+        if not len(rows):
+            return features, valid
+
+        def compute(positions: list[int]) -> np.ndarray:
+            from dynrec.encoders.image import ImageEncoder
+
+            self.encoder = self.encoder or ImageEncoder.from_config(self.config, self.runtime)
+            computed, decoded = self.encoder.encode([images[rows[p]] for p in positions], progress=self.progress)
+            computed[~decoded] = np.nan
+            return computed
+
+        vectors = self.cache.lookup_or_compute(self.name, [hashes[i] for i in rows], compute, self.dim)
+        decoded = np.isfinite(vectors).all(axis=1)
+        features[rows[decoded]], valid[rows[decoded]] = vectors[decoded], True
+        return features, valid
+
+
 def encode_catalogue(
     items: pa.Table,
     cache_dir: str | Path,
@@ -191,70 +252,19 @@ def encode_catalogue(
     progress: bool = True,
     runtime: RuntimeConfig | None = None,
 ) -> ContentEmbeddings:
-    """Text and image embeddings for every row of `items`, through the cache in `cache_dir`.
+    """Text and image embeddings for every row of `items`, through the cache in `cache_dir` (see
+    CachedTextEncoder and CachedImageEncoder).
 
     Text is `item_text(title, categories, text)`; it is masked only when an item has neither title
-    nor text (categories alone say too little to stand for the item). Images are keyed by the hash
-    of their encoded bytes; items with no image or an unreadable path are masked without touching
-    the encoder. Bytes the encoder cannot decode are stored as an all-NaN row, so they are not
-    retried on every run, and come back masked. Encoders not passed in are built from `config`
-    only when the cache misses, on the `runtime` backend (int8 vectors are cached apart).
+    nor text (categories alone say too little to stand for the item).
     """
-    # the encoders (torch, transformers) load only here, so item_text and the hashes stay light
-    from dynrec.encoders.image import ImageEncoder, image_cache_name
-    from dynrec.encoders.text import TextEncoder, text_cache_name
-
-    config = config or EncoderConfig()
-    runtime = runtime or RuntimeConfig()
-    variant = "-int8" if runtime.int8 else ""
     cache = EmbeddingCache(cache_dir)
-    n = items.num_rows
-
-    titles = items["title"].to_pylist()
-    texts = items["text"].to_pylist()
-    categories = items["categories"].to_pylist()
+    config, runtime = config or EncoderConfig(), runtime or RuntimeConfig()
+    titles, texts, categories = items["title"].to_pylist(), items["text"].to_pylist(), items["categories"].to_pylist()
     text_mask = np.array([has_text(t, x) for t, x in zip(titles, texts)], bool)
     text_rows = np.flatnonzero(text_mask)
-    strings = [item_text(titles[i], categories[i], texts[i]) for i in text_rows]
-
-    def compute_text(positions: list[int]) -> np.ndarray:
-        nonlocal text_encoder
-        text_encoder = text_encoder or TextEncoder.from_config(config, runtime)
-        return text_encoder.encode([strings[p] for p in positions], progress=progress)
-
-    text_name = (
-        text_encoder.cache_name
-        if text_encoder
-        else text_cache_name(config.text_model_path, config.text_max_length) + variant
-    )
-    text = np.zeros((n, TextEncoder.dim), dtype=np.float32)
-    text[text_rows] = cache.lookup_or_compute(
-        text_name, [content_hash(s) for s in strings], compute_text, TextEncoder.dim
-    )
-
-    images = items["image"].to_pylist()
-    image_hashes = [image_content_hash(image) for image in images]
-    image_rows = np.array([i for i, h in enumerate(image_hashes) if h is not None], dtype=np.int64)
-
-    def compute_image(positions: list[int]) -> np.ndarray:
-        nonlocal image_encoder
-        image_encoder = image_encoder or ImageEncoder.from_config(config, runtime)
-        features, valid = image_encoder.encode([images[image_rows[p]] for p in positions], progress=progress)
-        features[~valid] = np.nan
-        return features
-
-    image_name = (
-        image_encoder.cache_name
-        if image_encoder
-        else image_cache_name(config.image_weights_path, config.image_size) + variant
-    )
-    image = np.zeros((n, ImageEncoder.dim), dtype=np.float32)
-    image_mask = np.zeros(n, dtype=bool)
-    if len(image_rows):
-        vectors = cache.lookup_or_compute(
-            image_name, [image_hashes[i] for i in image_rows], compute_image, ImageEncoder.dim
-        )
-        decoded = np.isfinite(vectors).all(axis=1)
-        image[image_rows[decoded]] = vectors[decoded]
-        image_mask[image_rows[decoded]] = True
+    cached_text = CachedTextEncoder(cache, config, runtime, text_encoder, progress)
+    text = np.zeros((items.num_rows, cached_text.dim), dtype=np.float32)
+    text[text_rows] = cached_text.encode([item_text(titles[i], categories[i], texts[i]) for i in text_rows])
+    image, image_mask = CachedImageEncoder(cache, config, runtime, image_encoder, progress).encode(items["image"].to_pylist())
     return ContentEmbeddings(text, text_mask, image, image_mask)

@@ -30,7 +30,7 @@ def prepare_inputs(config: DynrecConfig, progress: bool = True, dataset: Dataset
     split = leave_one_out(interactions, config.data.min_interactions)
     n = dataset.items.num_rows
     if {"text", "image"} & set(config.model.modalities):
-        content = encode_catalogue(dataset.items, config.cache_dir, config=config.encoders, progress=progress, runtime=config.runtime)
+        content = encode_catalogue(dataset.items, config.paths.cache, config=config.encoders, progress=progress, runtime=config.runtime)
         catalogue = Catalogue.from_arrays(content.text, content.text_mask, content.image, content.image_mask)
     else:  # ID/behaviour-only models never read content, so skip the encoders entirely
         catalogue = Catalogue.from_arrays(np.zeros((n, 1)), np.zeros(n, bool), np.zeros((n, 1)), np.zeros(n, bool))

@@ -92,7 +92,7 @@ def open_store(config: DynrecConfig) -> StateStore:
     if state.backend == "sqlite":
         from dynrec.state.sqlite import SqliteStore
 
-        return SqliteStore(config.home / "state" / f"{name}.sqlite")
+        return SqliteStore(config.paths.state(name))
     if state.backend == "redis":
         from dynrec.state.redis import RedisStore
 
