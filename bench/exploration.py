@@ -40,6 +40,7 @@ from dynrec.artifacts.prepare import ensure_artifacts, vectors
 from dynrec.config import DynrecConfig, ExplorationConfig
 from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import BehaviourFeatures
+from dynrec.items.feedback import FeedbackCounts
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
 from dynrec.ranking.bandit import ClickBandit, exploration_slots
@@ -119,7 +120,8 @@ def rank_desc(values: np.ndarray) -> np.ndarray:
 
 def run_policy(world: World, policy: str, exploration: ExplorationConfig, epsilon: float, tolerance: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    bandit = ClickBandit(exploration)
+    feedback = FeedbackCounts()
+    bandit = ClickBandit(exploration, feedback)
     new_ids = [str(i) for i in world.new]
     clicked: dict[int, set[int]] = {}
     clicks = impressions = explored_shown = 0
@@ -152,11 +154,11 @@ def run_policy(world: World, policy: str, exploration: ExplorationConfig, epsilo
                 explored_shown += len(picks)
         for item in slate:
             impressions += 1
-            bandit.record(str(item), "impression")
+            feedback.record(str(item), "impression")
             if item in world.future_sets.get(u, ()) and item not in done:
                 clicks += 1
                 done.add(item)
-                bandit.record(str(item), "click")
+                feedback.record(str(item), "click")
         if (step + 1) % checkpoints == 0 or step + 1 == len(world.arrivals):
             estimate = rank_desc(np.array([bandit.mean(i) for i in new_ids]))
             trace_impressions.append(impressions)
@@ -167,7 +169,7 @@ def run_policy(world: World, policy: str, exploration: ExplorationConfig, epsilo
         misses = np.flatnonzero(~within[:, item])
         first = 0 if len(misses) == 0 else misses[-1] + 1  # from here on it stays within tolerance
         reached.append(trace_impressions[first] if first < len(trace_impressions) else impressions)
-    new_impressions = [bandit.impressions.get(i, 0) for i in new_ids]
+    new_impressions = [feedback.impressions.get(i, 0) for i in new_ids]
     return {
         "clicks": clicks,
         "impressions": impressions,

@@ -7,8 +7,9 @@ DIR is a prepared ML-1M home (`dynrec import --dataset ml-1m`, then any start of
 the model and embeddings exist). Each figure is the median wall time of fresh Python processes that
 do what the replica's constructor does: load the served artefacts, build the catalogue (the
 Ranker), then the users (UserState); Ray's own actor start-up is left out, being the same on both
-sides. `after` boots the users from the store's events (a first start), `after_snapshot` from the
-shard's snapshot (every later start). `--before-code` names a checkout of the code before the
+sides. `after` is a first start on the store (no snapshots: the catalogue is built from the store's
+records and events, the users from its events); `after_snapshot` every later start, from the
+catalogue's compacted snapshot and the shard's snapshot. `--before-code` names a checkout of the code before the
 change (e.g. `git worktree add /tmp/before 61005a3`), which rebuilt both from the dataset files;
 it is timed on the same home in the same run.
 
@@ -56,7 +57,7 @@ print(json.dumps({"ranker_s": ranker_s, "user_state_s": user_state_s, "users": l
 """
 
 
-def replica_times(code: Path, home: Path, repeats: int, snapshot: bool) -> dict:
+def replica_times(code: Path, home: Path, repeats: int, snapshot: bool, first_start: bool = False) -> dict:
     from dynrec.config import DynrecConfig
 
     # the datasets folder as this checkout finds it (the code before the change looked beside its own)
@@ -64,6 +65,8 @@ def replica_times(code: Path, home: Path, repeats: int, snapshot: bool) -> dict:
     env.pop("DYNREC_CONFIG", None)
     runs = []
     for _ in range(repeats):
+        if first_start:
+            clear_snapshots(home)
         done = subprocess.run([sys.executable, "-c", REPLICA, "snapshot" if snapshot else "-"], cwd=code, env=env,
                               capture_output=True, text=True, timeout=1800)
         if done.returncode:
@@ -77,12 +80,15 @@ def replica_times(code: Path, home: Path, repeats: int, snapshot: bool) -> dict:
     }
 
 
-def clear_snapshot(home: Path) -> None:
+def clear_snapshots(home: Path) -> None:
+    """No user or catalogue snapshot: a payload of no known version counts as none."""
     from dynrec.config import DynrecConfig
+    from dynrec.items import snapshot
     from dynrec.state import open_store
 
     store = open_store(DynrecConfig.from_dict({"home": str(home)}).with_dataset("ml-1m"))
-    store.save_snapshot("users-0-of-1", 0, pickle.dumps(None))  # a payload of no known version counts as none
+    for name in ("users-0-of-1", snapshot.SNAPSHOT):
+        store.save_snapshot(name, 0, pickle.dumps(None))
     store.close()
 
 
@@ -95,9 +101,8 @@ def main() -> None:
     results: dict = {"machine": machine(), "repeats": args.repeats}
     if args.before_code:
         results["before"] = replica_times(args.before_code, args.home, args.repeats, snapshot=False)
-    clear_snapshot(args.home)
-    results["after"] = replica_times(ROOT, args.home, args.repeats, snapshot=False)
-    replica_times(ROOT, args.home, 1, snapshot=True)
+    results["after"] = replica_times(ROOT, args.home, args.repeats, snapshot=False, first_start=True)
+    replica_times(ROOT, args.home, 1, snapshot=True)  # the shard's snapshot (the catalogue saved its own)
     results["after_snapshot"] = replica_times(ROOT, args.home, args.repeats, snapshot=False)
     print(f"\n{'code':<16}{'Ranker s':>10}{'UserState s':>13}")
     for name in ("before", "after", "after_snapshot"):

@@ -67,7 +67,7 @@ class Served:
         """The catalogue, booted from `store` (default: the configured one)."""
         from dynrec.items.catalog import Catalog
 
-        return Catalog(self.config, self.artifacts, self.runtime, self.item_ids, store or state_store(self.config))
+        return Catalog.boot(self.config, self.artifacts, self.runtime, self.item_ids, store or state_store(self.config))
 
 
 def load_served(threads: int = 1) -> Served:

@@ -4,6 +4,7 @@ the other deployments through their handles. OpenAPI is served at /docs."""
 import asyncio
 import time
 import uuid
+from dataclasses import asdict
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -123,8 +124,8 @@ class Ingress:
             view, body.num_results, body.filters.model_dump(), body.exclude_seen, body.exploration.model_dump(exclude_none=True)
         )
         return RecommendationResponse(
-            recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked["model_version"],
-            items=[RecommendedItem(**item) for item in ranked["items"]], note=ranked["note"],
+            recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked.model_version,
+            items=[RecommendedItem(**asdict(r)) for r in ranked.items], note=ranked.note,
         )
 
     @api.post("/v1/events", response_model=EventsResponse, responses=ERRORS)
@@ -160,7 +161,7 @@ class Ingress:
             refused = {0: refusal}
         if refused:
             return error(refused[0].status, str(refused[0]))
-        return await self.ranker.item.remote(item_id)
+        return asdict(await self.ranker.item.remote(item_id))
 
     @api.post("/v1/items/batch", response_model=ItemsBatchResponse, responses=ERRORS)
     async def put_items(self, body: ItemsBatchRequest) -> ItemsBatchResponse | JSONResponse:
@@ -190,7 +191,7 @@ class Ingress:
     @api.get("/v1/items/{item_id}", response_model=ItemOut, responses=ERRORS)
     async def get_item(self, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
         item = await self.ranker.item.remote(item_id)
-        return item if item is not None else error(404, f"unknown item_id '{item_id}'")
+        return asdict(item) if item is not None else error(404, f"unknown item_id '{item_id}'")
 
     @api.get("/v1/items/{item_id}/similar", response_model=SimilarResponse, responses=ERRORS)
     async def similar(
@@ -201,7 +202,7 @@ class Ingress:
         items = await self.ranker.similar.remote(item_id, num_results)
         if items is None:
             return error(404, f"unknown or hidden item_id '{item_id}'")
-        return SimilarResponse(item_id=item_id, items=[RecommendedItem(**i) for i in items])
+        return SimilarResponse(item_id=item_id, items=[RecommendedItem(**asdict(r)) for r in items])
 
     @api.get("/v1/users/{user_id}", responses=ERRORS)
     async def get_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):

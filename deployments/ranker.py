@@ -10,8 +10,9 @@ from ray import serve
 from ray.util import metrics
 
 from deployments.common import load_served, state_store
-from dynrec.ranking.bandit import ExplorationSettings
-from dynrec.ranking.ranker import Filters, recommend, similar_items
+from dynrec.items.catalog import ItemDetail
+from dynrec.ranking.bandit import ClickBandit, ExplorationSettings
+from dynrec.ranking.ranker import Filters, Ranked, Ranking, recommend, similar_items
 from dynrec.users.shards import UserView
 
 
@@ -27,45 +28,34 @@ class Ranker:
         self.indexed = -1  # the gauge's last value: it is set when the count changes, not on every request
         self.explored = metrics.Counter("dynrec_explored", description="exploration picks mixed into results")
         self.catalog = served.catalog(state_store(served.config))
-        self.catalog.start_refreshing()
+        self.catalog.start_refreshing(compact=True)
+        self.bandit = ClickBandit(self.exploration, self.catalog.feedback)
 
-    def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict) -> dict:
-        """{model_version, items}: the version comes back with the results it produced. A plain
-        method (Serve runs it on a worker thread): as a coroutine on the replica's event loop, the
-        replica used 0.19-0.20 of a core at 50 rps against 0.13-0.14 this way (/proc, two runs each)."""
+    def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict) -> Ranking:
+        """A plain method (Serve runs it on a worker thread): as a coroutine on the replica's event
+        loop, the replica used 0.19-0.20 of a core at 50 rps against 0.13-0.14 this way (/proc,
+        two runs each)."""
         self.catalog.sync()
         settings = ExplorationSettings.from_config(self.exploration, **exploration)
         ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
-                           self.config.diversity, self.config.new_item_slots, settings, self.rng)
+                           self.config.diversity, self.config.new_item_slots, settings, self.rng, self.bandit)
         if len(self.catalog.index) != self.indexed:
             self.indexed = len(self.catalog.index)
             self.index_items.set(self.indexed)
         explored = sum(r.explored for r in ranked)
         if explored:
             self.explored.inc(explored)
-        items = [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title,
-                  "explored": r.explored} for r in ranked]
-        return {"model_version": self.catalog.model_version, "items": items, "note": self.catalog.shortfall(len(items), num_results)}
+        return Ranking(self.catalog.model_version, ranked, self.catalog.shortfall(len(ranked), num_results))
 
-    def similar(self, item_id: str, num_results: int) -> list[dict] | None:
+    def similar(self, item_id: str, num_results: int) -> list[Ranked] | None:
         self.catalog.sync()
         if not self.catalog.visible(item_id):
             return None
-        ranked = similar_items(self.catalog, item_id, num_results, Filters())
-        return [{"item_id": r.item_id, "score": r.score, "reason": r.reason, "title": self.catalog.item(r.item_id).title}
-                for r in ranked]
+        return similar_items(self.catalog, item_id, num_results, Filters())
 
-    def item(self, item_id: str) -> dict | None:
+    def item(self, item_id: str) -> ItemDetail | None:
         self.catalog.sync()
-        if item_id not in self.catalog:
-            return None
-        meta = self.catalog.item(item_id)
-        row = self.catalog.row[item_id]
-        return {
-            "item_id": item_id, "title": meta.title, "categories": meta.categories, "attributes": meta.attributes,
-            "hidden": item_id in self.catalog.hidden, "new": self.catalog.is_new(item_id),
-            "has_image": bool(self.catalog.image_mask[row]), "model_version": self.catalog.model_version,
-        }
+        return self.catalog.describe(item_id)
 
     def version(self) -> str:
         return self.catalog.model_version

@@ -111,7 +111,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
     config = _config(args)
     artifacts = ensure_artifacts(config, progress=True)
     model, item_ids, _ = load_model(artifacts.model_path)
-    catalog = Catalog(config, artifacts, ModelRuntime(model, config.runtime), item_ids, open_store(config))
+    catalog = Catalog.boot(config, artifacts, ModelRuntime(model, config.runtime), item_ids, open_store(config))
     users = UserSessions(config, catalog).export()
     items = {m.item_id: ItemInfo(m.title, m.categories, m.text) for m in catalog.meta}
     segmentation = fit_segments(users, items, config.segments)

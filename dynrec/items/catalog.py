@@ -1,15 +1,17 @@
 """A replica's view of the catalogue: item metadata, content vectors, behaviour, and the indexes.
 
-Built from the state store (items, events, bandit feedback) and the catalogue embeddings
-(Parquet), so a replica on any node that reaches the store builds the same state; then kept
-current by replaying the store's logs: upserts and hides apply at once; behaviour events update the statistics, and
-the touched items are re-fused (new embedding, same content) every `behaviour_refresh_s` by a
+Booted from the store's catalogue snapshot and the log entries after it (dynrec.items.snapshot),
+so a replica on any node that reaches the store builds the same state at a cost that follows the
+catalogue's size, not its history; then kept current by replaying the store's logs: upserts and
+hides apply at once; behaviour events update the statistics and the attributed feedback counts,
+and the touched items are re-fused (new embedding, same content) every `behaviour_refresh_s` by a
 background thread, off the request path.
 
 Three indexes: `index` holds the full embeddings (ID, content and behaviour) that users are
 matched against; `content_index` holds every item's content vector (its text embedding, joined
 with the fusion model's view of it as a brand-new item: no ID, no behaviour), so "similar items"
-compares what items are about, whatever their popularity, and a new item is comparable at once; `fresh_index` holds the content view of items added while serving, the pool new
+compares what items are about, whatever their popularity, and a new item is comparable at once;
+`fresh_index` holds the content view of the items without a trained ID embedding, the pool new
 items are recommended from before they have any behaviour.
 """
 
@@ -22,131 +24,132 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from dynrec.artifacts.prepare import Artifacts, vectors
+from dynrec.artifacts.prepare import Artifacts
 from dynrec.config import DynrecConfig
-from dynrec.data import Interactions
 from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.encoders.behaviour import BehaviourFeatures
 from dynrec.encoders.image import ImageEncoder
 from dynrec.encoders.text import TextEncoder
 from dynrec.index import ExactIndex, fitted_index, make_index
+from dynrec.items import snapshot
+from dynrec.items.feedback import FEEDBACK_TYPES
+from dynrec.items.snapshot import CatalogueState, ItemMeta
 from dynrec.memory import release_unused_memory
-from dynrec.ranking.bandit import FEEDBACK_TYPES, ClickBandit
-from dynrec.ranking.prior import AttributePrior
 from dynrec.state import ItemChange, StateStore, StoredEvent
-from dynrec.state.imports import stored_dataset, vector_carrying
 
 if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
     from dynrec.models.runtime import ModelRuntime
 
-
-
 @dataclass
-class ItemMeta:
+class ItemDetail:
+    """One item as the API describes it."""
+
     item_id: str
     title: str
     categories: list[str]
-    created_at: int  # unix seconds, -1 unknown
     attributes: dict[str, str]
-    text: str = ""
+    hidden: bool
+    new: bool
+    has_image: bool
+    model_version: str
 
 
 class Catalog:
-    def __init__(
-        self,
-        config: DynrecConfig,
-        artifacts: Artifacts,
-        runtime: ModelRuntime,
-        trained_ids: list[str],
-        store: StateStore,
-    ):
+    def __init__(self, config: DynrecConfig, runtime: ModelRuntime, trained_ids: list[str], store: StateStore,
+                 state: CatalogueState):
+        """The catalogue from `state` (a snapshot, or one built from the store), as of its log
+        positions; `boot` is the usual way in. Rows whose embedding is missing, or was fused by
+        another model, are fused here."""
         self.config, self.runtime, self.store = config, runtime, store
         self.model_version = runtime.fingerprint
-        dataset, built = stored_dataset(store, config.source.label)
-        items = dataset.items
-        table = pq.read_table(artifacts.embeddings_path)
-        position = {item_id: i for i, item_id in enumerate(table["item_id"].to_pylist())}
-        ids = items["item_id"].to_pylist()
-        changes = [c for c in store.item_changes(0) if c.seq <= built[0]]
-        carried = vector_carrying(changes)  # upserted through the API: their vectors are in the log
-        unembedded = [i for i in ids if i not in position and i not in carried]
-        if unembedded:  # imported after the embeddings were made: a restart prepares them (ensure_artifacts)
-            raise RuntimeError(f"{len(unembedded):,} stored items, e.g. {unembedded[:3]}, have no embeddings in "
-                               f"{artifacts.embeddings_path}; restart the replica or run `dynrec encode`")
-        self.ids: list[str] = list(ids)
-        self.row: dict[str, int] = {item_id: i for i, item_id in enumerate(ids)}
-        self.text, self.image = np.zeros((len(ids), TextEncoder.dim), np.float32), np.zeros((len(ids), ImageEncoder.dim), np.float32)
-        self.text_mask, self.image_mask = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
-        embeddings = np.zeros((len(ids), runtime.dim), np.float32)
-        rows = np.array([position.get(i, -1) for i in ids], dtype=np.int64)
-        listed = rows >= 0
-        self.text[listed], self.image[listed] = vectors(table["text_embedding"])[rows[listed]], vectors(table["image_embedding"])[rows[listed]]
-        self.text_mask[listed] = np.asarray(table["text_mask"].to_pylist(), bool)[rows[listed]]
-        self.image_mask[listed] = np.asarray(table["image_mask"].to_pylist(), bool)[rows[listed]]
-        embeddings[listed] = vectors(table["embedding"])[rows[listed]]
-        for row in np.flatnonzero(~listed):
-            change = carried[ids[row]]
-            self.text[row], self.text_mask[row], embeddings[row] = change.text_vec, change.text_mask, change.embedding
-            self.image[row], self.image_mask[row] = change.image_vec, change.image_mask
+        self.meta: list[ItemMeta] = state.meta
+        self.ids: list[str] = [m.item_id for m in state.meta]
+        self.row: dict[str, int] = {item_id: i for i, item_id in enumerate(self.ids)}
+        self.text, self.text_mask, self.image, self.image_mask = state.text, state.text_mask, state.image, state.image_mask
         trained = {item_id: i for i, item_id in enumerate(trained_ids)}
-        self.model_index = np.array([trained.get(i, -1) for i in ids], dtype=np.int64)
-        created = items["created_at"].cast("int64").fill_null(-1).to_numpy()
-        self.meta = [
-            ItemMeta(r["item_id"], r["title"] or r["item_id"], list(r["categories"] or []), int(c),
-                     dict(r["attributes"] or []), r["text"] or "")
-            for r, c in zip(items.select(["item_id", "title", "categories", "attributes", "text"]).to_pylist(), created)
-        ]
-        interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
-        self.prior = AttributePrior.fit(dataset.users, interactions, config.cold_start)
-        self.behaviour = BehaviourFeatures.from_events(
-            interactions.items, interactions.timestamps, interactions.values, interactions.n_items, created, config.behaviour
-        )
-        self.now = int(interactions.timestamps.max()) + 1 if len(interactions.timestamps) else int(time.time())
-        self.hidden: set[str] = set()
+        self.model_index = np.array([trained.get(i, -1) for i in self.ids], dtype=np.int64)
+        self.behaviour, self.prior, self.feedback, self.now = state.behaviour, state.prior, state.feedback, state.now
+        embeddings = state.embeddings if state.model_version == self.model_version and state.embeddings.shape[1:] == (runtime.dim,) \
+            else np.zeros((len(self.ids), runtime.dim), np.float32)
+        stale = np.flatnonzero(~state.embedded) if embeddings is state.embeddings else np.arange(len(self.ids))
+        for start in range(0, len(stale), 4096):
+            embeddings[stale[start : start + 4096]] = self.embed_rows(stale[start : start + 4096])
+        self.hidden: set[str] = set(state.hidden)
+        self.hidden_vectors: dict[str, np.ndarray] = {i: embeddings[self.row[i]] for i in self.hidden}  # still in user histories
+        visible = np.array([r for r, item_id in enumerate(self.ids) if item_id not in self.hidden], dtype=np.int64)
         self._item_changes = 0  # counts item adds, updates and hides: what `created_since` keeps depends on them
         self._young: tuple[tuple[int, int], list[str]] = ((-1, -1), [])
-        self.hidden_vectors: dict[str, np.ndarray] = {}  # hidden items still appear in user histories
-        self.index = make_index(embeddings.shape[1], len(ids), config.index, model_version=self.model_version)
-        self.index.upsert(ids, embeddings)
-        sample = np.random.default_rng(0).choice(len(ids), min(len(ids), 2048), replace=False)
+        self.index = make_index(runtime.dim, len(self.ids), config.index, model_version=self.model_version)
+        self.index.upsert([self.ids[r] for r in visible], embeddings[visible])
+        sample = np.random.default_rng(0).choice(len(self.ids), min(len(self.ids), 2048), replace=False)
         self.score_sample = embeddings[np.sort(sample)]  # to standardise a user's scores without scoring every item
-        content_dim = TextEncoder.dim + embeddings.shape[1]
-        self.content_index = make_index(content_dim, len(ids), config.index, model_version=self.model_version)
-        for start in range(0, len(ids), 4096):
-            rows = np.arange(start, min(start + 4096, len(ids)))
-            self.content_index.upsert([ids[r] for r in rows], self.content_view(rows))
+        content_dim = TextEncoder.dim + runtime.dim
+        self.content_index = make_index(content_dim, len(self.ids), config.index, model_version=self.model_version)
         self.fresh_index = ExactIndex(content_dim, model_version=self.model_version)
-        self.touched: set[int] = set()
-        self.bandit = ClickBandit(config.exploration)
-        feedback = dataset.events.filter(pc.and_(pc.is_valid(dataset.events["recommendation_id"]),
-                                                 pc.is_in(dataset.events["event_type"], value_set=pa.array(FEEDBACK_TYPES))))
-        for item_id, event_type in zip(feedback["item_id"].to_pylist(), feedback["event_type"].to_pylist()):
-            self.bandit.record(item_id, event_type)
-        self._seen = built
+        for start in range(0, len(visible), 4096):
+            rows = visible[start : start + 4096]
+            content = self.content_view(rows)
+            self.content_index.upsert([self.ids[r] for r in rows], content)
+            new = self.model_index[rows] < 0
+            if new.any():
+                self.fresh_index.upsert([self.ids[r] for r in rows[new]], content[new])
+        self.touched: set[int] = set(state.touched)
+        self._seen = self._compacted = state.positions
         self._checked = 0.0
         self._popularity_at = time.monotonic()
         self._lock = threading.RLock()
         self._refresh_popularity()
-        self._apply_logged_state(changes)
-        self.sync(force=True)
         self._refresher: threading.Thread | None = None
-        release_unused_memory()  # the dataset and embedding tables read above
 
-    def start_refreshing(self) -> None:
-        """Re-fuse behaviour-touched items every `behaviour_refresh_s` in a daemon thread."""
+    @classmethod
+    def boot(cls, config: DynrecConfig, artifacts: Artifacts, runtime: ModelRuntime, trained_ids: list[str],
+             store: StateStore) -> Catalog:
+        """From the store's catalogue snapshot and the log after it; without a snapshot, built
+        from the store's records and events, and saved as the first snapshot."""
+        state = snapshot.load(store)
+        if state is None:
+            state = snapshot.build(config, artifacts, store, runtime.fingerprint, runtime.dim)
+            snapshot.save(store, state)
+        catalog = cls(config, runtime, trained_ids, store, state)
+        catalog.sync(force=True)
+        release_unused_memory()  # the tables read above
+        return catalog
+
+    def start_refreshing(self, compact: bool = False) -> None:
+        """Re-fuse behaviour-touched items every `behaviour_refresh_s` in a daemon thread; with
+        `compact`, also save a new snapshot every `state.compact_every` log entries."""
         if self._refresher is None:
-            self._refresher = threading.Thread(target=self._refresh_loop, name="catalog-refresh", daemon=True)
+            self._refresher = threading.Thread(target=self._refresh_loop, args=(compact,), name="catalog-refresh", daemon=True)
             self._refresher.start()
 
-    def _refresh_loop(self) -> None:
+    def state(self) -> CatalogueState:
+        """The catalogue as of the log positions applied so far (call under the lock)."""
+        embeddings = np.zeros((len(self.ids), self.dim), np.float32)
+        embedded = np.zeros(len(self.ids), bool)
+        indexed = [r for r, item_id in enumerate(self.ids) if item_id in self.index]
+        embeddings[indexed] = self.index.vectors([self.ids[r] for r in indexed]) if indexed else 0
+        embedded[indexed] = True
+        for item_id, vector in self.hidden_vectors.items():
+            embeddings[self.row[item_id]], embedded[self.row[item_id]] = vector, True
+        return CatalogueState(self._seen, list(self.meta), self.text.copy(), self.text_mask.copy(), self.image.copy(),
+                              self.image_mask.copy(), embeddings, embedded, self.model_version, self.behaviour,
+                              self.prior, self.feedback, self.now, set(self.hidden), set(self.touched))
+
+    def compact(self) -> None:
+        """Save the catalogue as a snapshot in the store (pickled under the lock, so the
+        statistics match the positions it records)."""
+        with self._lock:
+            snapshot.save(self.store, self.state())
+            self._compacted = self._seen
+
+    def _refresh_loop(self, compact: bool) -> None:
         while True:
             time.sleep(self.config.serving.behaviour_refresh_s)
             self.sync(force=True)
             self.refresh_behaviour()
+            if compact and sum(self._seen) - sum(self._compacted) >= self.config.state.compact_every:
+                self.compact()
 
     @property
     def dim(self) -> int:
@@ -160,6 +163,13 @@ class Catalog:
 
     def item(self, item_id: str) -> ItemMeta:
         return self.meta[self.row[item_id]]
+
+    def describe(self, item_id: str) -> ItemDetail | None:
+        if item_id not in self.row:
+            return None
+        meta = self.item(item_id)
+        return ItemDetail(item_id, meta.title, meta.categories, meta.attributes, item_id in self.hidden,
+                          self.is_new(item_id), bool(self.image_mask[self.row[item_id]]), self.model_version)
 
     def vector(self, item_id: str) -> np.ndarray:
         return self.vectors([item_id])[0]
@@ -226,25 +236,14 @@ class Catalog:
             self._seen = latest
             return changed
 
-    def _apply_logged_state(self, changes: list[ItemChange]) -> None:
-        """What the item log adds to the items built from its records: items upserted through the
-        API (their newest upsert, with its vectors) and hides (an item whose last change hides it).
-        Replaying every upsert instead re-ran fusion once per item: 4 s of a replica's start on ML-1M."""
-        for change in vector_carrying(changes).values():
-            self._apply(change)
-        last = {c.item_id: c for c in changes}
-        for change in last.values():
-            if change.hidden:
-                self._apply(change)
-
     def _apply_event(self, event: StoredEvent) -> None:
-        """Attributed impressions and clicks feed the bandit; every event but an impression (a
-        showing, not an interaction) feeds the item's behaviour statistics."""
+        """Attributed impressions and clicks feed the feedback counts (the bandit's evidence); every
+        event but an impression (a showing, not an interaction) feeds the behaviour statistics."""
         row = self.row.get(event.item_id)
         if row is None:
             return
         if event.recommendation_id and event.event_type in FEEDBACK_TYPES:
-            self.bandit.record(event.item_id, event.event_type)
+            self.feedback.record(event.item_id, event.event_type)
         if event.event_type not in NOT_INTERACTIONS:
             self.behaviour.update(row, event.ts, event.value)
             self.touched.add(row)

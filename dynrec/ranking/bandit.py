@@ -8,20 +8,18 @@ them each draw a CTR from their posterior, and the highest draws win. A new item
 draws from the prior, so it gets shown; one that is shown and never clicked draws low and fades;
 one that is clicked draws high and keeps its place until its behaviour speaks for it.
 
-The counts are rebuilt from the durable event log on start, like the rest of the catalogue.
+The counts are the catalogue's (dynrec.items.feedback): compacted and replayed with the rest of it.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from dynrec.config import ExplorationConfig
-
-FEEDBACK_TYPES = ("impression", "click")
+from dynrec.items.feedback import FeedbackCounts
 
 
 @dataclass(frozen=True)
@@ -42,24 +40,16 @@ class ExplorationSettings:
 
 
 class ClickBandit:
-    def __init__(self, config: ExplorationConfig):
+    """The exploration policy over the catalogue's attributed feedback counts."""
+
+    def __init__(self, config: ExplorationConfig, feedback: FeedbackCounts):
         self.prior_clicks = config.prior_clicks
         self.prior_misses = max(config.prior_impressions - config.prior_clicks, 1e-3)
-        self.impressions: dict[str, int] = defaultdict(int)
-        self.clicks: dict[str, int] = defaultdict(int)
-
-    def record(self, item_id: str, event_type: str) -> None:
-        """Count one attributed impression or click (other event types are ignored)."""
-        if event_type == "impression":
-            self.impressions[item_id] += 1
-        elif event_type == "click":
-            self.clicks[item_id] += 1
+        self.feedback = feedback
 
     def posterior(self, item_id: str) -> tuple[float, float]:
-        """(alpha, beta) of the item's CTR. A click implies an impression, even when the client
-        did not send one."""
-        clicks = self.clicks.get(item_id, 0)
-        shown = max(self.impressions.get(item_id, 0), clicks)
+        """(alpha, beta) of the item's CTR."""
+        shown, clicks = self.feedback.shown_and_clicked(item_id)
         return self.prior_clicks + clicks, self.prior_misses + shown - clicks
 
     def mean(self, item_id: str) -> float:
@@ -72,10 +62,6 @@ class ClickBandit:
             return np.zeros(0)
         alpha, beta = np.array([self.posterior(i) for i in item_ids]).T
         return rng.beta(alpha, beta)
-
-    def forget(self, item_id: str) -> None:
-        self.impressions.pop(item_id, None)
-        self.clicks.pop(item_id, None)
 
 
 def exploration_slots(k: int, weight: float, rng: np.random.Generator) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynrec.items.catalog import Catalog
-from dynrec.ranking.bandit import ExplorationSettings, exploration_slots
+from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots
 from dynrec.ranking.prior import blend_weight, blended
 from dynrec.users.shards import UserView
 
@@ -41,6 +41,23 @@ class Ranked:
     score: float
     reason: str
     explored: bool = False
+    title: str = ""
+
+
+@dataclass
+class Ranking:
+    """A ranking request's answer: the results, the model version that produced them, and why
+    the list is short when it is."""
+
+    model_version: str
+    items: list[Ranked]
+    note: str | None = None
+
+
+def titled(catalog: Catalog, ranked: list[Ranked]) -> list[Ranked]:
+    for r in ranked:
+        r.title = catalog.item(r.item_id).title
+    return ranked
 
 
 def recommend(
@@ -54,6 +71,7 @@ def recommend(
     new_item_slots: int = 1,
     exploration: ExplorationSettings | None = None,
     rng: np.random.Generator | None = None,
+    bandit: ClickBandit | None = None,
 ) -> list[Ranked]:
     """Top-k for `user`; users without an embedding (unknown, or no events yet) get the prior of
     their attributes (what new users in their groups took to first, see dynrec.ranking.prior).
@@ -61,8 +79,8 @@ def recommend(
     Up to `new_item_slots` per 10 results go to new items (added while serving, so without
     behaviour or a trained ID) whose content is closest to the user's recent history: they are
     served from content alone from the moment they are upserted. With `exploration`, a share of
-    the slots goes to young items picked by Thompson sampling (see dynrec.ranking.bandit); those
-    come last and are flagged.
+    the slots goes to young items picked by `bandit`'s Thompson sampling (see dynrec.ranking.bandit);
+    those come last and are flagged.
     """
     # hidden items are out of every index and skipped where the prior or popularity is read, so
     # they stay out of `exclude`: a request's cost must not grow with the number of hidden items
@@ -72,8 +90,8 @@ def recommend(
     accept = filters.accepts(catalog)
     rng = rng if rng is not None else np.random.default_rng()
     explored: list[Ranked] = []
-    if exploration is not None:
-        explored = explore(catalog, user, exploration_slots(k, exploration.weight, rng), exclude, accept, exploration, rng)
+    if exploration is not None and bandit is not None:
+        explored = explore(catalog, bandit, user, exploration_slots(k, exploration.weight, rng), exclude, accept, exploration, rng)
         exclude = exclude | {e.item_id for e in explored}
     k_main = k - len(explored)
     if user.embedding is None:
@@ -87,7 +105,7 @@ def recommend(
         if slots and len(catalog.fresh_index):
             fresh = [f for f in new_items_for(catalog, user, slots, exclude, accept) if f.item_id not in set(ids)]
             ranked = ranked[: k_main - len(fresh)] + fresh
-    return ranked[:k_main] + explored
+    return titled(catalog, ranked[:k_main] + explored)
 
 
 def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> tuple[list[str], np.ndarray]:
@@ -140,7 +158,7 @@ def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], acce
 
 
 def explore(
-    catalog: Catalog, user: UserView, slots: int, exclude: set[str], accept, settings: ExplorationSettings, rng
+    catalog: Catalog, bandit: ClickBandit, user: UserView, slots: int, exclude: set[str], accept, settings: ExplorationSettings, rng
 ) -> list[Ranked]:
     """`slots` items younger than `settings.max_age_days`: of the `pool` most relevant to the user
     (all equal for a user without an embedding), those with the highest draws from their CTR posterior."""
@@ -153,17 +171,16 @@ def explore(
     if user.embedding is not None and len(young) > settings.pool:
         relevance = catalog.vectors(young) @ user.embedding
         young = [young[r] for r in np.argsort(-relevance, kind="stable")[: settings.pool]]
-    draws = catalog.bandit.sample(young, rng)
+    draws = bandit.sample(young, rng)
     order = np.argsort(-draws, kind="stable")[:slots]
     picked = [young[r] for r in order]
     reasons = reasons_for(catalog, picked, user)
-    return [Ranked(i, float(d), exploring(catalog, i, r), explored=True) for i, d, r in zip(picked, draws[order], reasons)]
+    return [Ranked(i, float(d), exploring(bandit, i, r), explored=True) for i, d, r in zip(picked, draws[order], reasons)]
 
 
-def exploring(catalog: Catalog, item_id: str, reason: str) -> str:
+def exploring(bandit: ClickBandit, item_id: str, reason: str) -> str:
     """The flag on an explored item's reason: how much the bandit has seen of it so far."""
-    alpha, beta = catalog.bandit.posterior(item_id)
-    shown = int(round(alpha + beta - catalog.bandit.prior_clicks - catalog.bandit.prior_misses))
+    shown, _ = bandit.feedback.shown_and_clicked(item_id)
     reason = reason.removeprefix("New item, ")
     return f"Exploring a new item (shown {shown} times so far): {reason[:1].lower()}{reason[1:]}"
 
@@ -219,7 +236,7 @@ def similar_items(catalog: Catalog, item_id: str, k: int, filters: Filters) -> l
     exclude = {item_id} | set(filters.exclude_item_ids)  # hidden items are out of the content index
     ids, scores = catalog.content_index.search(catalog.content_vector(item_id), k, exclude, filters.accepts(catalog))
     title = catalog.item(item_id).title
-    return [Ranked(i, float(s), sentence(f"similar to “{title}”")) for i, s in zip(ids, scores)]
+    return titled(catalog, [Ranked(i, float(s), sentence(f"similar to “{title}”")) for i, s in zip(ids, scores)])
 
 
 def sentence(text: str) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dynrec.config import ExplorationConfig
+from dynrec.items.feedback import FeedbackCounts
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots
 from dynrec.ranking.ranker import Filters, recommend
 from dynrec.state import ItemChange, StoredEvent
@@ -14,15 +15,16 @@ from dynrec.users.sessions import UserSessions
 
 
 def test_clicks_raise_and_unclicked_impressions_lower_the_posterior():
-    bandit = ClickBandit(ExplorationConfig(prior_clicks=1, prior_impressions=20))
+    feedback = FeedbackCounts()
+    bandit = ClickBandit(ExplorationConfig(prior_clicks=1, prior_impressions=20), feedback)
     prior = bandit.mean("a")
     for _ in range(5):
-        bandit.record("a", "impression")
-    bandit.record("a", "click")
+        feedback.record("a", "impression")
+    feedback.record("a", "click")
     for _ in range(30):
-        bandit.record("b", "impression")
+        feedback.record("b", "impression")
     assert bandit.mean("a") > prior > bandit.mean("b")
-    bandit.record("c", "click")  # a click without its impression still counts as shown
+    feedback.record("c", "click")  # a click without its impression still counts as shown
     assert bandit.posterior("c") == (2, 19)
 
 
@@ -48,34 +50,36 @@ def catalog_with_young_items(served, fill, tmp_path):
 
 def test_exploration_off_gives_no_explored_items_and_on_flags_them(served, catalog_with_young_items):
     catalog, _ = catalog_with_young_items
+    bandit = ClickBandit(served.config.exploration, catalog.feedback)
     user = UserSessions(served.config, catalog).view("1")
     rng = np.random.default_rng(1)
-    off = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.0, 30, 50), rng)
+    off = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.0, 30, 50), rng, bandit)
     assert len(off) == 10 and not any(r.explored for r in off)
-    on = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.2, 30, 50), rng)
+    on = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.2, 30, 50), rng, bandit)
     explored = [r for r in on if r.explored]
     assert len(on) == 10 and len(explored) == 2
     assert all(r.item_id.startswith("young-") and r.reason.startswith("Exploring") for r in explored)
     # items older than the cutoff are never explored: the dataset's items are decades old
-    old_only = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(1.0, 1e-9, 50), rng)
+    old_only = recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(1.0, 1e-9, 50), rng, bandit)
     assert not any(r.explored for r in old_only)
 
 
 def test_attributed_clicks_in_the_store_raise_the_posterior_and_win_the_draws(served, catalog_with_young_items):
     catalog, store = catalog_with_young_items
-    before = catalog.bandit.mean("young-1")
+    bandit = ClickBandit(served.config.exploration, catalog.feedback)
+    before = bandit.mean("young-1")
     feedback = [StoredEvent("young-0", 100, 1.0, "impression", "u", "rec-1") for _ in range(40)]
     feedback += [StoredEvent("young-1", 100, 1.0, "impression", "u", "rec-2") for _ in range(10)]
     feedback += [StoredEvent("young-1", 101, 1.0, "click", "u", "rec-2") for _ in range(8)]
     feedback += [StoredEvent("young-2", 101, 1.0, "click", "u", None) for _ in range(8)]  # unattributed: ignored
     store.add_events(feedback)
     catalog.sync(force=True)
-    assert catalog.bandit.mean("young-1") > before > catalog.bandit.mean("young-0")
-    assert catalog.bandit.mean("young-2") == pytest.approx(before)
+    assert bandit.mean("young-1") > before > bandit.mean("young-0")
+    assert bandit.mean("young-2") == pytest.approx(before)
     user = UserSessions(served.config, catalog).view("2")
     rng = np.random.default_rng(2)
     picks = [r.item_id for _ in range(50)
-             for r in recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.1, 30, 50), rng)
+             for r in recommend(catalog, user, 10, Filters(), True, 200, 0.0, 0, ExplorationSettings(0.1, 30, 50), rng, bandit)
              if r.explored]
     assert picks.count("young-1") > 0.8 * len(picks)
 
