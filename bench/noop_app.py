@@ -25,7 +25,7 @@ class NoopUsers:
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
 class NoopRanker:
     def recommend(self, user_id: str, view: dict) -> dict:
-        return {"model_version": "noop", "items": []}
+        return {"recommendation_id": "noop", "user_id": user_id, "model_version": "noop", "items": []}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=200)

@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import requests
 import yaml
@@ -46,7 +45,7 @@ from bench.common import (
     stop_serve,
     write_results,
 )
-from dynrec.client import wait_until_ok
+from dynrec.client import ApiError, AsyncClient, Client, Retries, wait_until_ok
 
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
@@ -106,7 +105,13 @@ def wait_healthy(timeout_s: float = 900) -> None:
     wait_until_ok(lambda: requests.post(f"{BASE}/noop/v1/recommendations", json={"user_id": "1"}, timeout=5), timeout_s, every_s=2)
 
 
+def related_items(client: Client) -> list[str]:
+    """The items the load's events name: the 500 most similar to Star Wars: Episode IV."""
+    return [i.item_id for i in client.similar("260", 500).items]
+
+
 def request_mix(rng: random.Random, users: list[str], items: list[str]) -> tuple[str, dict]:
+    """One request of the mix: a recommendation for a user (80%), or 1-5 view events of one user."""
     if rng.random() < 0.8:
         return "/v1/recommendations", {"user_id": rng.choice(users), "num_results": 10}
     user = rng.choice(users)
@@ -147,29 +152,27 @@ async def open_loop(prefix: str, rate: float, seconds: float, users: list[str], 
     """Send at a fixed rate whatever the responses do (open loop); latency per request."""
     rng = random.Random(seed)
     load = Load()
-    timeout = aiohttp.ClientTimeout(total=30)
 
-    async def one(session, path, body):
+    async def one(client: AsyncClient, path: str, body: dict):
         started = time.perf_counter()
         try:
-            async with session.post(f"{BASE}{prefix}{path}", json=body) as response:
-                await response.read()
-                if response.status != 200:
-                    load.errors += 1
-                    return
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            if path == "/v1/events":
+                await client.events(body["events"])
+            else:
+                await client.recommendations(**body)
+        except ApiError:
             load.errors += 1
             return
         load.latencies[path].append(1000 * (time.perf_counter() - started))
 
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=256)) as session:
+    async with AsyncClient(f"{BASE}{prefix}", retries=Retries(attempts=1)) as client:  # a failure counts, never retried
         tasks, start = [], time.perf_counter()
         load.sent = int(rate * seconds)
         for i in range(load.sent):
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, *request_mix(rng, users, items))))
+            tasks.append(asyncio.create_task(one(client, *request_mix(rng, users, items))))
         await asyncio.gather(*tasks)
         load.seconds = time.perf_counter() - start
     return load
@@ -196,43 +199,39 @@ def freshness(users: list[str], trials: int = 200, item_trials: int = 20) -> dic
 
     The floor of the first is the same two calls (an event, then a recommendation) against the
     no-op app, interleaved trial by trial: what Serve's hops alone cost on this machine."""
-    http = requests.Session()
+    http, noop = Client(BASE), Client(f"{BASE}/noop")
     event_ms, ack_ms, item_ms, floor_ms = [], [], [], []
     for trial in range(trials):
         started = time.perf_counter()
-        http.post(f"{BASE}/noop/v1/events", json={"events": [{"user_id": users[trial], "item_id": "1", "event_type": "rating"}]})
-        http.post(f"{BASE}/noop/v1/recommendations", json={"user_id": users[trial], "num_results": 10})
+        noop.events([{"user_id": users[trial], "item_id": "1", "event_type": "rating"}])
+        noop.recommendations(users[trial], 10)
         floor_ms.append(1000 * (time.perf_counter() - started))
         user = users[trial]
-        before = http.post(f"{BASE}/v1/recommendations", json={"user_id": user, "num_results": 10}).json()
-        target = before["items"][0]["item_id"]
+        before = [i.item_id for i in http.recommendations(user, 10).items]
         started = time.perf_counter()
-        http.post(f"{BASE}/v1/events", json={"events": [{"user_id": user, "item_id": target, "event_type": "rating", "value": 5}]})
+        http.events([{"user_id": user, "item_id": before[0], "event_type": "rating", "value": 5}])
         ack_ms.append(1000 * (time.perf_counter() - started))
         while True:
-            after = http.post(f"{BASE}/v1/recommendations", json={"user_id": user, "num_results": 10}).json()
-            if [i["item_id"] for i in after["items"]] != [i["item_id"] for i in before["items"]]:
+            if [i.item_id for i in http.recommendations(user, 10).items] != before:
                 event_ms.append(1000 * (time.perf_counter() - started))
                 break
             if time.perf_counter() - started > 10:
                 event_ms.append(float("inf"))
                 break
-    related = http.get(f"{BASE}/v1/items/260").json()  # Star Wars: Episode IV
+    related = http.get_item("260")  # Star Wars: Episode IV
     for trial in range(item_trials):
         item_id = f"bench-new-{trial}-{int(time.time())}"
-        body = {"title": f"Star Wars: Episode {trial + 10} - Rebels Rising", "categories": related["categories"],
-                "text": "A space opera: the rebels, the Empire and the Jedi fight across the galaxy."}
         started = time.perf_counter()
-        http.put(f"{BASE}/v1/items/{item_id}", json=body)
+        http.put_item(item_id, f"Star Wars: Episode {trial + 10} - Rebels Rising", categories=related.categories,
+                      text="A space opera: the rebels, the Empire and the Jedi fight across the galaxy.")
         while True:
-            similar = http.get(f"{BASE}/v1/items/260/similar", params={"num_results": 100}).json()
-            if item_id in [i["item_id"] for i in similar["items"]]:
+            if item_id in [i.item_id for i in http.similar("260", 100).items]:
                 item_ms.append(1000 * (time.perf_counter() - started))
                 break
             if time.perf_counter() - started > 10:
                 item_ms.append(float("inf"))
                 break
-        http.delete(f"{BASE}/v1/items/{item_id}")
+        http.delete_item(item_id)
     return {
         "freshness_event_p50_ms": float(np.percentile(event_ms, 50)),
         "freshness_event_p99_ms": float(np.percentile(event_ms, 99)),
@@ -268,7 +267,7 @@ def catalogue_growth(sizes=(10_000, 100_000, 1_000_000), queries: int = 200, rou
     artifacts = ensure_artifacts(config)
     model, item_ids, _ = load_model(artifacts.model_path)
     runtime = ModelRuntime(model, config.runtime)
-    smallest, catalog = (Catalog(config, artifacts, runtime, item_ids, open_store(config)) for _ in range(2))
+    smallest, catalog = (Catalog.boot(config, artifacts, runtime, item_ids, open_store(config)) for _ in range(2))
     sessions = UserSessions(config, catalog)
     views = [sessions.view(str(u)) for u in range(1, 1 + queries)]
     real = catalog.index.vectors(catalog.ids)
@@ -386,7 +385,7 @@ def soak(args) -> None:
         try:
             wait_healthy()
             users = [str(u) for u in range(1, 3000)]
-            items = [i["item_id"] for i in requests.get(f"{BASE}/v1/items/260/similar", params={"num_results": 500}).json()["items"]]
+            items = related_items(Client(BASE))
             asyncio.run(open_loop("", rate, 60, users, items, seed=1))  # warm-up
             time.sleep(2 * sampler.every_s)
             warm_rss, sampler.peak_rss = sampler.last_rss, 0
@@ -435,7 +434,7 @@ def main() -> None:
             results["startup_s"] = time.monotonic() - started
             print(f"service up in {results['startup_s']:.0f} s", flush=True)
             users = [str(u) for u in range(1, 3000)]
-            items = [i["item_id"] for i in requests.get(f"{BASE}/v1/items/260/similar", params={"num_results": 500}).json()["items"]]
+            items = related_items(Client(BASE))
             asyncio.run(open_loop("", 5, 5, users, items, seed=99))  # warm-up
             # freshness first, on an idle service: the top rate may overload it and leave a backlog
             results.update(freshness(users))
