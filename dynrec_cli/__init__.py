@@ -61,12 +61,16 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Load the configured source into the state store, the service's source of truth."""
+    """Load the configured source into the state store, the service's source of truth. Into a home
+    that has served, changed items are encoded with the served model, so a running service shows
+    them at once."""
+    from dynrec.artifacts.prepare import import_encoder
     from dynrec.state.imports import import_source
 
     config = _config(args)
     report = LoadReport()
-    summary = import_source(config, progress=not args.no_progress, report=report)
+    summary = import_source(config, progress=not args.no_progress, report=report,
+                            encode=import_encoder(config, progress=not args.no_progress))
     print(f"imported {config.source.label} into the {config.state.backend} store")
     for line in report.lines() + summary.lines():
         print(f"  {line}")

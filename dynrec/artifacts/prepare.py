@@ -22,12 +22,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dynrec.artifacts.publish import fetch
 from dynrec.config import DynrecConfig
 from dynrec.data import Dataset
 from dynrec.data.schemas import NOT_INTERACTIONS
+from dynrec.items.encoding import Batch
 from dynrec.memory import release_unused_memory
 from dynrec.models.runtime import ModelManifest, ModelRuntime, exported_graphs
 from dynrec.state import open_store
@@ -182,9 +184,11 @@ def _embeddings_current(path: Path, fingerprint: str, item_ids: list[str]) -> bo
     return table["model_version"].unique().to_pylist() == [fingerprint] and set(item_ids) <= set(table["item_id"].to_pylist())
 
 
-def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_path: Path, output: Path, progress: bool) -> None:
-    """The Ray Data job's output (same steps, same columns), computed in this process for
-    `dataset`'s items, in one batch; content vectors come from the cache for content seen before."""
+def encoded_items(config: DynrecConfig, dataset: Dataset, model_path: Path, progress: bool,
+                  items: pa.Table | None = None) -> Batch:
+    """The catalogue-encoding steps in this process, in one batch, for `items` (default: all of
+    `dataset`'s), with the model at `model_path` and the behaviour at the end of `dataset`'s events;
+    content vectors come from the cache for content seen before."""
     from dynrec.data import Interactions
     from dynrec.encoders.behaviour import latest_behaviour
     from dynrec.encoders.content import (
@@ -195,15 +199,20 @@ def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_pat
     from dynrec.items.encoding import batch_of, encode_batch
     from dynrec.models.model import load_model
 
-    items = dataset.items
+    items = dataset.items if items is None else items
     model, trained_ids, _ = load_model(model_path)
     runtime = ModelRuntime(model, config.runtime)
-    created_at = items["created_at"].cast("int64").fill_null(-1).to_numpy()
+    created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()
     _, behaviour, empty = latest_behaviour(Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS), created_at, config.behaviour)
     cache = EmbeddingCache(config.paths.cache)
-    encoded = encode_batch(batch_of(items), CachedTextEncoder(cache, config.encoders, config.runtime, progress=progress),
-                           CachedImageEncoder(cache, config.encoders, config.runtime, progress=progress), runtime,
-                           {item_id: i for i, item_id in enumerate(trained_ids)}, behaviour, empty)
+    return encode_batch(batch_of(items), CachedTextEncoder(cache, config.encoders, config.runtime, progress=progress),
+                        CachedImageEncoder(cache, config.encoders, config.runtime, progress=progress), runtime,
+                        {item_id: i for i, item_id in enumerate(trained_ids)}, behaviour, empty)
+
+
+def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_path: Path, output: Path, progress: bool) -> None:
+    """The Ray Data job's output (same steps, same columns), computed in this process."""
+    encoded = encoded_items(config, dataset, model_path, progress)
     table = pa.table(
         {
             "item_id": pa.array(encoded["item_id"].tolist(), pa.string()),
@@ -220,6 +229,32 @@ def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_pat
     temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     pq.write_table(table, temp)
     os.replace(temp, output)
+
+
+def served_model_path(config: DynrecConfig) -> Path | None:
+    """The model a service on this home serves: the trained run, else the bootstrap, else the
+    untrained one; None before the service's first start."""
+    label = config.source.label
+    for run in (config.run_name, f"{label}-bootstrap", f"{label}-untrained"):
+        if config.paths.model(run).is_file():
+            return config.paths.model(run)
+    return None
+
+
+def import_encoder(config: DynrecConfig, progress: bool = True) -> Callable[[Dataset, list[str]], Batch] | None:
+    """For `dynrec import` into a home that has served: encodes the items the import changes with
+    the served model, so their changes carry their vectors and a running service shows them at
+    once, as it shows items put through the API. None before the first start, whose preparation
+    embeds the whole catalogue anyway."""
+    model_path = served_model_path(config)
+    if model_path is None:
+        return None
+
+    def encode(dataset: Dataset, item_ids: list[str]) -> Batch:
+        items = dataset.items.filter(pc.is_in(dataset.items["item_id"], value_set=pa.array(item_ids, pa.string())))
+        return encoded_items(config, dataset, model_path, progress, items)
+
+    return encode
 
 
 def fixed_list(matrix: np.ndarray) -> pa.FixedSizeListArray:

@@ -266,6 +266,8 @@ class Catalog:
         record = change.record or {}
         created = -1 if record.get("created_at") is None else int(record["created_at"])
         row = self.row.get(change.item_id)
+        if row is None and change.text_vec is None:
+            return  # a new item imported without its vectors: a restart embeds it (see dynrec.artifacts.prepare)
         if row is None:  # grow every per-item array first; readers find the id only once it is complete
             row = self._grow([ItemMeta(change.item_id, change.item_id, [], created, {})])[0]
         self.meta[row] = ItemMeta(
@@ -279,7 +281,8 @@ class Catalog:
         content = self.content_view(np.array([row]))
         self.row[change.item_id] = row
         if change.embedding is not None:
-            self.index.upsert([change.item_id], change.embedding[None, :])
+            fused = change.embedding[None, :] if change.model_version == self.model_version else self.embed_rows(np.array([row]))
+            self.index.upsert([change.item_id], fused)
         self.content_index.upsert([change.item_id], content)
         if self.model_index[row] < 0:
             self.fresh_index.upsert([change.item_id], content)

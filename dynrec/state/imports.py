@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,10 @@ def vector_carrying(changes: list[ItemChange]) -> dict[str, ItemChange]:
     return {item_id: c for item_id, c in latest_records(changes).items() if c.text_vec is not None}
 
 
-def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000, progress: bool = True) -> ImportSummary:
+def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000, progress: bool = True,
+                   encode: Callable[[Dataset, list[str]], dict[str, np.ndarray]] | None = None) -> ImportSummary:
+    """With `encode` (dynrec.artifacts.prepare.import_encoder), the changed items' records carry
+    their content and fused vectors, as items put through the API do."""
     started = time.perf_counter()
     summary = ImportSummary()
     erased = store.erased_users()
@@ -115,6 +119,14 @@ def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000
             summary.items_unchanged += 1
         else:
             changes.append(ItemChange(0, row["item_id"], False, record))
+    if encode is not None and changes:
+        encoded = encode(dataset, [c.item_id for c in changes])
+        position = {item_id: i for i, item_id in enumerate(encoded["item_id"].tolist())}
+        for change in changes:
+            i = position[change.item_id]
+            change.text_vec, change.text_mask = encoded["text_embedding"][i], bool(encoded["text_mask"][i])
+            change.image_vec, change.image_mask = encoded["image_embedding"][i], bool(encoded["image_mask"][i])
+            change.embedding, change.model_version = encoded["embedding"][i], str(encoded["model_version"][i])
     with tqdm(total=len(changes), desc="import items", unit="item", disable=not progress) as bar:
         for start in range(0, len(changes), batch_size):
             store.put_items(changes[start : start + batch_size])
@@ -150,13 +162,14 @@ def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000
     return summary
 
 
-def import_source(config: DynrecConfig, progress: bool = True, report: LoadReport | None = None) -> ImportSummary:
-    """`dynrec import`: the configured source into the configured store. A source that fails its
-    checks fails before anything is written."""
+def import_source(config: DynrecConfig, progress: bool = True, report: LoadReport | None = None,
+                  encode: Callable[[Dataset, list[str]], dict[str, np.ndarray]] | None = None) -> ImportSummary:
+    """`dynrec import`: the configured source into the configured store (see `import_dataset` for
+    `encode`). A source that fails its checks fails before anything is written."""
     dataset = load_source(config, report)
     store = open_store(config)
     try:
-        return import_dataset(dataset, store, config.state.import_batch, progress)
+        return import_dataset(dataset, store, config.state.import_batch, progress, encode)
     finally:
         store.close()
 

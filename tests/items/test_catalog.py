@@ -57,3 +57,33 @@ def test_a_replica_started_after_api_upserts_and_hides_boots_them_from_the_log(s
     assert "api-item" in started_later.fresh_index and running.ids[1] in started_later.hidden
     np.testing.assert_allclose(started_later.vector("api-item"), running.vector(running.ids[0]), atol=1e-6)
     assert "api-item" in [r.item_id for r in similar_items(started_later, running.ids[0], 5, Filters())]
+
+
+def test_items_imported_into_a_served_home_appear_in_a_running_catalogue(served, fill, ml100k, tmp_path):
+    """`dynrec import` into a home that has served encodes the changed items with the served model,
+    so a running replica shows them on its next sync; imported without vectors, a new item waits
+    for a restart instead of being served with an empty embedding."""
+    import pyarrow as pa
+
+    from dynrec.artifacts.prepare import import_encoder
+    from dynrec.data.dataset import Dataset
+    from dynrec.state.imports import import_dataset
+
+    store = fill(SqliteStore(tmp_path / "state.sqlite"))
+    running = served.catalog(store)
+    source = ml100k.items.slice(0, 1).to_pylist()[0]
+    copy = {**source, "item_id": "imported-copy", "title": source["title"] + " (director's cut)"}
+    bare = {**source, "item_id": "imported-bare", "title": "An item imported without vectors"}
+
+    def with_items(*rows):
+        return Dataset(ml100k.name, pa.concat_tables([ml100k.items, pa.Table.from_pylist(list(rows), ml100k.items.schema)]),
+                       ml100k.events, ml100k.users)
+
+    import_dataset(with_items(bare), store, progress=False)
+    running.sync(force=True)
+    assert not running.visible("imported-bare")
+    import_dataset(with_items(bare, copy), store, progress=False, encode=import_encoder(served.config, progress=False))
+    running.sync(force=True)
+    assert running.visible("imported-copy") and running.is_new("imported-copy") and "imported-copy" in running.index
+    similar = [r.item_id for r in similar_items(running, source["item_id"], 5, Filters())]
+    assert similar[0] == "imported-copy"
