@@ -139,7 +139,7 @@ class Ingress:
                          event.value if event.value is not None else 1.0, event.recommendation_id)
             by_shard.setdefault(shard_of(event.user_id, len(self.user_shards)), []).append((index, sent))
         results = await asyncio.gather(*(self.user_shards[s].apply.remote(rows) for s, rows in by_shard.items()))
-        rejected = sorted((r for shard in results for r in shard), key=lambda r: r["index"])
+        rejected = [RejectedRow(**asdict(r)) for r in sorted((r for shard in results for r in shard), key=lambda r: r.index)]
         return EventsResponse(accepted=len(body.events) - len(rejected), rejected=rejected)
 
     async def _ingest(self, uploads: list[ItemUpload]) -> dict[int, Refused]:
@@ -206,9 +206,10 @@ class Ingress:
 
     @api.get("/v1/users/{user_id}", responses=ERRORS)
     async def get_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
-        described, embedding = await self._shard(user_id).describe.remote(user_id)
-        described = described or {"user_id": user_id, "known": False, "attributes": {}, "history_length": 0, "recent": []}
-        described["segment"] = await self.segments.assign.remote(user_id, embedding, described["attributes"])
+        summary, embedding = await self._shard(user_id).describe.remote(user_id)
+        described = asdict(summary) if summary is not None else \
+            {"user_id": user_id, "known": False, "attributes": {}, "history_length": 0, "recent": []}
+        described["segment"] = asdict(await self.segments.assign.remote(user_id, embedding, described["attributes"]))
         return described
 
     @api.delete("/v1/users/{user_id}", responses=ERRORS)
@@ -217,7 +218,7 @@ class Ingress:
         them), and segment membership."""
         erased = await self._shard(user_id).erase.remote(user_id)
         segment = await self.segments.forget.remote(user_id)
-        return {"user_id": user_id, "erased": True, **erased, "segment_membership_erased": segment}
+        return {"user_id": user_id, "erased": True, **asdict(erased), "segment_membership_erased": segment}
 
     @api.get("/v1/segments", response_model=SegmentsResponse, responses=ERRORS)
     async def list_segments(self):

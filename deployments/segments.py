@@ -16,7 +16,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import load_config, state_store
-from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments
+from dynrec.segments import (
+    ItemInfo,
+    SegmentAssignment,
+    Segmentation,
+    UserTable,
+    fit_segments,
+)
 from dynrec.state.imports import latest_records
 
 
@@ -92,11 +98,11 @@ class Segments:
             self.current = fitted
             return True
 
-    async def assign(self, user_id: str, embedding: np.ndarray | None, attributes: dict[str, str]) -> dict:
+    async def assign(self, user_id: str, embedding: np.ndarray | None, attributes: dict[str, str]) -> SegmentAssignment:
         """The user's segment: from the last fit when the user was in it, else the nearest centroid."""
         segmentation = await self._segmentation()
         segment_id = segmentation.members.get(user_id)
         if segment_id is None:
             segment_id = segmentation.assign(embedding, attributes)
         label = "no segments yet: too few users" if segment_id is None else segmentation.profile(segment_id).label
-        return {"segment_id": segment_id, "label": label, "version": segmentation.version}
+        return SegmentAssignment(segment_id, label, segmentation.version)

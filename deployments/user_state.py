@@ -18,7 +18,15 @@ from ray.util import metrics
 
 from deployments.common import load_served, state_store
 from dynrec.segments import UserTable
-from dynrec.users.shards import Event, UserView, checked_events, shard_of
+from dynrec.users.shards import (
+    Erasure,
+    Event,
+    Rejected,
+    UserSummary,
+    UserView,
+    checked_events,
+    shard_of,
+)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -45,9 +53,8 @@ class UserState:
             time.sleep(self.config.state.snapshot_every_s)
             self.sessions.save_snapshot(self.store, self.snapshot_name)
 
-    def apply(self, events: list[tuple[int, Event]]) -> list[dict]:
-        """Check and apply (request index, event) pairs; returns one rejection ({index, error}) per
-        refused event."""
+    def apply(self, events: list[tuple[int, Event]]) -> list[Rejected]:
+        """Check and apply (request index, event) pairs; returns one rejection per refused event."""
         self.catalog.sync(force=True)
         accepted, rejected = checked_events(events, self.catalog.__contains__, self.config.model.event_types)
         if accepted:
@@ -62,7 +69,7 @@ class UserState:
         self.catalog.sync()
         return self.sessions.view(user_id, attributes)
 
-    def describe(self, user_id: str) -> tuple[dict | None, np.ndarray | None]:
+    def describe(self, user_id: str) -> tuple[UserSummary | None, np.ndarray | None]:
         """The user's readable summary, and the embedding that places them in a segment."""
         view = self.sessions.view(user_id)
         return self.sessions.describe(user_id), view.embedding
@@ -70,7 +77,7 @@ class UserState:
     def export(self) -> UserTable:
         return self.sessions.export()
 
-    def erase(self, user_id: str) -> dict:
+    def erase(self, user_id: str) -> Erasure:
         return self.sessions.erase(self.store, user_id, self.snapshot_name)
 
     def status(self) -> dict:

@@ -49,6 +49,15 @@ class ItemInfo:
 
 
 @dataclass
+class SegmentAssignment:
+    """A user's segment as `GET /v1/users/{id}` reports it (None before there are segments)."""
+
+    segment_id: int | None
+    label: str
+    version: int | None
+
+
+@dataclass
 class SegmentProfile:
     segment_id: int
     label: str

@@ -31,7 +31,7 @@ from dynrec.memory import release_unused_memory
 from dynrec.segments import UserTable
 from dynrec.state import StateStore, StoredEvent
 from dynrec.state.imports import stored_dataset
-from dynrec.users.shards import Event, UserView
+from dynrec.users.shards import Erasure, Event, HistoryEntry, UserSummary, UserView
 
 
 @dataclass
@@ -213,13 +213,13 @@ class UserSessions:
         store.save_snapshot(name, seq, pickle.dumps(payload, protocol=5))
         return seq
 
-    def erase(self, store: StateStore, user_id: str, snapshot: str) -> dict:
+    def erase(self, store: StateStore, user_id: str, snapshot: str) -> Erasure:
         """Forget the user everywhere this shard can: state, logged events (bandit feedback with
         them) and attributes, and a fresh snapshot without them, so a restart cannot bring them back."""
         known = self.forget(user_id)
         events = store.erase_user(user_id)
         self.save_snapshot(store, snapshot)
-        return {"known": known, "events_erased": events}
+        return Erasure(known, events)
 
     def forget(self, user_id: str) -> bool:
         """Drop the user's state; returns whether there was any."""
@@ -253,21 +253,14 @@ class UserSessions:
                 [[h[0] for h in list(r.history)[-history:]] for _, r in rows],
             )
 
-    def describe(self, user_id: str) -> dict | None:
+    def describe(self, user_id: str) -> UserSummary | None:
         with self._lock:
             record = self.users.get(user_id)
             if record is None:
                 return None
             recent = list(reversed(record.history))[:10]
-            return {
-                "user_id": user_id,
-                "known": True,
-                "attributes": dict(record.attributes),
-                "history_length": len(record.seen),
-                "events_since_start": record.events,
-                "recent": [
-                    {"item_id": i, "title": self.catalog.item(i).title, "event_type": t, "timestamp": ts, "value": v}
-                    for i, t, ts, v in recent
-                ],
-                "embedding_norm": float(np.linalg.norm(record.embedding)) if record.embedding is not None else None,
-            }
+            return UserSummary(
+                user_id, True, dict(record.attributes), len(record.seen), record.events,
+                [HistoryEntry(i, self.catalog.item(i).title, t, ts, v) for i, t, ts, v in recent],
+                float(np.linalg.norm(record.embedding)) if record.embedding is not None else None,
+            )

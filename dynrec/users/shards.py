@@ -1,6 +1,6 @@
 """What passes between the Ingress and the user shards: which shard owns a user (a stable hash,
 so every process routes a user alike), the events sent to it and how they are checked, and the
-view of a user a shard hands to ranking. Kept free of the model stack, so the Ingress can route
+view of a user a shard hands to ranking, and the shard's other answers. Kept free of the model stack, so the Ingress can route
 and unpickle views without importing torch."""
 
 from __future__ import annotations
@@ -26,15 +26,23 @@ class Event:
     recommendation_id: str | None = None
 
 
-def checked_events(events: list[tuple[int, Event]], known_item, event_types: tuple[str, ...]) -> tuple[list[Event], list[dict]]:
-    """The events a shard may apply, and one rejection ({index, error}) for each it may not: an
-    item the catalogue does not hold, or an event type outside the model's vocabulary."""
+@dataclass
+class Rejected:
+    """An event (by its index in the request) a shard refused, and why."""
+
+    index: int
+    error: str
+
+
+def checked_events(events: list[tuple[int, Event]], known_item, event_types: tuple[str, ...]) -> tuple[list[Event], list[Rejected]]:
+    """The events a shard may apply, and one rejection for each it may not: an item the catalogue
+    does not hold, or an event type outside the model's vocabulary."""
     accepted, rejected = [], []
     for index, event in events:
         if not known_item(event.item_id):
-            rejected.append({"index": index, "error": f"unknown item_id '{event.item_id}'"})
+            rejected.append(Rejected(index, f"unknown item_id '{event.item_id}'"))
         elif event.event_type not in event_types:
-            rejected.append({"index": index, "error": f"unknown event_type '{event.event_type}'; one of {list(event_types)}"})
+            rejected.append(Rejected(index, f"unknown event_type '{event.event_type}'; one of {list(event_types)}"))
         else:
             accepted.append(event)
     return accepted, rejected
@@ -50,3 +58,31 @@ class UserView:
     recent: list[tuple[str, str, int, float]]  # newest first, the last `serving.reason_history` events: what reasons cite
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation: the cold-start prior
     history_length: int = 0  # events in the user's window (up to the model's max_length): how much the prior still counts
+
+
+@dataclass
+class HistoryEntry:
+    item_id: str
+    title: str
+    event_type: str
+    timestamp: int
+    value: float
+
+
+@dataclass
+class UserSummary:
+    """A user as `GET /v1/users/{id}` describes them (the Ingress adds the segment)."""
+
+    user_id: str
+    known: bool
+    attributes: dict[str, str]
+    history_length: int
+    events_since_start: int
+    recent: list[HistoryEntry]  # newest first, up to 10
+    embedding_norm: float | None
+
+
+@dataclass
+class Erasure:
+    known: bool  # the shard held the user's state
+    events_erased: int

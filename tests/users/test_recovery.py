@@ -4,7 +4,7 @@ state stores; without a snapshot it boots from the store's events alone; erased 
 import numpy as np
 
 from dynrec.users.sessions import UserSessions
-from dynrec.users.shards import Event
+from dynrec.users.shards import Erasure, Event
 
 SNAPSHOT = "users-0-of-1"
 
@@ -33,7 +33,7 @@ def test_rebooted_users_equal_the_ones_before_the_restart(served, fill, open_bac
     before.save_snapshot(store, SNAPSHOT)
     for n, user in enumerate(users):  # after the snapshot: only the log has these
         before.record(store, events_for(catalog, user, 100 + 10 * n, 3))
-    assert before.erase(store, "erase-me", SNAPSHOT) == {"known": True, "events_erased": 8}
+    assert before.erase(store, "erase-me", SNAPSHOT) == Erasure(known=True, events_erased=8)
     for n, user in enumerate(users[:3]):  # after the erasure's fresh snapshot
         before.record(store, events_for(catalog, user, 200 + 10 * n, 3))
     crash()
