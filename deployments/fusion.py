@@ -25,13 +25,15 @@ class Fusion:
         self.catalog.sync(force=True)
         index = np.array([self.catalog.model_index[self.catalog.row[i.item_id]] if i.item_id in self.catalog else -1
                           for i in items])
+        text, text_mask = np.stack([i.text_vec for i in items]), np.ones(len(items), bool)
+        image, image_mask = np.stack([i.image_vec for i in items]), np.array([i.image_mask for i in items])
         embeddings = self.served.runtime.embed_items(
-            index, np.stack([i.text_vec for i in items]), np.ones(len(items), bool), np.stack([i.image_vec for i in items]),
-            np.array([i.image_mask for i in items]), np.stack([self.catalog.behaviour_features(i.item_id) for i in items]),
+            index, text, text_mask, image, image_mask, np.stack([self.catalog.behaviour_features(i.item_id) for i in items]),
         )
+        content = self.catalog.content_of(text, text_mask, image, image_mask)
         return self.store.put_items([
-            ItemChange(0, i.item_id, False, i.record, i.text_vec, True, i.image_vec, i.image_mask, e, self.catalog.model_version)
-            for i, e in zip(items, embeddings)
+            ItemChange(0, i.item_id, False, i.record, i.text_vec, True, i.image_vec, i.image_mask, e, self.catalog.model_version, c)
+            for i, e, c in zip(items, embeddings, content)
         ])
 
     def hide(self, item_id: str) -> int:

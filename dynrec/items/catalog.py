@@ -278,7 +278,8 @@ class Catalog:
             self.text[row], self.text_mask[row] = change.text_vec, change.text_mask
         if change.image_vec is not None:
             self.image[row], self.image_mask[row] = change.image_vec, change.image_mask
-        content = self.content_view(np.array([row]))
+        carried = change.content_vec is not None and change.model_version == self.model_version
+        content = change.content_vec[None, :] if carried else self.content_view(np.array([row]))
         self.row[change.item_id] = row
         if change.embedding is not None:
             fused = change.embedding[None, :] if change.model_version == self.model_version else self.embed_rows(np.array([row]))
@@ -347,14 +348,16 @@ class Catalog:
         )
 
     def content_view(self, rows: np.ndarray) -> np.ndarray:
+        return self.content_of(self.text[rows], self.text_mask[rows], self.image[rows], self.image_mask[rows])
+
+    def content_of(self, text: np.ndarray, text_mask: np.ndarray, image: np.ndarray, image_mask: np.ndarray) -> np.ndarray:
         """Unit content vectors: the text embedding (weight 0.8) joined with the fusion model's
         embedding of the item from content alone (0.6: no ID, the behaviour of an unseen item), so
-        their dot product is 0.64 x text cosine + 0.36 x model cosine."""
-        unseen = np.repeat(self.behaviour_features("")[None], len(rows), axis=0)
-        fused = self.runtime.embed_items(
-            np.full(len(rows), -1), self.text[rows], self.text_mask[rows], self.image[rows], self.image_mask[rows], unseen
-        )
-        joined = np.hstack([0.8 * self.text[rows], 0.6 * fused])
+        their dot product is 0.64 x text cosine + 0.36 x model cosine. The Fusion deployment computes
+        it once per upsert and the item change carries it, so replicas do not fuse again."""
+        unseen = np.repeat(self.behaviour_features("")[None], len(text), axis=0)
+        fused = self.runtime.embed_items(np.full(len(text), -1), text, text_mask, image, image_mask, unseen)
+        joined = np.hstack([0.8 * text, 0.6 * fused])
         return joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)
 
     def content_vector(self, item_id: str) -> np.ndarray:

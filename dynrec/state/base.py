@@ -30,6 +30,7 @@ class ItemChange:
     image_mask: bool = False
     embedding: np.ndarray | None = None
     model_version: str = ""
+    content_vec: np.ndarray | None = None  # the catalogue's content view (Catalog.content_view), fused once by the writer
 
 
 class StoredEvent(NamedTuple):

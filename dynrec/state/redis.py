@@ -68,6 +68,7 @@ class RedisStore:
             "item_id": c.item_id, "hidden": c.hidden, "record": c.record,
             "text_vec": _blob(c.text_vec), "text_mask": c.text_mask, "image_vec": _blob(c.image_vec),
             "image_mask": c.image_mask, "embedding": _blob(c.embedding), "model_version": c.model_version,
+            "content_vec": _blob(c.content_vec),
         } for c in changes], [None] * len(changes))
 
     def hide(self, item_id: str) -> int:
@@ -80,7 +81,8 @@ class RedisStore:
     def item_changes(self, after: int) -> list[ItemChange]:
         return [
             ItemChange(seq, e["item_id"], e["hidden"], e["record"], _vector(e["text_vec"]), e["text_mask"],
-                       _vector(e["image_vec"]), e["image_mask"], _vector(e["embedding"]), e["model_version"])
+                       _vector(e["image_vec"]), e["image_mask"], _vector(e["embedding"]), e["model_version"],
+                       _vector(e.get("content_vec")))
             for seq, e in self._range("item_log", after)
         ]
 

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS item_log (
     image_vec BLOB, image_mask INTEGER,
     embedding BLOB,
     model_version TEXT,
-    written_at REAL NOT NULL
+    written_at REAL NOT NULL,
+    content_vec BLOB
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     name TEXT PRIMARY KEY,
@@ -52,9 +53,10 @@ CREATE TABLE IF NOT EXISTS erased_users (
     user_id TEXT PRIMARY KEY
 );
 """
-# columns added to item_events after its first release; older files gain them on open
+# columns added after a table's first release; older files gain them on open
 EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT",
                  "event_key": "INTEGER"}
+ITEM_COLUMNS = {"content_vec": "BLOB"}
 
 
 def _blob(vector: np.ndarray | None) -> bytes | None:
@@ -81,6 +83,10 @@ class SqliteStore:
         for column, declaration in EVENT_COLUMNS.items():
             if column not in present:
                 self._db.execute(f"ALTER TABLE item_events ADD COLUMN {column} {declaration}")
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(item_log)")}
+        for column, declaration in ITEM_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE item_log ADD COLUMN {column} {declaration}")
         self._db.execute("CREATE INDEX IF NOT EXISTS item_events_user ON item_events (user_id)")
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS item_events_key ON item_events (event_key)")
 
@@ -92,12 +98,13 @@ class SqliteStore:
         """Append upserts in one transaction; returns the newest sequence number."""
         now = time.time()
         rows = [(c.item_id, int(c.hidden), json.dumps(c.record) if c.record else None, _blob(c.text_vec), int(c.text_mask),
-                 _blob(c.image_vec), int(c.image_mask), _blob(c.embedding), c.model_version, now) for c in changes]
+                 _blob(c.image_vec), int(c.image_mask), _blob(c.embedding), c.model_version, now, _blob(c.content_vec))
+                for c in changes]
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO item_log (item_id, hidden, record, text_vec, text_mask, image_vec, image_mask, embedding,"
-                " model_version, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model_version, written_at, content_vec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._db.execute("COMMIT")
@@ -109,14 +116,14 @@ class SqliteStore:
     def item_changes(self, after: int) -> list[ItemChange]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, item_id, hidden, record, text_vec, text_mask, image_vec, image_mask, embedding, model_version"
-                " FROM item_log WHERE seq > ? ORDER BY seq",
+                "SELECT seq, item_id, hidden, record, text_vec, text_mask, image_vec, image_mask, embedding, model_version,"
+                " content_vec FROM item_log WHERE seq > ? ORDER BY seq",
                 (after,),
             ).fetchall()
         return [
             ItemChange(seq, item_id, bool(hidden), json.loads(record) if record else None, _vector(tv), bool(tm),
-                       _vector(iv), bool(im), _vector(emb), version or "")
-            for seq, item_id, hidden, record, tv, tm, iv, im, emb, version in rows
+                       _vector(iv), bool(im), _vector(emb), version or "", _vector(content))
+            for seq, item_id, hidden, record, tv, tm, iv, im, emb, version, content in rows
         ]
 
     def add_events(self, events: list[StoredEvent]) -> int:

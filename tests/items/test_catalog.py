@@ -50,7 +50,8 @@ def test_a_replica_started_after_api_upserts_and_hides_boots_them_from_the_log(s
     running = served.catalog(store)
     source = running.row[running.ids[0]]
     store.put_item(ItemChange(0, "api-item", False, {"title": "From the API", "categories": ["Drama"]},
-                              running.text[source], True, running.image[source], False, running.vector(running.ids[0])))
+                              running.text[source], True, running.image[source], False, running.vector(running.ids[0]),
+                              running.model_version))
     store.hide(running.ids[1])
     started_later = served.catalog(store)
     assert started_later.visible("api-item") and started_later.is_new("api-item")
@@ -87,3 +88,28 @@ def test_items_imported_into_a_served_home_appear_in_a_running_catalogue(served,
     assert running.visible("imported-copy") and running.is_new("imported-copy") and "imported-copy" in running.index
     similar = [r.item_id for r in similar_items(running, source["item_id"], 5, Filters())]
     assert similar[0] == "imported-copy"
+
+
+def test_an_upsert_carrying_its_vectors_is_applied_without_fusing_again(served, fill, tmp_path, monkeypatch):
+    """The writer (the Fusion deployment) fuses an item once; every replica applies the change's
+    fused and content vectors as they are. A change made for another model is re-fused."""
+    store = fill(SqliteStore(tmp_path / "state.sqlite"))
+    writer, replica = served.catalog(store), served.catalog(store)
+    source = writer.row[writer.ids[0]]
+    text, image = writer.text[source:source + 1], writer.image[source:source + 1]
+    content = writer.content_of(text, np.ones(1, bool), image, np.zeros(1, bool))[0]
+
+    def change(item_id, model_version):
+        return ItemChange(0, item_id, False, {"title": item_id}, text[0], True, image[0], False,
+                          writer.vector(writer.ids[0]), model_version, content)
+
+    fusions = []
+    original = replica.runtime.embed_items
+    monkeypatch.setattr(replica.runtime, "embed_items", lambda *args: fusions.append(1) or original(*args))
+    store.put_item(change("carried", replica.model_version))
+    replica.sync(force=True)
+    assert fusions == [] and replica.visible("carried")
+    np.testing.assert_allclose(replica.content_vector("carried"), content, atol=1e-6)
+    store.put_item(change("from-another-model", "another model"))
+    replica.sync(force=True)
+    assert fusions and replica.visible("from-another-model")

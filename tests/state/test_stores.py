@@ -12,7 +12,7 @@ def change(item_id: str, seed: int) -> ItemChange:
     rng = np.random.default_rng(seed)
     return ItemChange(0, item_id, False, {"title": item_id.title(), "categories": ["Drama"]},
                       rng.standard_normal(384).astype(np.float32), True, np.zeros(1280, np.float32), False,
-                      rng.standard_normal(16).astype(np.float32), "v1")
+                      rng.standard_normal(16).astype(np.float32), "v1", rng.standard_normal(400).astype(np.float32))
 
 
 def test_changes_come_back_in_order_from_any_reader_and_survive_a_crash(open_backend):
@@ -29,6 +29,7 @@ def test_changes_come_back_in_order_from_any_reader_and_survive_a_crash(open_bac
     assert [(c.item_id, c.hidden) for c in changes] == [("a", False), ("b", False), ("a", True)]
     np.testing.assert_array_equal(changes[0].embedding, first.embedding)
     np.testing.assert_array_equal(changes[1].text_vec, second.text_vec)
+    np.testing.assert_array_equal(changes[1].content_vec, second.content_vec)
     assert changes[0].record == {"title": "A", "categories": ["Drama"]} and changes[0].model_version == "v1"
     assert [c.item_id for c in reader.item_changes(seqs[0])] == ["b", "a"]  # only what is newer
     assert [event for _, event in reader.events(0)] == [
