@@ -345,6 +345,32 @@ def test_the_configmap_is_a_valid_dynrec_config():
     assert config.source.label == "ml-1m"  # the catalogue the image serves and its RayJobs train on
 
 
+def test_the_state_lives_in_a_durable_redis_that_every_pod_reaches():
+    """The ConfigMap's store is the Redis of k8s/base/redis.yaml (its Service, its port), run with
+    every write fsynced and nothing evicted, on a volume that outlives the pod."""
+    from urllib.parse import urlparse
+
+    from dynrec.config import DynrecConfig
+
+    config = DynrecConfig.from_dict(yaml.safe_load(load_one(CONFIGMAP)["data"]["dynrec.yaml"]))
+    docs = {d["kind"]: d for d in yaml.safe_load_all((K8S / "base" / "redis.yaml").read_text()) if d}
+    for doc in docs.values():
+        validate_core(doc)
+    service, statefulset = docs["Service"], docs["StatefulSet"]
+    url = urlparse(config.state.redis_url)
+    assert config.state.backend == "redis" and url.hostname == service["metadata"]["name"]
+    assert url.port in [p["port"] for p in service["spec"]["ports"]]
+    assert service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    args = dict(zip(container["args"][::2], container["args"][1::2]))
+    assert args["--appendonly"] == "yes" and args["--appendfsync"] == "always"
+    assert args["--maxmemory-policy"] == "noeviction"
+    mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claim = statefulset["spec"]["volumeClaimTemplates"][0]
+    assert mounted[claim["metadata"]["name"]] == args["--dir"]
+    assert "redis.yaml" in yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["resources"]
+
+
 # --- serveConfigV2 -------------------------------------------------------------------------------
 
 
@@ -422,8 +448,8 @@ def test_replicas_fit_the_worker_groups(overlay, rayservice, gpu_rayservice):
     serve = yaml.safe_load(obj["spec"]["serveConfigV2"])
     by_group = groups(obj)
     cpu_group, gpu_group = by_group["cpu-workers"], by_group["gpu-workers"]
-    # the SQLite item store lives on one node
-    assert cpu_group["maxReplicas"] == 1
+    # the state lives in Redis, which every pod reaches: the CPU group may hold several pods
+    assert 2 <= cpu_group["minReplicas"] <= cpu_group["maxReplicas"]
     assert by_group["head"]["rayStartParams"]["num-cpus"] == "0"  # no replica on the head
 
     def capacity(group: dict, resource: str) -> float:
@@ -484,7 +510,7 @@ def test_kustomize_renders_what_the_tests_check(rayservice, gpu_rayservice):
         result = subprocess.run([kubectl, "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         docs = {d["kind"]: d for d in yaml.safe_load_all(result.stdout)}
-        assert set(docs) == {"ConfigMap", "RayService"}
+        assert set(docs) == {"ConfigMap", "RayService", "Service", "StatefulSet"}
         assert docs["RayService"] == expected
         assert docs["ConfigMap"] == load_one(CONFIGMAP)
 
