@@ -1,8 +1,9 @@
 """Segments deployment: fits user segments from every UserState shard's embeddings, serves their
 profiles and assigns users to them.
 
-A fit is saved as a new version (`CURRENT` repointed atomically) and then swapped in as one
-object, so every request reads one version whole. Segments are fitted on first use when none is
+A fit is saved as a new version in the state store (a snapshot replaced whole, so a replica on
+any node reads the same one) and then swapped in as one object, so every request reads one
+version whole. Segments are fitted on first use when none is
 saved, on `POST /v1/segments/recompute`, and every `segments.recompute_every_s` in the background.
 """
 
@@ -31,18 +32,14 @@ class Segments:
     def __init__(self, *user_shards: DeploymentHandle):
         self.config = load_config()
         self.shards = user_shards
-        self.folder = self.config.paths.segments(self.config.source.label)
-        self.current: Segmentation | None = Segmentation.load(self.folder) if (self.folder / "CURRENT").is_file() else None
+        self.store = state_store(self.config)
+        self.current: Segmentation | None = Segmentation.load(self.store)
         self._fitting = asyncio.Lock()
         self._schedule: asyncio.Task | None = None
 
     def _items(self) -> dict[str, ItemInfo]:
         """Titles, categories and text of every item in the store (its newest record)."""
-        store = state_store(self.config)
-        try:
-            records = latest_records(store.item_changes(0))
-        finally:
-            store.close()
+        records = latest_records(self.store.item_changes(0))
         return {item_id: ItemInfo(c.record.get("title") or item_id, list(c.record.get("categories") or []), c.record.get("text") or "")
                 for item_id, c in records.items()}
 
@@ -57,7 +54,7 @@ class Segments:
             )
             version = (self.current.version if self.current else 0) + 1
             fitted = await asyncio.to_thread(lambda: fit_segments(users, self._items(), self.config.segments, version))
-            await asyncio.to_thread(fitted.save, self.folder)
+            await asyncio.to_thread(fitted.save, self.store)
             self.current = fitted
             return self._summary(fitted)
 
@@ -94,7 +91,7 @@ class Segments:
                 return False
             members = {u: s for u, s in self.current.members.items() if u != user_id}
             fitted = dataclasses.replace(self.current, version=self.current.version + 1, members=members)
-            await asyncio.to_thread(fitted.save, self.folder)
+            await asyncio.to_thread(fitted.save, self.store)
             self.current = fitted
             return True
 

@@ -357,9 +357,6 @@ class HomePaths:
         """The embedded (SQLite) state store of a source."""
         return self.home / "state" / f"{label}.sqlite"
 
-    def segments(self, label: str) -> Path:
-        return self.home / "state" / f"{label}-segments"
-
 
 @dataclass(slots=True)
 class DynrecConfig:

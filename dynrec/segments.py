@@ -9,7 +9,7 @@ service swaps whole objects, so a request sees one version.
 
 from __future__ import annotations
 
-import json
+import pickle
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dynrec.config import SegmentConfig
-from dynrec.index.base import read_meta, write_version
+from dynrec.state import StateStore
 
 GENDER_WORDS = {"F": "women", "M": "men"}
 STOP_WORDS = frozenset(
@@ -30,6 +30,9 @@ STOP_WORDS = frozenset(
     " years young your after american released directed starring stars written produced plot".split()
 )
 
+
+SNAPSHOT = "segments"  # the state-store snapshot a fit is saved as
+SNAPSHOT_VERSION = 1
 
 @dataclass
 class UserTable:
@@ -113,23 +116,18 @@ class Segmentation:
         return {"version": self.version, "k": self.k, "silhouette": self.silhouette, "seed": self.seed,
                 "segments": [asdict(p) for p in self.profiles]}
 
-    def save(self, directory: str | Path) -> Path:
-        meta = {**self.summary(), "columns": self.columns, "attribute_weight": self.attribute_weight}
-
-        def payload(folder: Path) -> None:
-            np.save(folder / "centroids.npy", self.centroids)
-            (folder / "members.json").write_text(json.dumps(self.members))
-
-        return write_version(directory, meta, payload)
+    def save(self, store: StateStore) -> None:
+        """Into the state store, where every replica on any node finds the same version."""
+        store.save_snapshot(SNAPSHOT, self.version, pickle.dumps((SNAPSHOT_VERSION, self), protocol=5))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Segmentation":
-        folder, meta = read_meta(directory)
-        return cls(
-            meta["version"], meta["seed"], meta["silhouette"], np.load(folder / "centroids.npy"),
-            [tuple(c) for c in meta["columns"]], meta["attribute_weight"],
-            [SegmentProfile(**p) for p in meta["segments"]], json.loads((folder / "members.json").read_text()),
-        )
+    def load(cls, store: StateStore) -> Segmentation | None:
+        """The store's segmentation; None before the first fit (or one saved in another layout)."""
+        saved = store.load_snapshot(SNAPSHOT)
+        if saved is None:
+            return None
+        payload = pickle.loads(saved[1])
+        return payload[1] if isinstance(payload, tuple) and payload[0] == SNAPSHOT_VERSION else None
 
 
 def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:

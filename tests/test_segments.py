@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from dynrec.config import SegmentConfig
-from dynrec.segments import ItemInfo, Segmentation, UserTable, fit_segments, kmeans, plot_segments, silhouette
+from dynrec.segments import (
+    ItemInfo,
+    Segmentation,
+    UserTable,
+    fit_segments,
+    kmeans,
+    plot_segments,
+    silhouette,
+)
+from dynrec.state.sqlite import SqliteStore
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +67,10 @@ def test_assign_save_load_and_plot(users_and_items, tmp_path):
     member = users.user_ids[0]
     assert segmentation.assign(users.embeddings[0], users.attributes[0]) == segmentation.members[member]
     assert 0 <= segmentation.assign(None, {"gender": "F"}) < 4  # attributes alone still place a user
-    segmentation.save(tmp_path / "segments")
-    loaded = Segmentation.load(tmp_path / "segments")
+    store = SqliteStore(tmp_path / "state.sqlite")
+    assert Segmentation.load(store) is None
+    segmentation.save(store)
+    loaded = Segmentation.load(store)
     assert loaded.members == segmentation.members and loaded.profiles == segmentation.profiles
     assert np.allclose(loaded.centroids, segmentation.centroids)
     path = plot_segments(users, segmentation, tmp_path / "plot.png")
