@@ -11,7 +11,9 @@ the log); two thirds in, a Ranker replica's. Then every acknowledged event is lo
 
 Writes bench/results/faults.json with `acked_events_lost` (must be 0), `failed_requests`, and
 `recovery_s` (the longest time from a kill until the last request it failed or held up for more
-than a second was answered), per fault too, and prints a table.
+than a second was answered), per fault too (`user_state_recovery_s`, `ranker_recovery_s`), and
+prints a table. The replacement replica's time includes Ray starting its process and importing
+the model stack, as well as booting from the store's snapshots.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ def main() -> None:
         "failed_requests": len(outcome["failures"]),
         "failure_kinds": sorted({kind for _, kind in outcome["failures"]}),
         "recovery_s": max((p["recovery_s"] for p in phases.values()), default=0.0),
+        "user_state_recovery_s": phases.get("UserState", {}).get("recovery_s"),
+        "ranker_recovery_s": phases.get("Ranker", {}).get("recovery_s"),
         "faults": phases,
         "settings": vars(args),
         "machine": machine(),
