@@ -44,6 +44,17 @@ class ItemFusion(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(dim, dim)
+        # The ID token also joins the output directly (see forward). Its rows start small, like a
+        # SASRec item table's (std dim^-1/2), so Adam's first steps move them by a useful fraction;
+        # at N(0, 1) they crawl and the ID-only model sat near ln(N) loss for its first epochs.
+        if self.id_embedding is not None:
+            nn.init.normal_(self.id_embedding.weight, std=dim**-0.5)
+        # no shared offset at the start: biases shared by every item made all items point one way
+        # (mean cosine 0.67 between random items at init), so the first logits were near uniform
+        nn.init.zeros_(self.output.bias)
+        # and the fused path starts small beside the ID vector (mean cosine 0.07 at init); it is
+        # normalised at the end, so content-only items keep the same direction at any scale
+        nn.init.normal_(self.output.weight, std=0.02)
 
     def forward(
         self,
@@ -60,7 +71,7 @@ class ItemFusion(nn.Module):
         """
         n = item_index.shape[0]
         static, masks = [self.item_token.expand(n, -1)], [torch.ones(n, dtype=torch.bool, device=item_index.device)]
-        dynamic = None
+        dynamic, direct = None, None
         for position, modality in enumerate(self.modalities):
             if modality == "behaviour":
                 dynamic = self.projections[modality](behaviour) + self.modality_type[position]
@@ -71,18 +82,23 @@ class ItemFusion(nn.Module):
                 mask = known
                 if self.training and self.id_dropout > 0:
                     mask = mask & (torch.rand(n, device=item_index.device) >= self.id_dropout)
+                direct = token * mask[:, None].to(token.dtype)
             else:
                 token = self.projections[modality](text if modality == "text" else image)
                 mask = text_mask if modality == "text" else image_mask
             static.append(token + self.modality_type[position])
             masks.append(mask)
-        return self._read_out(torch.stack(static, dim=1), torch.stack(masks, dim=1), dynamic)
+        fused = self._read_out(torch.stack(static, dim=1), torch.stack(masks, dim=1), dynamic)
+        # a known item's ID vector is added after the fusion: a free per-item direction, as in an
+        # ID-only sequential model's table, with the content path learning what IDs do not carry
+        # (and all there is for new items, whose ID token is masked, as ID dropout rehearses)
+        return F.normalize(fused + direct if direct is not None else fused, dim=-1)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(*x.shape[:-1], self.heads, x.shape[-1] // self.heads)
 
     def _read_out(self, static: torch.Tensor, masks: torch.Tensor, dynamic: torch.Tensor | None) -> torch.Tensor:
-        """Attention from the item token over the tokens, then the feed-forward block.
+        """Attention from the item token over the tokens, then the feed-forward block (not yet normalised).
 
         The item token's query is the same for every item, and the static tokens (item, ID, text,
         image) do not change between behaviour snapshots, so their keys and values are computed
@@ -104,4 +120,4 @@ class ItemFusion(nn.Module):
         item = self.item_token
         hidden = item + self.dropout(self.attn_out(attended.flatten(-2)))
         hidden = hidden + self.dropout(self.ffn(self.norm_ffn(hidden)))
-        return F.normalize(self.output(hidden), dim=-1)
+        return self.output(hidden)

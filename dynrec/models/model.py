@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,10 @@ class DynrecModel(nn.Module):
         self.config = config
         self.fusion = ItemFusion(n_items, text_dim, image_dim, behaviour_dim, config)
         self.user = UserEncoder(config)
+        # logits are cosine similarities times a learned scale that starts at 1 / temperature:
+        # how sharp the softmax over the catalogue should be depends on its size and the data,
+        # which no one fixed value fits. Training only: it does not change any user's ranking.
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.temperature)))
 
     @property
     def uses_behaviour(self) -> bool:
@@ -136,7 +141,8 @@ class DynrecModel(nn.Module):
         states = self.user_states(batch, table)
         real = batch.targets >= 0
         # scaling the (P, dim) states is far cheaper than dividing the (P, N) logits
-        hidden, targets = states[real] / self.config.temperature, batch.targets[real]
+        scale = self.log_scale.clamp(max=math.log(100.0)).exp()
+        hidden, targets = states[real] * scale, batch.targets[real]
         buckets = batch.target_buckets[real] if table.shape[0] > 1 else torch.zeros_like(targets)
         total = hidden.new_zeros(())
         for bucket in torch.unique(buckets):
@@ -177,6 +183,8 @@ def load_model(path) -> tuple[DynrecModel, list[str], dict]:
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["model_config"].items()})
     dims = saved["dims"]
     model = DynrecModel(config, saved["n_items"], dims.get("text", 1), dims.get("image", 1), dims.get("behaviour", 1))
-    model.load_state_dict(saved["state_dict"])
+    state = dict(saved["state_dict"])
+    state.setdefault("log_scale", model.log_scale.detach().clone())  # saved before the scale was learned
+    model.load_state_dict(state)
     model.eval()
     return model, saved["item_ids"], saved["metrics"]

@@ -26,6 +26,12 @@ from dynrec.encoders.behaviour import BehaviourFeatures, bucket_of, time_bucket_
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.model import Catalogue, DynrecModel, event_type_codes, make_batch
 
+# Early stopping waits for `train.patience` epochs AND this many optimizer steps without a better
+# validation score (`train.patience_steps` where the config has it). Epochs alone fail small data:
+# with 610 users an epoch is 5 steps, so 10 epochs ended a run on its first plateau, before the
+# model had moved off popularity (our SASRec baseline counts steps for the same reason).
+PATIENCE_STEPS = 500
+
 
 def keep_large_allocations() -> None:
     """Stop glibc returning big freed blocks to the OS: every step allocates ~0.4 GB of logits,
@@ -146,15 +152,22 @@ class SequenceTrainer:
         self.best_ndcg = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epochs_since_best = 0
+        self.step = 0  # optimizer steps so far
+        self.best_step = 0
+        self.stopped_by = ""  # early_stopping, budget or epochs, once fit has ended
         self.history: list[dict[str, Any]] = []
 
-    def timing(self) -> dict[str, float]:
-        """Median seconds per epoch and training samples (target positions) per second so far."""
+    def timing(self) -> dict[str, Any]:
+        """Median seconds per epoch and training samples (target positions) per second so far, the
+        optimizer steps taken (and where the best validation was), and what ended the run."""
         if not self.history:
             return {}
         return {
             "epoch_s_median": float(np.median([h["epoch_s"] for h in self.history])),
             "samples_per_s_median": float(np.median([h["samples_per_s"] for h in self.history])),
+            "steps": self.step,
+            "best_step": self.best_step,
+            "stopped_by": self.stopped_by,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -165,6 +178,8 @@ class SequenceTrainer:
             "best_ndcg": self.best_ndcg,
             "best_state": self.best_state,
             "epochs_since_best": self.epochs_since_best,
+            "step": self.step,
+            "best_step": self.best_step,
             "history": self.history,
         }
 
@@ -175,6 +190,8 @@ class SequenceTrainer:
         self.best_ndcg = state["best_ndcg"]
         self.best_state = state["best_state"]
         self.epochs_since_best = state["epochs_since_best"]
+        self.step = state.get("step", 0)
+        self.best_step = state.get("best_step", 0)
         self.history = state["history"]
 
     def train_epoch(self) -> tuple[float, int, float]:
@@ -198,6 +215,7 @@ class SequenceTrainer:
             self.optimizer.step()
             losses.append(loss.item())
             samples += int((batch.targets >= 0).sum())
+            self.step += 1
         return float(np.mean(losses)), samples, time.perf_counter() - started
 
     def scorer(self) -> SequenceScorer:
@@ -208,9 +226,10 @@ class SequenceTrainer:
         return evaluate(self.scorer(), self.split.train, self.split.valid_targets, k=self.config.eval.k)
 
     def fit(self, on_epoch: Callable[[EpochReport, "SequenceTrainer"], None] | None = None, progress: bool = True) -> float:
-        """Train until `epochs` or `patience` evaluations without a better validation NDCG@k;
-        leaves the best weights in the model and returns the best NDCG@k."""
+        """Train until `epochs`, the time budget, or early stopping (see PATIENCE_STEPS); leaves the
+        best weights in the model and returns the best NDCG@k. `stopped_by` says which ended it."""
         cfg = self.config.train
+        patience_steps = getattr(cfg, "patience_steps", PATIENCE_STEPS)
         bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="training", disable=not progress or self.rank != 0)
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
         while self.epoch < cfg.epochs:
@@ -224,9 +243,14 @@ class SequenceTrainer:
                         self.best_ndcg = valid[f"ndcg@{self.config.eval.k}"]
                         self.best_state = copy.deepcopy(self.model.state_dict())
                         self.epochs_since_best = 0
+                        self.best_step = self.step
                     else:
                         self.epochs_since_best += cfg.eval_every
-                    stop = self.epochs_since_best >= cfg.patience or time.monotonic() > deadline
+                    if self.epochs_since_best >= cfg.patience and self.step - self.best_step >= patience_steps:
+                        self.stopped_by = "early_stopping"
+                    elif time.monotonic() > deadline:
+                        self.stopped_by = "budget"
+                    stop = bool(self.stopped_by)
                 stop = self._agree(stop)
             report = EpochReport(self.epoch, loss, seconds, samples / seconds, valid, self.best_ndcg, stop)
             self.history.append(report.metrics())
@@ -237,6 +261,7 @@ class SequenceTrainer:
             if stop:
                 break
         bar.close()
+        self.stopped_by = self.stopped_by or "epochs"
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.best_ndcg
