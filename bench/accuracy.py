@@ -119,6 +119,9 @@ def main() -> None:
                 "wall_s": summary.get("wall_s"),
                 "epoch_s_median": summary.get("epoch_s_median"),
                 "samples_per_s_median": summary.get("samples_per_s_median"),
+                "steps": summary.get("steps"),
+                "best_step": summary.get("best_step"),
+                "stopped_by": summary.get("stopped_by"),
             }
         print(f"\n{'model':<22} {'HR@10':>7} {'NDCG@10':>8} {'MRR':>7} {'cov@10':>7}")
         for model, row in rows.items():
