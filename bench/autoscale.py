@@ -29,7 +29,7 @@ import numpy as np
 import requests
 import yaml
 
-from bench.common import RESULTS_DIR, ROOT, machine, start_serve, stop_serve, write_results
+from bench.common import RESULTS_DIR, ROOT, cluster_address, machine, start_serve, stop_serve, write_results
 from dynrec.client import ApiError, AsyncClient, Retries, wait_until_ok
 
 BASE = "http://127.0.0.1:8000"
@@ -57,8 +57,9 @@ def serve_config(folder: Path) -> Path:
 class ReplicaSampler(threading.Thread):
     """Running replicas per deployment, once a second, read from Serve as a driver on the cluster."""
 
-    def __init__(self):
+    def __init__(self, address: str):
         super().__init__(daemon=True)
+        self.address = address
         self.samples: list[tuple[float, dict[str, int]]] = []
         self.stop = threading.Event()
 
@@ -66,7 +67,7 @@ class ReplicaSampler(threading.Thread):
         import ray
         from ray import serve
 
-        ray.init(address="auto", namespace="serve", log_to_driver=False)
+        ray.init(address=self.address, namespace="serve", log_to_driver=False)
         while not self.stop.is_set():
             status = serve.status().applications["dynrec"].deployments
             self.samples.append((time.monotonic(), {name: d.replica_states.get("RUNNING", 0) for name, d in status.items()}))
@@ -157,9 +158,10 @@ def main() -> None:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     with tempfile.TemporaryDirectory() as folder:
         server = start_serve(serve_config(Path(folder)), Path(folder) / "serve.log")
-        sampler = ReplicaSampler()
+        sampler = None
         try:
             wait_until_ok(lambda: requests.get(f"{BASE}/healthz", timeout=5), 900, every_s=2)
+            sampler = ReplicaSampler(cluster_address(server))
             users = [str(u) for u in range(1, 3001)]
             sampler.start()
             time.sleep(3)
@@ -167,7 +169,8 @@ def main() -> None:
             results = asyncio.run(step_load(rates, seconds, users))
             end = time.monotonic()
         finally:
-            sampler.stop.set()
+            if sampler is not None:
+                sampler.stop.set()
             stop_serve(server)
     rows = timeline(results, sampler.samples, start, end)
     boundaries = list(np.cumsum(seconds)[:-1])

@@ -80,6 +80,25 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def cluster_address(server: subprocess.Popen, timeout_s: float = 120) -> str:
+    """The GCS address of the Ray cluster `serve run` (started as `server`) runs on, read from its
+    raylet's command line: `address="auto"` would pick whichever cluster on the machine started
+    last."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in process_tree(server.pid):
+            try:
+                arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"/raylet") for a in arguments[:1]):
+                for argument in arguments:
+                    if argument.startswith(b"--gcs-address="):
+                        return argument.split(b"=", 1)[1].decode()
+        time.sleep(1)
+    raise TimeoutError("no raylet of the serve run process found")
+
+
 def started_at(pid: int) -> int | None:
     """The process's start time (clock ticks after boot), which tells it from a later one with its id."""
     try:

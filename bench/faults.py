@@ -31,7 +31,7 @@ import aiohttp
 import requests
 import yaml
 
-from bench.common import ROOT, machine, start_serve, stop_serve, write_results
+from bench.common import ROOT, cluster_address, machine, start_serve, stop_serve, write_results
 from dynrec.client import wait_until_ok
 
 BASE = "http://127.0.0.1:8000"
@@ -51,11 +51,11 @@ def wait_healthy(timeout_s: float = 900) -> None:
     wait_until_ok(lambda: requests.get(f"{BASE}/healthz", timeout=5), timeout_s, every_s=2)
 
 
-def kill_replica(deployment: str) -> str:
+def kill_replica(deployment: str, address: str) -> str:
     """Kill one replica actor of `deployment` (Serve replaces it), from a driver on the cluster."""
     script = (
         "import ray, sys\n"
-        "ray.init(address='auto', namespace='serve', log_to_driver=False)\n"
+        f"ray.init(address='{address}', namespace='serve', log_to_driver=False)\n"
         "names = [a['name'] for a in ray.util.list_named_actors(all_namespaces=True)\n"
         f"         if a['name'].startswith('SERVE_REPLICA::dynrec#{deployment}#')]\n"
         "ray.kill(ray.get_actor(names[0], namespace='serve'), no_restart=True)\n"
@@ -68,7 +68,7 @@ def kill_replica(deployment: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-async def load(rate: float, seconds: float, kills: dict[float, str]) -> dict:
+async def load(rate: float, seconds: float, kills: dict[float, str], address: str) -> dict:
     """Open-loop load; fires the kills at their offsets; returns acks, failures and kill times."""
     acked: list[tuple[str, str]] = []
     failures: list[tuple[float, str]] = []
@@ -99,7 +99,7 @@ async def load(rate: float, seconds: float, kills: dict[float, str]) -> dict:
     async def fire(offset: float, deployment: str, start: float):
         await asyncio.sleep(offset)
         killed_at[deployment] = time.monotonic()
-        killed[deployment] = await asyncio.to_thread(kill_replica, deployment)
+        killed[deployment] = await asyncio.to_thread(kill_replica, deployment, address)
 
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -125,7 +125,7 @@ def main() -> None:
         try:
             wait_healthy()
             kills = {args.seconds / 3: "UserState", 2 * args.seconds / 3: "Ranker"}
-            outcome = asyncio.run(load(args.rate, args.seconds, kills))
+            outcome = asyncio.run(load(args.rate, args.seconds, kills, cluster_address(server)))
             wait_healthy()
             lost = []
             for user, item in outcome["acked"]:
