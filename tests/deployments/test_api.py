@@ -25,24 +25,33 @@ def test_health_and_openapi(service):
         assert path in paths
 
 
-def service_seen(service, user_id):
-    return {r["item_id"] for r in service.get(f"/v1/users/{user_id}").json()["recent"]}
-
-
-def test_events_change_recommendations_and_seen_items_are_excluded(service):
+def test_seen_items_are_excluded_unless_asked_for(service):
     before = recommend(service, "7", num_results=10)
     assert len(before["items"]) == 10 and before["recommendation_id"] and before["model_version"]
     watched = ids(before)[:3]
     events = [{"user_id": "7", "item_id": item, "event_type": "rating", "value": 5} for item in watched]
     response = service.post("/v1/events", json={"events": events})
     assert response.json() == {"accepted": 3, "rejected": []}
-    after = recommend(service, "7", num_results=10)
-    assert ids(after) != ids(before)
-    assert not set(watched) & set(ids(after))
+    assert not set(watched) & set(ids(recommend(service, "7", num_results=50)))
     user = service.get("/v1/users/7").json()
     assert user["known"] and [r["item_id"] for r in user["recent"][:3]] == watched[::-1]
     with_seen = ids(recommend(service, "7", num_results=500, exclude_seen=False))
-    assert set(with_seen) & service_seen(service, "7")
+    assert set(watched) <= set(with_seen)
+
+
+def test_events_move_the_users_interest_not_only_exclude_what_they_rated(service, ml100k):
+    """Five 5-star ratings of children's films the user was not being shown (none in their top
+    200): exclusion alone leaves the top 20 as it was, so a changed top 20 is the user's interest
+    moving. A second request with no event between is the control: it changes nothing."""
+    item_categories = {r["item_id"]: r["categories"] for r in ml100k.items.select(["item_id", "categories"]).to_pylist()}
+    before = recommend(service, "13", num_results=20, exploration={"weight": 0})
+    assert ids(recommend(service, "13", num_results=20, exploration={"weight": 0})) == ids(before)  # the control
+    shown = set(ids(recommend(service, "13", num_results=200, exploration={"weight": 0})))
+    liked = [i for i, cats in item_categories.items() if "Children's" in cats and i not in shown][:5]
+    events = [{"user_id": "13", "item_id": item, "event_type": "rating", "value": 5} for item in liked]
+    assert service.post("/v1/events", json={"events": events}).json()["accepted"] == 5
+    after = recommend(service, "13", num_results=20, exploration={"weight": 0})
+    assert ids(after) != ids(before) and not set(liked) & set(ids(after))
 
 
 def test_unknown_user_gets_cold_start_then_adapts_from_the_first_event(service):

@@ -23,9 +23,13 @@ def test_exploration_flags_young_items_and_learns_from_attributed_clicks(service
     explored = [item for item in on["items"] if item["explored"]]
     assert explored and all(item["reason"].startswith("Exploring") for item in explored)
     assert "explore-me" in [item["item_id"] for item in explored]
+    assert "(shown 0 times so far)" in next(i["reason"] for i in explored if i["item_id"] == "explore-me")
     feedback = [{"user_id": "31", "item_id": "explore-me", "event_type": t, "recommendation_id": on["recommendation_id"]}
                 for t in ("impression", "click")]
     assert service.post("/v1/events", json={"events": feedback}).json() == {"accepted": 2, "rejected": []}
+    # the bandit learned from the attributed feedback: the item now counts as shown once
+    again = recommend(service, "32", num_results=10, exploration={"weight": 1.0})
+    assert "(shown 1 times so far)" in next(i["reason"] for i in again["items"] if i["item_id"] == "explore-me")
     bad = service.post("/v1/recommendations", json={"user_id": "31", "exploration": {"weight": 2}})
     assert bad.status_code == 422 and "weight" in bad.text
 

@@ -34,11 +34,19 @@ def test_two_ddp_workers_train_and_write_the_served_model(ray_local, tmp_path):
 
 
 def test_rerunning_a_run_resumes_from_its_checkpoint(ray_local, tmp_path):
+    """The first run's last checkpoint is marked; the rerun must carry the mark into its own state
+    (a fresh run that ignored the checkpoint would train epoch 1 again and lose it)."""
+    def checkpoints():
+        return sorted(p for p in (tmp_path / "runs" / "resume").glob("checkpoint_*") if p.is_dir())
+
     first = run_training(tiny_config(tmp_path, epochs=1, name="resume"))
     assert first["epoch"] == 1
+    state = torch.load(checkpoints()[-1] / "trainer.pt", weights_only=False)
+    state["history"][0]["mark"] = "trained by the first run"
+    torch.save(state, checkpoints()[-1] / "trainer.pt")
     second = run_training(tiny_config(tmp_path, epochs=3, name="resume"))
     assert second["epoch"] == 3
-    checkpoints = sorted(p for p in (tmp_path / "runs" / "resume").glob("checkpoint_*") if p.is_dir())
-    assert 1 <= len(checkpoints) <= 2  # num_to_keep
-    state = torch.load(checkpoints[-1] / "trainer.pt", weights_only=False)
-    assert state["epoch"] == 3
+    assert 1 <= len(checkpoints()) <= 2  # num_to_keep
+    state = torch.load(checkpoints()[-1] / "trainer.pt", weights_only=False)
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert state["history"][0].get("mark") == "trained by the first run"
