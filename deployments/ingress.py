@@ -121,7 +121,8 @@ class Ingress:
         attributes = {k: str(v) for k, v in body.context.items() if k in self.attribute_keys}
         view = await self._shard(body.user_id).view.remote(body.user_id, attributes)
         ranked = await self.ranker.recommend.remote(
-            view, body.num_results, body.filters.model_dump(), body.exclude_seen, body.exploration.model_dump(exclude_none=True)
+            view, body.num_results, body.filters.model_dump(), body.exclude_seen, body.exploration.model_dump(exclude_none=True),
+            body.diversity,
         )
         return RecommendationResponse(
             recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked.model_version,

@@ -31,14 +31,16 @@ class Ranker:
         self.catalog.start_refreshing(compact=True)
         self.bandit = ClickBandit(self.exploration, self.catalog.feedback)
 
-    def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict) -> Ranking:
+    def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict,
+                  diversity: float | None = None) -> Ranking:
         """A plain method (Serve runs it on a worker thread): as a coroutine on the replica's event
         loop, the replica used 0.19-0.20 of a core at 50 rps against 0.13-0.14 this way (/proc,
         two runs each)."""
         self.catalog.sync()
         settings = ExplorationSettings.from_config(self.exploration, **exploration)
         ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
-                           self.config.diversity, self.config.new_item_slots, settings, self.rng, self.bandit)
+                           self.config.diversity if diversity is None else diversity, self.config.new_item_slots,
+                           settings, self.rng, self.bandit)
         if len(self.catalog.index) != self.indexed:
             self.indexed = len(self.catalog.index)
             self.index_items.set(self.indexed)

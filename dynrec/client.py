@@ -150,10 +150,11 @@ class _Api:
         exclude_seen: bool | None = None,
         context: Mapping[str, str | int | float | bool] | None = None,
         exploration: ExplorationRequest | Mapping | None = None,
+        diversity: float | None = None,
     ) -> RecommendationResponse:
         """Options left as None take the service's defaults."""
         given = dict(num_results=num_results, filters=filters, exclude_seen=exclude_seen, context=context,
-                     exploration=exploration)
+                     exploration=exploration, diversity=diversity)
         request = RecommendationRequest(user_id=user_id, **{k: v for k, v in given.items() if v is not None})
         body = request.model_dump(mode="json", exclude_unset=True)
         return self._run(_Call("POST", "/v1/recommendations", True, RecommendationResponse, body))

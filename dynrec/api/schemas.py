@@ -39,6 +39,11 @@ class RecommendationRequest(Strict):
         description="request context; gender, age and occupation here give a new user an attribute prior",
     )
     exploration: ExplorationRequest = Field(default_factory=ExplorationRequest)
+    diversity: float | None = Field(
+        None, ge=0, le=1,
+        description="MMR trade-off over the candidates: 0 = pure relevance, 1 = pure novelty against the "
+                    "results picked so far; default: the service's serving.diversity",
+    )
 
     @field_validator("context")
     @classmethod

@@ -184,3 +184,12 @@ def test_non_finite_numbers_are_rejected(service, value):
     body = '{"events": [{"user_id": "1", "item_id": "1", "event_type": "rating", "value": %s}]}' % value
     response = service.post("/v1/events", data=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
+
+
+def test_diversity_is_a_request_field(service):
+    plain = recommend(service, "21", num_results=10, diversity=0, exploration={"weight": 0})
+    diverse = recommend(service, "21", num_results=10, diversity=0.9, exploration={"weight": 0})
+    assert ids(diverse) != ids(plain)
+    assert ids(recommend(service, "21", num_results=10, exploration={"weight": 0})) == ids(plain)  # the default: 0
+    bad = service.post("/v1/recommendations", json={"user_id": "21", "diversity": 1.5})
+    assert bad.status_code == 422 and "diversity" in bad.text

@@ -54,3 +54,28 @@ def test_hidden_items_never_come_back_on_any_ranking_path(served, fill, tmp_path
     for view in (known, cold, light):
         assert not {r.item_id for r in recommend(catalog, view, 50, Filters(), False, 200, 0.0, 1)} & hidden
     assert not {r.item_id for r in similar_items(catalog, "1", 50, Filters())} & hidden
+
+
+def test_diversity_trades_relevance_for_results_less_alike(served):
+    """MMR over the candidates: at 0 the list is the pure top-k; raising it makes the results less
+    similar to each other, still drawn from the candidates, and at 1 relevance no longer orders them."""
+    import numpy as np
+
+    catalog = served.catalog()
+    user = UserSessions(served.config, catalog).view("1")
+
+    def ranked(diversity):
+        return [r.item_id for r in recommend(catalog, user, 10, Filters(), True, 100, diversity, new_item_slots=0)]
+
+    def mean_similarity(item_ids):
+        vectors = catalog.vectors(item_ids)
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        pairs = vectors @ vectors.T
+        return (pairs.sum() - len(item_ids)) / (len(item_ids) * (len(item_ids) - 1))
+
+    top, _ = retrieve(catalog, user, 10, user.seen, None)
+    candidates, _ = retrieve(catalog, user, 100, user.seen, None)
+    plain, some, most = ranked(0.0), ranked(0.5), ranked(0.9)
+    assert plain == top
+    assert set(some) <= set(candidates) and set(most) <= set(candidates)
+    assert mean_similarity(most) < mean_similarity(some) < mean_similarity(plain)
