@@ -1,9 +1,10 @@
 """Train one dynrec model in this process (no Ray), for comparing training settings quickly.
 
-    .venv/bin/python -m training.quick_train --dataset ml-100k --set model.modalities=[id] \
-        --set train.learning_rate=0.002 --minutes 8
+    .venv/bin/python -m training.quick_train [--config my.yaml | --dataset NAME] \
+        --set model.modalities=[id] --set train.learning_rate=0.002 --minutes 8
 
-Uses the defaults (plus any `--set section.key=value`), not configs/<dataset>.yaml. Validates
+Reads the source like every command (`--config`, or `--dataset` for a bundled example); the
+training settings are the defaults plus any `--set section.key=value`. Validates
 every `--eval-epochs` epochs, prints the curve, stops after `--patience-evals` evaluations without
 a better validation NDCG@10 or after `--minutes`, and prints the test figures of the best weights
 as one JSON line (appended to `--out` when given). The figures the benchmark table quotes come from
@@ -28,14 +29,17 @@ from dynrec.models.training import SequenceTrainer
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--config", help="YAML/JSON config file (its source; default: the defaults)")
+    parser.add_argument("--dataset", help="a bundled example instead of the config's source")
     parser.add_argument("--set", action="append", default=[], help="section.key=value (YAML value); repeatable")
     parser.add_argument("--eval-epochs", type=int, default=5)
     parser.add_argument("--patience-evals", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", help="append the result line to this file")
     args = parser.parse_args(argv)
-    config = DynrecConfig().with_dataset(args.dataset)
+    config = DynrecConfig.load(args.config)
+    if args.dataset:
+        config = config.with_dataset(args.dataset)
     for assignment in args.set:
         config = config.with_override(assignment)
     torch.set_num_threads(config.train.threads_per_worker)
