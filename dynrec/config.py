@@ -170,7 +170,8 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping...
+    patience_steps: int = 500  # ...and optimizer steps: on small data an epoch is a handful of steps
     eval_every: int = 2
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     sampled_negatives: int = 0  # 0 = full softmax over all items

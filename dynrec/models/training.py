@@ -26,11 +26,10 @@ from dynrec.encoders.behaviour import BehaviourFeatures, bucket_of, time_bucket_
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.model import Catalogue, DynrecModel, event_type_codes, make_batch
 
-# Early stopping waits for `train.patience` epochs AND this many optimizer steps without a better
-# validation score (`train.patience_steps` where the config has it). Epochs alone fail small data:
-# with 610 users an epoch is 5 steps, so 10 epochs ended a run on its first plateau, before the
-# model had moved off popularity (our SASRec baseline counts steps for the same reason).
-PATIENCE_STEPS = 500
+# Early stopping waits for `train.patience` epochs AND `train.patience_steps` optimizer steps
+# without a better validation score. Epochs alone fail small data: with 610 users an epoch is 5
+# steps, so 10 epochs ended a run on its first plateau, before the model had moved off popularity
+# (our SASRec baseline counts steps for the same reason).
 
 
 def keep_large_allocations() -> None:
@@ -226,10 +225,9 @@ class SequenceTrainer:
         return evaluate(self.scorer(), self.split.train, self.split.valid_targets, k=self.config.eval.k)
 
     def fit(self, on_epoch: Callable[[EpochReport, "SequenceTrainer"], None] | None = None, progress: bool = True) -> float:
-        """Train until `epochs`, the time budget, or early stopping (see PATIENCE_STEPS); leaves the
+        """Train until `epochs`, the time budget, or early stopping (see `train.patience_steps`); leaves the
         best weights in the model and returns the best NDCG@k. `stopped_by` says which ended it."""
         cfg = self.config.train
-        patience_steps = getattr(cfg, "patience_steps", PATIENCE_STEPS)
         bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="training", disable=not progress or self.rank != 0)
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
         while self.epoch < cfg.epochs:
@@ -246,7 +244,7 @@ class SequenceTrainer:
                         self.best_step = self.step
                     else:
                         self.epochs_since_best += cfg.eval_every
-                    if self.epochs_since_best >= cfg.patience and self.step - self.best_step >= patience_steps:
+                    if self.epochs_since_best >= cfg.patience and self.step - self.best_step >= cfg.patience_steps:
                         self.stopped_by = "early_stopping"
                     elif time.monotonic() > deadline:
                         self.stopped_by = "budget"

@@ -74,13 +74,10 @@ def test_saved_model_scores_identically(small, tmp_path):
 
 
 def test_patience_counts_optimizer_steps_as_well_as_epochs(small, monkeypatch):
-    """On small data an epoch is a few steps: early stopping waits for PATIENCE_STEPS steps too."""
-    from dynrec.models import training
-
+    """On small data an epoch is a few steps: early stopping waits for `train.patience_steps` too."""
     split, catalogue, created_at = small
-    monkeypatch.setattr(training, "PATIENCE_STEPS", 6)
     cfg = config(epochs=20)
-    cfg.train.patience = 1
+    cfg.train.patience, cfg.train.patience_steps = 1, 6
     trainer = SequenceTrainer(cfg, split, catalogue, created_at)
     monkeypatch.setattr(trainer, "validate", lambda: {"ndcg@10": 0.1})  # best at the first evaluation, never better
     trainer.fit(progress=False)
