@@ -56,12 +56,13 @@ def test_hidden_items_never_come_back_on_any_ranking_path(served, fill, tmp_path
     assert not {r.item_id for r in similar_items(catalog, "1", 50, Filters())} & hidden
 
 
-def test_diversity_trades_relevance_for_results_less_alike(served):
+def test_diversity_trades_relevance_for_results_less_alike(served, fill, tmp_path):
     """MMR over the candidates: at 0 the list is the pure top-k; raising it makes the results less
-    similar to each other, still drawn from the candidates, and at 1 relevance no longer orders them."""
+    similar to each other, still drawn from the candidates. Its own filled store: the HTTP tests
+    erase users from the served one."""
     import numpy as np
 
-    catalog = served.catalog()
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
     user = UserSessions(served.config, catalog).view("1")
 
     def ranked(diversity):
