@@ -65,10 +65,6 @@ class CatalogueState:
     hidden: set[str] = field(default_factory=set)
     touched: set[int] = field(default_factory=set)  # rows whose behaviour changed since their fusion
 
-    @property
-    def ids(self) -> list[str]:
-        return [m.item_id for m in self.meta]
-
 
 def save(store: StateStore, state: CatalogueState) -> None:
     store.save_snapshot(SNAPSHOT, state.positions[1], pickle.dumps((SNAPSHOT_VERSION, state), protocol=5))
