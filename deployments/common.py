@@ -11,6 +11,7 @@ from dynrec.config import DynrecConfig
 
 if TYPE_CHECKING:  # the model stack (torch) loads only in replicas that serve it, not in the ingress
     from dynrec.artifacts.prepare import Artifacts
+    from dynrec.artifacts.versions import PublishedModel
     from dynrec.items.catalog import Catalog
     from dynrec.models.model import DynrecModel
     from dynrec.models.runtime import ModelRuntime
@@ -74,10 +75,23 @@ def load_served(threads: int = 1) -> Served:
     """The artefacts and a runtime on them: the exported ONNX graphs alone where they exist (no
     torch in the replica), else the torch model (`runtime.backend: torch`)."""
     from dynrec.artifacts.prepare import ensure_artifacts
-    from dynrec.models.runtime import ModelRuntime
 
     config = load_config(threads)
-    artifacts = ensure_artifacts(config, progress=True)
+    return _served(config, ensure_artifacts(config, progress=True))
+
+
+def load_published(published: PublishedModel, threads: int = 1) -> Served:
+    """The model `dynrec train` published (dynrec.artifacts.versions): what a running replica
+    switches to."""
+    from dynrec.artifacts.prepare import published_artifacts
+
+    config = load_config(threads)
+    return _served(config, published_artifacts(config, published.run_name))
+
+
+def _served(config: DynrecConfig, artifacts: Artifacts) -> Served:
+    from dynrec.models.runtime import ModelRuntime
+
     runtime = ModelRuntime.exported(artifacts.manifest, config.runtime)
     if runtime is not None:
         return Served(config, artifacts, None, artifacts.manifest.item_ids, runtime)

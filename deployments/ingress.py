@@ -126,6 +126,7 @@ class Ingress:
         )
         return RecommendationResponse(
             recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked.model_version,
+            user_model_version=ranked.user_model_version,
             items=[RecommendedItem(**asdict(r)) for r in ranked.items], note=ranked.note,
         )
 

@@ -1,18 +1,25 @@
 """Ranker deployment: holds the item index and ranks; replicas scale out with load.
 
 Each replica replays the item store before answering, so an item change reaches every replica.
+When `dynrec train` publishes a model, each replica builds that model's catalogue in the
+background and switches to it; it keeps the previous catalogue while user views still come
+embedded by the previous model (their shard has not switched yet), and ranks each request with
+the catalogue of the model that embedded its user.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.common import load_served, state_store
-from dynrec.items.catalog import ItemDetail
+from deployments.common import load_published, load_served, state_store
+from dynrec.artifacts.versions import ModelWatcher, PublishedModel
+from dynrec.items.catalog import Catalog, ItemDetail
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings
-from dynrec.ranking.ranker import Filters, Ranked, Ranking, recommend, similar_items
+from dynrec.ranking.ranker import Filters, Ranked, Ranking, matching_catalogue, recommend, similar_items
 from dynrec.users.shards import UserView
 
 
@@ -27,37 +34,73 @@ class Ranker:
         self.index_items = metrics.Gauge("dynrec_index_items", description="items this Ranker replica can retrieve")
         self.indexed = -1  # the gauge's last value: it is set when the count changes, not on every request
         self.explored = metrics.Counter("dynrec_explored", description="exploration picks mixed into results")
-        self.catalog = served.catalog(state_store(served.config))
-        self.catalog.start_refreshing(compact=True)
-        self.bandit = ClickBandit(self.exploration, self.catalog.feedback)
+        self.store = state_store(served.config)
+        catalog = served.catalog(self.store)
+        catalog.start_refreshing(compact=True)
+        # newest first: the served model's catalogue, and the previous model's while views still need it
+        self.catalogs: list[Catalog] = [catalog]
+        self.bandits = {catalog.model_version: ClickBandit(self.exploration, catalog.feedback)}
+        self.previous_needed = 0.0  # when a request last needed the previous catalogue (time.monotonic)
+        self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.model_poll_s, self._adopt)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.catalogs[0]
+
+    def _adopt(self, published: PublishedModel) -> None:
+        """Build the published model's catalogue (off the request path), save it as the store's
+        snapshot so later replicas boot from it without fusing, then switch in one assignment."""
+        catalog = load_published(published).catalog(self.store)
+        catalog.compact()
+        catalog.start_refreshing(compact=True)
+        current = self.catalog
+        current.stop_refreshing()
+        self.bandits = {catalog.model_version: ClickBandit(self.exploration, catalog.feedback),
+                        current.model_version: self.bandits[current.model_version]}
+        self.previous_needed = time.monotonic()
+        self.catalogs = [catalog, current]
+
+    def _drop_previous(self, catalogs: list[Catalog], used: Catalog) -> None:
+        """Forget the previous catalogue once no request has needed it for `model_overlap_s`."""
+        now = time.monotonic()
+        if used is not catalogs[0]:
+            self.previous_needed = now
+        elif now - self.previous_needed > self.config.model_overlap_s and self.catalogs is catalogs:
+            self.catalogs = catalogs[:1]  # its bandit goes with the next switch: a request may still hold it
 
     def recommend(self, user: UserView, num_results: int, filters: dict, exclude_seen: bool, exploration: dict,
                   diversity: float | None = None) -> Ranking:
         """A plain method (Serve runs it on a worker thread): as a coroutine on the replica's event
         loop, the replica used 0.19-0.20 of a core at 50 rps against 0.13-0.14 this way (/proc,
         two runs each)."""
-        self.catalog.sync()
+        catalogs, bandits = self.catalogs, self.bandits
+        catalog, user = matching_catalogue(user, catalogs)
+        catalog.sync()
         settings = ExplorationSettings.from_config(self.exploration, **exploration)
-        ranked = recommend(self.catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
+        ranked = recommend(catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
                            self.config.diversity if diversity is None else diversity, self.config.new_item_slots,
-                           settings, self.rng, self.bandit)
-        if len(self.catalog.index) != self.indexed:
-            self.indexed = len(self.catalog.index)
+                           settings, self.rng, bandits[catalog.model_version])
+        if len(catalogs) > 1:
+            self._drop_previous(catalogs, catalog)
+        if len(catalog.index) != self.indexed:
+            self.indexed = len(catalog.index)
             self.index_items.set(self.indexed)
         explored = sum(r.explored for r in ranked)
         if explored:
             self.explored.inc(explored)
-        return Ranking(self.catalog.model_version, ranked, self.catalog.shortfall(len(ranked), num_results))
+        return Ranking(catalog.model_version, ranked, catalog.shortfall(len(ranked), num_results), user.model_version)
 
     def similar(self, item_id: str, num_results: int) -> list[Ranked] | None:
-        self.catalog.sync()
-        if not self.catalog.visible(item_id):
+        catalog = self.catalog
+        catalog.sync()
+        if not catalog.visible(item_id):
             return None
-        return similar_items(self.catalog, item_id, num_results, Filters())
+        return similar_items(catalog, item_id, num_results, Filters())
 
     def item(self, item_id: str) -> ItemDetail | None:
-        self.catalog.sync()
-        return self.catalog.describe(item_id)
+        catalog = self.catalog
+        catalog.sync()
+        return catalog.describe(item_id)
 
     def version(self) -> str:
         return self.catalog.model_version

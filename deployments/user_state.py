@@ -4,7 +4,9 @@ Each shard is its own deployment with one replica, and the ingress sends every u
 shard (a stable hash of the id), so one user's events are applied in order, by one process.
 Accepted events are written to the state store before they are acknowledged; the shard snapshots
 its users every `state.snapshot_every_s`, and a (re)started replica boots from its snapshot (or,
-without one, from the store's events) plus the events logged after it.
+without one, from the store's events) plus the events logged after it. When `dynrec train`
+publishes a model, the shard re-embeds its users with it in the background and switches whole
+(UserSessions.adopt), keeping the previous model's embeddings current for `serving.model_overlap_s`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.common import load_served, state_store
+from deployments.common import load_published, load_served, state_store
+from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.segments import UserTable
 from dynrec.users.shards import (
     Erasure,
@@ -39,14 +42,33 @@ class UserState:
         served = load_served()
         self.config = served.config
         self.store = state_store(served.config)
-        self.catalog = served.catalog(self.store)
-        self.catalog.start_refreshing()
+        catalog = served.catalog(self.store)
+        catalog.start_refreshing()
         self.snapshot_name = f"users-{shard}-of-{shards}"
-        self.sessions = UserSessions(served.config, self.catalog, self.snapshot_name,
+        self.sessions = UserSessions(served.config, catalog, self.snapshot_name,
                                      lambda user_id: shard_of(user_id, shards) == shard)
         self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")
         if self.config.state.snapshot_every_s > 0:
             threading.Thread(target=self._snapshot_periodically, name="user-snapshots", daemon=True).start()
+        self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.serving.model_poll_s, self._adopt)
+
+    @property
+    def catalog(self):
+        return self.sessions.catalog
+
+    def _adopt(self, published: PublishedModel) -> None:
+        """Switch the shard to the published model (on the watcher's thread), snapshot its users
+        under it, and stop the previous catalogue once the overlap has run out."""
+        catalog = load_published(published).catalog(self.store)
+        catalog.start_refreshing()
+        self.sessions.adopt(catalog, self.config.serving.model_overlap_s)
+        self.sessions.save_snapshot(self.store, self.snapshot_name)
+        threading.Timer(self.config.serving.model_overlap_s + 1, self._end_overlap).start()
+
+    def _end_overlap(self) -> None:
+        previous = self.sessions.end_overlap()
+        if previous is not None:
+            previous.stop_refreshing()
 
     def _snapshot_periodically(self) -> None:
         while True:

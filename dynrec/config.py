@@ -182,6 +182,9 @@ class TrainConfig:
     deterministic: bool = True  # deterministic kernels: a resumed run equals an uninterrupted one
     run_name: str = ""  # empty: <source name>-<modalities>; rerunning the same name resumes it
     resume_from: str = ""  # a checkpoint folder to start from
+    data: str = "store"  # store: the events in the state store, imported and live (the source when it is empty); source: the files
+    publish: bool = True  # publish the finished run to the store when it beats the served one on validation
+    every_s: float = 0.0  # the quickstart retrains in the background this often (0: once, after it starts serving)
 
 
 @dataclass(slots=True)
@@ -243,6 +246,11 @@ class ServingConfig:
     behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed this often (in the background)
     popularity_refresh_s: float = 60.0  # recount what is popular (the cold-start ranking) this often
     reason_history: int = 20  # newest history events a user's view carries to ranking: what reasons and new-item picks draw on
+    model_poll_s: float = 5.0  # replicas check the store for a newly published model this often (0: never)
+    # after switching models, a UserState shard keeps the previous model's user embeddings current this
+    # long, for Ranker replicas that have not switched yet (and Rankers keep the previous catalogue
+    # while views still need it): no response mixes an item vector of one model with a user vector of another
+    model_overlap_s: float = 60.0
 
 
 @dataclass(slots=True)

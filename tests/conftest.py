@@ -57,7 +57,7 @@ def serving_config_path(tmp_path_factory, data_dir):
     settings = (
         f"home: {folder / 'home'}\n"
         "source: {dataset: ml-100k}\n"
-        "serving: {bootstrap_epochs: 4, behaviour_refresh_s: 0.5}\n"
+        "serving: {bootstrap_epochs: 4, behaviour_refresh_s: 0.5, model_poll_s: 1}\n"
         "model: {dim: 32, max_length: 50}\n"
     )
     path.write_text(settings + f"data: {{data_dir: {data_dir}}}\n")
@@ -75,6 +75,31 @@ def served(serving_config_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DYNREC_CONFIG", str(serving_config_path))
         yield load_served()
+
+
+@pytest.fixture(scope="session")
+def retrained(serving_config_path):
+    """A second model for the served store, as `dynrec train` leaves one before publishing it: the
+    bootstrap recipe with another seed and 2 epochs, in its own run folder. Returns the config
+    naming that run, and the model's path."""
+    import dataclasses
+
+    from dynrec.artifacts.prepare import train_bootstrap
+    from dynrec.config import DynrecConfig
+    from dynrec.state import open_store
+    from dynrec.state.imports import stored_dataset
+
+    config = DynrecConfig.load(serving_config_path)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=1, run_name="ml-100k-retrained"),
+                                 serving=dataclasses.replace(config.serving, bootstrap_epochs=2))
+    store = open_store(config)
+    try:
+        dataset = stored_dataset(store, config.source.label)[0]
+    finally:
+        store.close()
+    model_path = config.paths.model(config.run_name)
+    train_bootstrap(config, dataset, model_path, progress=False)
+    return config, model_path
 
 
 @pytest.fixture

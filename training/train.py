@@ -24,12 +24,16 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_model
 
+from dynrec.artifacts.prepare import ensure_manifest, onnx_folder
 from dynrec.artifacts.publish import publish
+from dynrec.artifacts.versions import PublishedModel, better_than_served, publish_model
 from dynrec.config import DynrecConfig
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
 from dynrec.models.model import save_model
 from dynrec.models.training import EpochReport, SequenceTrainer
+from dynrec.state import open_store
+from dynrec.state.imports import training_dataset
 from training.ray_cluster import connect_ray
 
 TRAINER_STATE = "trainer.pt"
@@ -48,7 +52,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(config.train.threads_per_worker)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
-    inputs = prepare_inputs(config, progress=False)
+    inputs = prepare_inputs(config, progress=False, dataset=training_dataset(config))
     trainer = SequenceTrainer(
         config, inputs.split, inputs.catalogue, inputs.created_at, rank=rank, world_size=world_size,
         wrap_model=prepare_model if world_size > 1 else None,
@@ -94,7 +98,7 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
     and where the served model was written."""
     connect_ray()
     # build the content-embedding cache once here, so the workers only read it
-    prepare_inputs(config, progress=True)
+    prepare_inputs(config, progress=True, dataset=training_dataset(config))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": config.to_dict()},
@@ -118,7 +122,27 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
     summary = {**result.metrics, "wall_s": time.perf_counter() - started, "model_path": str(artefacts / MODEL_FILE)}
     (artefacts / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)  # for replicas on other nodes
+    if config.train.publish:
+        summary["published"] = publish_to_service(config, artefacts / MODEL_FILE, result.metrics.get("best_ndcg@10"))
     return summary
+
+
+def publish_to_service(config: DynrecConfig, model_path: Path, valid_ndcg: float | None) -> bool:
+    """Export the run's ONNX graphs (so replicas need no torch), copy them to `artifacts.uri`, and
+    name the run in the store as the served model when it beats the served one on validation:
+    running replicas switch to it without a restart (dynrec.artifacts.versions)."""
+    manifest = ensure_manifest(config, model_path)
+    publish(config.home, onnx_folder(config), config.artifacts.uri)
+    store = open_store(config)
+    try:
+        if not better_than_served(store, valid_ndcg):
+            print(f"not published: validation NDCG@10 {valid_ndcg:.4f} is below the served model's", flush=True)
+            return False
+        publish_model(store, PublishedModel(config.run_name, manifest.fingerprint, valid_ndcg, time.time()))
+    finally:
+        store.close()
+    print(f"published {config.run_name} (model {manifest.fingerprint}): serving replicas switch to it", flush=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,6 +68,8 @@ class RecommendationResponse(BaseModel):
     recommendation_id: str
     user_id: str
     model_version: str
+    user_model_version: str | None = Field(
+        None, description="the model that embedded the user: always model_version, or null for a user ranked as a newcomer")
     items: list[RecommendedItem]
     note: str | None = Field(None, description="why the list is empty or short, when it is")
 

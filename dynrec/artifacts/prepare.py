@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dynrec.artifacts.publish import fetch
+from dynrec.artifacts.versions import published_model
 from dynrec.config import DynrecConfig
 from dynrec.data import Dataset
 from dynrec.data.schemas import NOT_INTERACTIONS
@@ -63,14 +64,13 @@ def _locked(path: Path) -> Iterator[None]:
 def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
     """The served model and embeddings, preparing whatever is missing (see module docstring)."""
     with _locked(config.paths.prepare_lock):
-        run_name = config.run_name
+        store = open_store(config)
+        published = published_model(store)
+        run_name = published.run_name if published is not None else config.run_name
         if config.artifacts.uri:  # runs published by the training and encoding jobs (or another node)
             for run in (run_name, f"{config.source.label}-bootstrap"):
-                for folder in (config.paths.run(run), config.paths.embeddings(run).parent):
-                    fetch(config.home, os.path.relpath(folder, config.home), config.artifacts.uri)
-            fetch(config.home, onnx_folder(config), config.artifacts.uri)
+                fetch_run(config, run)
         model_path = config.paths.model(run_name)
-        store = open_store(config)
         try:
             changes = store.item_changes(0)
             carried = vector_carrying(changes)
@@ -80,6 +80,25 @@ def ensure_artifacts(config: DynrecConfig, progress: bool = False) -> Artifacts:
             return _prepare(config, run_name, model_path, item_ids, dataset, progress)
         finally:
             store.close()
+
+
+def published_artifacts(config: DynrecConfig, run_name: str) -> Artifacts:
+    """A run that `dynrec train` published while the service runs: fetched when it is not here yet,
+    with its manifest (and ONNX graphs, which the publisher normally exported already). Its
+    catalogue embeddings are not made: a running service's replicas boot from the store's
+    catalogue snapshot and fuse its items with the new model."""
+    with _locked(config.paths.prepare_lock):
+        fetch_run(config, run_name)
+        model_path = config.paths.model(run_name)
+        return Artifacts(model_path, config.paths.embeddings(run_name), run_name, ensure_manifest(config, model_path))
+
+
+def fetch_run(config: DynrecConfig, run_name: str) -> None:
+    """Copy a run's model, its catalogue embeddings and the ONNX exports from `artifacts.uri` into
+    this home, where they are not here yet."""
+    for folder in (config.paths.run(run_name), config.paths.embeddings(run_name).parent):
+        fetch(config.home, os.path.relpath(folder, config.home), config.artifacts.uri)
+    fetch(config.home, onnx_folder(config), config.artifacts.uri)
 
 
 def _prepare(config: DynrecConfig, run_name: str, model_path: Path, item_ids: list[str], dataset: Callable[[], Dataset],

@@ -33,14 +33,23 @@ def publish(home: Path, relative: str, uri: str) -> bool:
 
 
 def fetch(home: Path, relative: str, uri: str) -> bool:
-    """Copy `<uri>/<relative>` into `<home>/<relative>` when it exists there and not here yet."""
-    local = home / relative
-    if not uri or local.exists():
+    """Copy the files of `<uri>/<relative>` that `<home>/<relative>` lacks (a run published later,
+    a new model's ONNX graphs); returns whether any were copied. Each file lands under a temporary
+    name first, so a reader never opens half a file."""
+    if not uri:
         return False
     filesystem, base = _open(uri)
     source = f"{base.rstrip('/')}/{relative}"
     if filesystem.get_file_info(source).type != pafs.FileType.Directory:
         return False
-    local.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(source, str(local), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
-    return True
+    copied = False
+    for info in filesystem.get_file_info(pafs.FileSelector(source, recursive=True)):
+        target = home / relative / info.path[len(source):].lstrip("/")
+        if info.type != pafs.FileType.File or target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.fetching")
+        pafs.copy_files(info.path, str(temp), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
+        temp.replace(target)
+        copied = True
+    return copied

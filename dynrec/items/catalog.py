@@ -101,6 +101,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._refresh_popularity()
         self._refresher: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     @classmethod
     def boot(cls, config: DynrecConfig, artifacts: Artifacts, runtime: ModelRuntime, trained_ids: list[str],
@@ -143,9 +144,13 @@ class Catalog:
             snapshot.save(self.store, self.state())
             self._compacted = self._seen
 
+    def stop_refreshing(self) -> None:
+        """End the background refresh (a replica that switched to another model's catalogue): this
+        one is then only synced when asked, and no longer compacts."""
+        self._stopped.set()
+
     def _refresh_loop(self, compact: bool) -> None:
-        while True:
-            time.sleep(self.config.serving.behaviour_refresh_s)
+        while not self._stopped.wait(self.config.serving.behaviour_refresh_s):
             self.sync(force=True)
             self.refresh_behaviour()
             if compact and sum(self._seen) - sum(self._compacted) >= self.config.state.compact_every:

@@ -4,7 +4,7 @@ readable reason for every result."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,6 +52,22 @@ class Ranking:
     model_version: str
     items: list[Ranked]
     note: str | None = None
+    user_model_version: str | None = None  # the model that embedded the user; None: ranked as a newcomer
+
+
+def matching_catalogue(user: UserView, catalogs: list[Catalog]) -> tuple[Catalog, UserView]:
+    """The newest of `catalogs` (newest first) whose model also embedded the user, with the view
+    holding that embedding, so no score mixes item vectors of one model with a user vector of
+    another. With none in common (a replica started on a model the user's shard has not switched
+    to yet) the newest catalogue and the view without an embedding: the user is ranked as a
+    newcomer (prior, popularity) until the shard catches up."""
+    embeddings = dict(user.earlier)
+    if user.embedding is not None:
+        embeddings[user.model_version] = user.embedding
+    for catalog in catalogs:
+        if catalog.model_version in embeddings:
+            return catalog, replace(user, embedding=embeddings[catalog.model_version], model_version=catalog.model_version, earlier={})
+    return catalogs[0], replace(user, embedding=None, model_version=None, earlier={})
 
 
 def titled(catalog: Catalog, ranked: list[Ranked]) -> list[Ranked]:

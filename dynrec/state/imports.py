@@ -231,3 +231,17 @@ def _image(image: dict | None) -> dict | None:
     if not image:
         return None
     return {"path": image.get("path"), "bytes": base64.b64decode(image["bytes"]) if image.get("bytes") else None}
+
+
+def training_dataset(config: DynrecConfig) -> Dataset:
+    """What `dynrec train` learns from: with `train.data: store`, the store's items, users and
+    events, imported and live alike (the configured source while the store holds no events);
+    with `source`, the source's files as they are."""
+    if config.train.data == "store":
+        store = open_store(config)
+        try:
+            if store.latest()[1] > 0:
+                return stored_dataset(store, config.source.label)[0]
+        finally:
+            store.close()
+    return load_source(config)

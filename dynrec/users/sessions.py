@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
@@ -36,12 +37,23 @@ from dynrec.users.shards import Erasure, Event, HistoryEntry, UserSummary, UserV
 
 @dataclass
 class UserRecord:
+    user_id: str
     history: deque  # (item_id, event_type, timestamp, value), the newest last, at most max_length
     seen: set[str] = field(default_factory=set)
     embedding: np.ndarray | None = None
     profile: np.ndarray | None = None  # long-term interest: an exponential moving average of items
     events: int = 0  # events received while serving
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation
+
+
+@dataclass
+class Overlap:
+    """The model a shard served before its last switch, kept for a while: its catalogue, and every
+    user's embedding under it."""
+
+    catalog: Catalog
+    embeddings: dict[str, np.ndarray]
+    until: float  # time.monotonic() after which it is dropped
 
 
 SNAPSHOT_VERSION = 2  # every user's state; version 1 held only the users changed while serving
@@ -61,6 +73,9 @@ class UserSessions:
         self._dirty: set[str] = set()  # users changed since the last snapshot
         self._pickled: dict[str, bytes] = {}  # each user's state as of the last snapshot
         self._lock = threading.RLock()
+        self._generation = 0  # odd while a model switch is being applied (see `view`)
+        self._previous: Overlap | None = None
+        self._changed_while_adopting: set[str] | None = None
         after = self._load_snapshot(snapshot) if snapshot else None
         if after is None:
             after = self._load_histories()
@@ -83,7 +98,7 @@ class UserSessions:
         for user_id, entry in saved["users"].items():
             self._pickled[user_id] = entry
             history, seen, embedding, profile, events, attributes = pickle.loads(entry)
-            self.users[user_id] = UserRecord(deque(history, maxlen=self.max_length), set(seen), embedding, profile,
+            self.users[user_id] = UserRecord(user_id, deque(history, maxlen=self.max_length), set(seen), embedding, profile,
                                              events, dict(attributes))
         if saved.get("model_version") != self.catalog.model_version:  # another model: same windows, new embeddings
             self._embed_all(list(self.users))
@@ -99,7 +114,7 @@ class UserSessions:
         for u, user_id in enumerate(interactions.user_ids):
             lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
             items = interactions.item_ids[interactions.items[lo:hi]]
-            record = UserRecord(deque(maxlen=self.max_length), set(items.tolist()), attributes=attributes.get(str(user_id), {}))
+            record = UserRecord(str(user_id), deque(maxlen=self.max_length), set(items.tolist()), attributes=attributes.get(str(user_id), {}))
             start = max(lo, hi - self.max_length)
             for at in range(start, hi):
                 record.history.append(
@@ -108,14 +123,14 @@ class UserSessions:
                 )
             self.users[str(user_id)] = record
         for user_id, attributes_only in attributes.items():  # users the store knows without events yet
-            self.users.setdefault(user_id, UserRecord(deque(maxlen=self.max_length), attributes=attributes_only))
+            self.users.setdefault(user_id, UserRecord(user_id, deque(maxlen=self.max_length), attributes=attributes_only))
         self._embed_all(list(self.users))
         self._dirty.update(self.users)  # the first snapshot holds them all
         return after
 
-    def _window(self, record: UserRecord):
+    def _window(self, record: UserRecord, catalog: Catalog):
         items = [h[0] for h in record.history]
-        vectors = self.catalog.vectors(items)
+        vectors = catalog.vectors(items)
         types = np.array([self._code(h[1]) for h in record.history])
         times = np.array([h[2] for h in record.history], dtype=np.float64)
         gaps = np.diff(times, prepend=times[:1]).clip(min=0)
@@ -134,11 +149,26 @@ class UserSessions:
                     record.profile = window.mean(axis=0)
 
     def _embed(self, records: list[UserRecord]) -> list[np.ndarray]:
-        """Sets each record's embedding from its window (right-padded into one batch); returns the
-        windows' item vectors."""
-        windows = [self._window(record) for record in records]
+        """Sets each record's embedding from its window; returns the windows' item vectors. While
+        an earlier model overlaps, the records' embeddings under it are kept current too."""
+        batch = self._batch(records, self.catalog)
+        embeddings = self.catalog.runtime.embed_users(*batch[1:])
+        for row, record in enumerate(records):
+            record.embedding = embeddings[row]
+        overlap = self._previous
+        if overlap is not None:
+            overlap.catalog.sync(force=True)  # items added since the switch
+            earlier = overlap.catalog.runtime.embed_users(*self._batch(records, overlap.catalog)[1:])
+            for row, record in enumerate(records):
+                overlap.embeddings[record.user_id] = earlier[row]
+        return batch[0]
+
+    def _batch(self, records: list[UserRecord], catalog: Catalog) -> tuple:
+        """The records' windows under `catalog`'s item vectors, right-padded into one batch: (each
+        window's item vectors, then the user graph's inputs)."""
+        windows = [self._window(record, catalog) for record in records]
         width = max(len(w[1]) for w in windows)
-        items = np.zeros((len(records), width, self.catalog.dim), np.float32)
+        items = np.zeros((len(records), width, catalog.dim), np.float32)
         types = np.zeros((len(records), width), np.int64)
         gaps = np.zeros((len(records), width), np.float32)
         values = np.zeros((len(records), width), np.float32)
@@ -146,10 +176,55 @@ class UserSessions:
         for row, (v, t, g, x) in enumerate(windows):
             n = len(t)
             items[row, :n], types[row, :n], gaps[row, :n], values[row, :n], lengths[row] = v, t, g, x, n
-        embeddings = self.catalog.runtime.embed_users(items, types, gaps, values, lengths)
-        for row, record in enumerate(records):
-            record.embedding = embeddings[row]
-        return [w[0] for w in windows]
+        return [w[0] for w in windows], items, types, gaps, values, lengths
+
+    def adopt(self, catalog: Catalog, overlap_s: float) -> None:
+        """Switch to another model's catalogue without stopping: every user is re-embedded under it
+        in the background while events keep arriving (windows are copied under the lock, the graph
+        runs outside it); then, under the lock, the users whose events came in meanwhile are
+        re-embedded again and all switch in one step. For `overlap_s` after that, views also carry
+        the user's embedding under the previous model (kept current), for Rankers not yet switched."""
+        with self._lock:
+            self._changed_while_adopting = set()
+            user_ids = [u for u, r in self.users.items() if r.history]
+        fresh: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # user: (embedding, profile) under `catalog`
+
+        def embed(records: list[UserRecord], batch: tuple) -> None:
+            windows, *inputs = batch
+            for record, embedding, window in zip(records, catalog.runtime.embed_users(*inputs), windows):
+                fresh[record.user_id] = (embedding, window.mean(axis=0))
+
+        for start in range(0, len(user_ids), 32):
+            with self._lock:
+                records = [self.users[u] for u in user_ids[start : start + 32] if u in self.users]
+                batch = self._batch(records, catalog) if records else None
+            if batch is not None:
+                embed(records, batch)
+        with self._lock:
+            changed = [self.users[u] for u in self._changed_while_adopting if u in self.users and self.users[u].history]
+            self._changed_while_adopting = None
+            for start in range(0, len(changed), 32):
+                embed(changed[start : start + 32], self._batch(changed[start : start + 32], catalog))
+            previous = {u: r.embedding for u, r in self.users.items() if r.embedding is not None}
+            self._generation += 1  # views taken from here until the switch is whole wait for the lock
+            for user_id, (embedding, profile) in fresh.items():
+                record = self.users.get(user_id)
+                if record is not None:
+                    record.embedding, record.profile = embedding, profile
+            self._previous = Overlap(self.catalog, previous, time.monotonic() + overlap_s) if overlap_s > 0 else None
+            self.catalog = catalog
+            self._dirty.update(self.users)
+            self._generation += 1
+
+    def end_overlap(self) -> Catalog | None:
+        """Drop the previous model's embeddings once their overlap has run out; returns that
+        model's catalogue when it was dropped (for the caller to stop)."""
+        with self._lock:
+            overlap = self._previous
+            if overlap is None or time.monotonic() < overlap.until:
+                return None
+            self._previous = None
+            return overlap.catalog
 
     def _code(self, event_type: str) -> int:
         return self.types.index(event_type) if event_type in self.types else len(self.types)
@@ -165,10 +240,12 @@ class UserSessions:
                     continue
                 record = self.users.get(event.user_id)
                 if record is None:
-                    record = self.users[event.user_id] = UserRecord(deque(maxlen=self.max_length))
+                    record = self.users[event.user_id] = UserRecord(event.user_id, deque(maxlen=self.max_length))
                 self._append(record, event)
                 touched[event.user_id] = record
             self._dirty.update(touched)
+            if self._changed_while_adopting is not None:
+                self._changed_while_adopting.update(touched)
             records = list(touched.values())
             for start in range(0, len(records), 32):
                 self._embed(records[start : start + 32])
@@ -226,6 +303,8 @@ class UserSessions:
         with self._lock:
             self._dirty.discard(user_id)
             self._pickled.pop(user_id, None)
+            if self._previous is not None:
+                self._previous.embeddings.pop(user_id, None)
             return self.users.pop(user_id, None) is not None
 
     def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
@@ -234,13 +313,28 @@ class UserSessions:
         Read without the lock, so a lookup never queues behind a batch's durable write and
         re-embedding (which held it for p50 4.5 ms, p99 21-31 ms under load). Each copy below is
         one C call under the GIL, so it cannot see a set or deque half-changed; a view taken while
-        a batch is applied may show part of that batch, which is not yet acknowledged."""
+        a batch is applied may show part of that batch, which is not yet acknowledged. A model
+        switch (`adopt`) is seen whole or not at all: a view read while one was being applied is
+        read again under the lock, so its embedding and model version always belong together."""
+        generation = self._generation
+        if generation % 2 == 0:
+            view = self._view(user_id, attributes)
+            if self._generation == generation:
+                return view
+        with self._lock:
+            return self._view(user_id, attributes)
+
+    def _view(self, user_id: str, attributes: dict[str, str] | None) -> UserView:
         record = self.users.get(user_id)
         if record is None:
             return UserView(user_id, None, set(), [], dict(attributes or {}))
         merged = {**record.attributes, **(attributes or {})}
         recent = list(islice(reversed(record.history), self.config.serving.reason_history))
-        return UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history))
+        overlap = self._previous
+        earlier = overlap.embeddings.get(user_id) if overlap is not None else None
+        return UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history),
+                        self.catalog.model_version if record.embedding is not None else None,
+                        {overlap.catalog.model_version: earlier} if earlier is not None else {})
 
     def export(self, history: int = 50) -> UserTable:
         """Every user with an embedding, for segmentation: their last `history` items too."""

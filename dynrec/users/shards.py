@@ -58,6 +58,10 @@ class UserView:
     recent: list[tuple[str, str, int, float]]  # newest first, the last `serving.reason_history` events: what reasons cite
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation: the cold-start prior
     history_length: int = 0  # events in the user's window (up to the model's max_length): how much the prior still counts
+    model_version: str | None = None  # the model that made `embedding`
+    # while a shard overlaps two models after a switch: the user's embeddings under the earlier one, by
+    # model version, for Ranker replicas that still serve it
+    earlier: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

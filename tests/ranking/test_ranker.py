@@ -80,3 +80,25 @@ def test_diversity_trades_relevance_for_results_less_alike(served, fill, tmp_pat
     assert plain == top
     assert set(some) <= set(candidates) and set(most) <= set(candidates)
     assert mean_similarity(most) < mean_similarity(some) < mean_similarity(plain)
+
+
+def test_a_request_is_ranked_with_the_catalogue_of_the_model_that_embedded_its_user():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from dynrec.ranking.ranker import matching_catalogue
+    from dynrec.users.shards import UserView
+
+    new, old = SimpleNamespace(model_version="new"), SimpleNamespace(model_version="old")
+    e_old, e_new = np.zeros(4, np.float32), np.ones(4, np.float32)
+    shard_not_switched = UserView("u", e_old, set(), [], model_version="old")
+    shard_switched = UserView("u", e_new, set(), [], model_version="new", earlier={"old": e_old})
+    catalogue, view = matching_catalogue(shard_not_switched, [new, old])
+    assert catalogue is old and view.embedding is e_old and view.model_version == "old"
+    catalogue, view = matching_catalogue(shard_switched, [new, old])
+    assert catalogue is new and view.embedding is e_new
+    catalogue, view = matching_catalogue(shard_switched, [old])  # a Ranker not switched yet
+    assert catalogue is old and view.embedding is e_old and view.model_version == "old"
+    catalogue, view = matching_catalogue(shard_not_switched, [new])  # nothing in common: a newcomer
+    assert catalogue is new and view.embedding is None and view.model_version is None

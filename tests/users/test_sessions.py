@@ -4,6 +4,8 @@ that a lookup does not queue behind a batch that is still being written."""
 import threading
 import time
 
+import numpy as np
+
 from dynrec.state.sqlite import SqliteStore
 from dynrec.users.sessions import UserSessions
 from dynrec.users.shards import Event
@@ -51,3 +53,36 @@ def test_a_lookup_does_not_wait_for_a_batch_being_written(served, fill, tmp_path
     writer.join()
     assert waited < 0.5 and item not in during.seen  # answered at once, from the state before the batch
     assert item in sessions.view("2").seen  # and the batch is there once acknowledged
+
+
+def test_adopting_a_new_model_re_embeds_every_user_as_a_fresh_start_on_it_would(served, retrained, fill, tmp_path,
+                                                                                  serving_config_path, monkeypatch):
+    """Events keep arriving while the shard re-embeds; afterwards every user matches a shard started
+    on the new model, and views still carry the previous model's embedding, kept current."""
+    from deployments.common import load_published
+    from dynrec.artifacts.versions import PublishedModel
+
+    monkeypatch.setenv("DYNREC_CONFIG", str(serving_config_path))
+    store = fill(SqliteStore(tmp_path / "state.db"))
+    old = served.catalog(store)
+    sessions = UserSessions(served.config, old)
+    new = load_published(PublishedModel("ml-100k-retrained", "", None, 0.0)).catalog(store)
+    assert new.model_version != old.model_version
+    unseen = [i for i in old.ids if i not in sessions.users["1"].seen][:40]
+    during = threading.Thread(target=lambda: [sessions.record(store, [Event("1", item, "view", 2_000_000_000 + n)])
+                                              for n, item in enumerate(unseen)])
+    during.start()
+    sessions.adopt(new, overlap_s=60)
+    during.join()
+    sessions.record(store, [Event("2", unseen[0], "rating", 2_000_000_100, 4.0)])  # after the switch
+
+    on_new = UserSessions(served.config, new)  # the same store, events included, started on the new model
+    on_old = UserSessions(served.config, old)
+    for user_id in ("1", "2", "3", "500"):
+        view = sessions.view(user_id)
+        assert view.model_version == new.model_version
+        assert np.abs(view.embedding - on_new.users[user_id].embedding).max() < 1e-4, user_id
+        assert np.abs(view.earlier[old.model_version] - on_old.users[user_id].embedding).max() < 1e-4, user_id
+    assert sessions.end_overlap() is None  # not run out yet
+    sessions._previous.until = 0
+    assert sessions.end_overlap() is old and sessions.view("1").earlier == {}

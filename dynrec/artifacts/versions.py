@@ -1,0 +1,76 @@
+"""Which model the service serves, kept in the state store so every replica on every node agrees.
+
+`dynrec train` publishes a finished run here (after its files reach `artifacts.uri`); running
+replicas poll it (`serving.model_poll_s`), build the new model's catalogue and user embeddings in
+the background, and switch when they are ready (deployments/*, `adopt`). A replica that starts
+later boots straight into the published run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from dynrec.state import StateStore
+
+POINTER = "served-model"  # the store snapshot that names the published run
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    run_name: str
+    fingerprint: str  # the model's version, as responses report it
+    valid_ndcg: float | None  # best validation NDCG@10 of the run: what a newer run must beat
+    published_at: float
+
+
+def published_model(store: StateStore) -> PublishedModel | None:
+    saved = store.load_snapshot(POINTER)
+    return PublishedModel(**json.loads(saved[1])) if saved is not None else None
+
+
+def publish_model(store: StateStore, model: PublishedModel) -> None:
+    store.save_snapshot(POINTER, store.latest()[1], json.dumps(asdict(model)).encode())
+
+
+def better_than_served(store: StateStore, valid_ndcg: float | None) -> bool:
+    """Whether a run with `valid_ndcg` should replace the published one: nothing is published, the
+    published run has no validation score, or the new one is at least as good."""
+    served = published_model(store)
+    return served is None or served.valid_ndcg is None or (valid_ndcg is not None and valid_ndcg >= served.valid_ndcg)
+
+
+class ModelWatcher:
+    """Polls the published model in a daemon thread and calls `adopt` with each new one (not the
+    version `serving`). `adopt` runs on the watcher's thread, so a slow rebuild never blocks requests;
+    a failed adoption is retried at the next poll."""
+
+    def __init__(self, store: StateStore, serving: str, every_s: float, adopt: Callable[[PublishedModel], None]):
+        self.store, self.serving, self.every_s, self.adopt = store, serving, every_s, adopt
+        self.failures = 0
+        self._stop = threading.Event()
+        if every_s > 0:
+            threading.Thread(target=self._loop, name="model-watcher", daemon=True).start()
+
+    def check(self) -> bool:
+        """Adopt the published model if it is new here; returns whether one was adopted."""
+        published = published_model(self.store)
+        if published is None or published.fingerprint == self.serving:
+            return False
+        self.adopt(published)
+        self.serving = published.fingerprint
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.check()
+            except Exception as error:  # a half-published run, or a store hiccup: try again next poll
+                self.failures += 1
+                print(f"model watcher: could not adopt the published model yet ({type(error).__name__}: {error})", flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
