@@ -19,6 +19,7 @@ from dynrec.config import SecurityConfig
 
 WRITE_METHODS = frozenset({"PUT", "DELETE", "PATCH"})
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PREFIXES = ("/docs/assets/",)  # the docs pages' own scripts and styles (dynrec.api.docs.ASSETS_PATH)
 READ_POSTS = frozenset({"/v1/recommendations"})  # POST for its body, but it only reads
 
 
@@ -40,7 +41,7 @@ class ApiKeys:
 
     def required(self, method: str, path: str) -> bool:
         """Writes need a key whenever keys exist; reads only with `protect_reads`."""
-        if not self._keys or path in OPEN_PATHS:
+        if not self._keys or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return False
         writes = method in WRITE_METHODS or (method == "POST" and path not in READ_POSTS)
         return writes or self.protect_reads
