@@ -1,18 +1,24 @@
 """HTTP ingress (FastAPI): validates requests, routes users to their UserState shard, and composes
-the other deployments through their handles. OpenAPI is served at /docs."""
+the other deployments through their handles. OpenAPI is served at /docs (Swagger UI) and /redoc,
+on assets the service serves itself."""
 
 import asyncio
+import re
 import time
 import uuid
 from dataclasses import asdict
+from http import HTTPStatus
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.common import load_config
 from dynrec.api.schemas import (
@@ -32,11 +38,14 @@ from dynrec.api.schemas import (
     SegmentsResponse,
     SimilarResponse,
 )
+from dynrec.api.docs import ASSETS_PATH, STATIC_DIR, oauth2_redirect_page, redoc_page, swagger_ui_page
 from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
 from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
 from dynrec.users.shards import Event, shard_of
 
-api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations")
+# FastAPI's own /docs and /redoc load their scripts from a CDN: these pages are served below instead
+api = FastAPI(title="dynrec", version="1", description="Real-time multimodal recommendations",
+              docs_url=None, redoc_url=None)
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 429)}
 _config = load_config()
 _limits = {"max_body_bytes": _config.serving.max_body_bytes}
@@ -63,17 +72,105 @@ def refusal(request: Request) -> JSONResponse | None:
     return None
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+def method_table(app: FastAPI) -> list[tuple[re.Pattern, frozenset[str]]]:
+    """Each route path (as a pattern) with the methods it answers, most specific first: the OpenAPI
+    document's paths, then the routes it leaves out (the docs pages, their assets). OpenAPI's rule
+    decides between paths: a concrete path (/v1/items/batch) wins over a templated one
+    (/v1/items/{item_id}), so only the methods the document lists for a path reach it."""
+    rows = []
+    for template, operations in app.openapi()["paths"].items():
+        pattern = re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)) + "$")
+        rows.append((template.count("{"), pattern, frozenset(m.upper() for m in operations) & HTTP_METHODS))
+    for route in app.routes:
+        if isinstance(route, Route) and not route.include_in_schema:
+            rows.append((0, route.path_regex, frozenset(route.methods or ())))
+        elif isinstance(route, Mount):  # static files: GET and HEAD
+            rows.append((1, route.path_regex, frozenset({"GET", "HEAD"})))
+    return [(pattern, methods) for _, pattern, methods in sorted(rows, key=lambda row: row[0])]
+
+
+def allow_header(methods: frozenset[str]) -> str:
+    return ", ".join(sorted(methods | {"OPTIONS"}))
+
+
+class BodyTooLarge(Exception):
+    """Raised from `receive` once a request's body crosses serving.max_body_bytes."""
+
+
 class Guard:
-    """`refusal` on every HTTP request, as a plain ASGI middleware: Starlette's `@app.middleware`
-    wrapper passes each request through extra streams and a task group, which took more CPU than
-    the rest of FastAPI's handling of a small request."""
+    """On every HTTP request, as a plain ASGI middleware (Starlette's `@app.middleware` wrapper
+    passes each request through extra streams and a task group, which took more CPU than the rest
+    of FastAPI's handling of a small request):
+    - `refusal`: API key, rate limit, a declared Content-Length over the body limit;
+    - methods: OPTIONS answers 204 with `Allow`, a method the path does not take 405 with `Allow`
+      (the methods the OpenAPI document lists for it);
+    - the body limit on the bytes actually received (a chunked upload declares no length): the
+      request is answered 413 as soon as the limit is crossed, and the rest is never read."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        self._methods: list[tuple[re.Pattern, frozenset[str]]] | None = None
+
+    def allowed(self, scope: Scope) -> frozenset[str] | None:
+        """The methods the request's path answers; None for a path no route has."""
+        if self._methods is None:  # routes are complete by the first request, not at construction
+            self._methods = method_table(scope.get("app") or api)
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+        return next((methods for pattern, methods in self._methods if pattern.match(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refused = refusal(Request(scope)) if scope["type"] == "http" else None
-        await (refused or self.app)(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refused = refusal(Request(scope))
+        if refused is None:
+            methods = self.allowed(scope)
+            if methods is not None and scope["method"] == "OPTIONS":
+                refused = Response(status_code=204, headers={"Allow": allow_header(methods)})
+            elif methods is not None and scope["method"] not in methods:
+                refused = error(405, f"method {scope['method']} is not allowed on {scope['path']}", {"allowed": sorted(methods | {"OPTIONS"})},
+                                headers={"Allow": allow_header(methods)})
+        if refused is not None:
+            return await refused(scope, receive, send)
+        await self.limited(scope, receive, send)
+
+    async def limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, reading the body through a byte count: crossing the limit raises in the app's
+        `receive` (so it stops reading), any answer the app then gives is dropped, and the guard
+        answers 413, once. A `receive` after that says the client left, so nothing waits on it."""
+        limit, received, over, started = _limits["max_body_bytes"], 0, False, False
+
+        async def counted() -> Message:
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise BodyTooLarge(f"request body crossed {limit} bytes")
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if over and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await error(413, f"request body larger than {limit} bytes")(scope, receive, send)
 
 
 api.add_middleware(Guard)
@@ -85,9 +182,41 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     return error(422, "invalid request", jsonable_encoder(detail))
 
 
+@api.exception_handler(StarletteHTTPException)
+async def framework_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The router's own errors (no route: 404; a method the route does not take: 405) in the
+    documented {"error", "detail"} shape, with their headers (Allow)."""
+    if exc.status_code == 404:
+        message = f"not found: {request.method} {request.url.path} (the API is described at /docs)"
+    else:
+        try:
+            message = HTTPStatus(exc.status_code).phrase.lower()
+        except ValueError:
+            message = "error"
+    return error(exc.status_code, message, exc.detail, headers=dict(exc.headers or {}))
+
+
 @api.exception_handler(Exception)
 async def unavailable(request: Request, exc: Exception) -> JSONResponse:
     return error(503, "temporarily unavailable; retry", type(exc).__name__)
+
+
+api.mount(ASSETS_PATH, StaticFiles(directory=STATIC_DIR), name="docs-assets")
+
+
+@api.get("/docs", include_in_schema=False)
+async def swagger_ui() -> Response:
+    return swagger_ui_page(api.openapi_url, api.title, oauth2_redirect_url="/docs/oauth2-redirect")
+
+
+@api.get("/docs/oauth2-redirect", include_in_schema=False)
+async def swagger_ui_redirect() -> Response:
+    return oauth2_redirect_page()
+
+
+@api.get("/redoc", include_in_schema=False)
+async def redoc() -> Response:
+    return redoc_page(api.openapi_url, api.title)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=200)

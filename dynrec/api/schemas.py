@@ -5,15 +5,21 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"  # user, item and recommendation ids, in bodies and paths alike
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Category = Annotated[str, Field(min_length=1, max_length=64)]
+# base64 (OpenAPI's `format: byte`); what the bytes must be is checked where they are decoded
+Base64Image = Annotated[str, WithJsonSchema({"type": "string", "format": "byte", "contentEncoding": "base64",
+                                              "contentMediaType": "image/*"})]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body exactly as its schema says: no unknown fields, and no coercion (a boolean is
+    not a number, "5" is not an integer, "true" is not a boolean; JSON integers are numbers)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RecommendationFilters(Strict):
@@ -77,7 +83,11 @@ class RecommendationResponse(BaseModel):
 class EventIn(Strict):
     user_id: Id
     item_id: Id
-    event_type: str = Field(min_length=1, max_length=32)
+    event_type: str = Field(
+        min_length=1, max_length=32, examples=["view"],
+        description="one of the model's event types (model.event_types); an event of another type is "
+                    "refused on its own, in the response's `rejected`, and the rest are applied",
+    )
     timestamp: int | None = Field(None, ge=0, le=32503680000, description="unix seconds; default: now")
     value: float | None = Field(None, description="e.g. a rating; default 1")
     recommendation_id: str | None = Field(None, max_length=64)
@@ -115,7 +125,12 @@ class ItemIn(Strict):
     attributes: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=dict, max_length=50
     )
-    image: str | None = Field(None, description="base64-encoded image bytes, at most 5 MB decoded")
+    image: Base64Image | None = Field(
+        None,
+        description="an image file (JPEG, PNG, ...), base64-encoded (RFC 4648, standard alphabet, padded); "
+                    "at most serving.max_image_bytes (5 MB) decoded. Bytes that are not base64, or do not decode "
+                    "to an image, are refused (422)",
+    )
 
 
 class ItemBatchEntry(ItemIn):
