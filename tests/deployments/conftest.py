@@ -34,6 +34,7 @@ def service(request, serving_config_path, data_dir, tmp_path_factory):
         with serve_app(config, {"user_shards": 2, "ranker_replicas": 2}) as base:
             # tests read status codes and error bodies through its raw get/post/put/delete
             with Client(base, API_KEY, timeout_s=60) as client:
+                client.config_path = config  # what tests that publish a model to this store read
                 yield client
     finally:
         if server is not None:
