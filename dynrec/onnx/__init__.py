@@ -4,6 +4,13 @@ The torch modules stay the source of truth: every export is checked for parity a
 `RuntimeConfig.backend` decides which of the two runs behind the same numpy-in, numpy-out calls.
 """
 
-from dynrec.onnx.session import OnnxSession, exported_session, pick_providers, quantize_int8
+from dynrec.onnx.session import (
+    OnnxSession,
+    calibrate_ranges,
+    exported_session,
+    pick_providers,
+    quantize_int8,
+    quantize_static_int8,
+)
 
-__all__ = ["OnnxSession", "exported_session", "pick_providers", "quantize_int8"]
+__all__ = ["OnnxSession", "calibrate_ranges", "exported_session", "pick_providers", "quantize_int8", "quantize_static_int8"]

@@ -50,6 +50,81 @@ def quantize_int8(source: str | Path, target: str | Path, skip: str | None = Non
     return target
 
 
+def _prepared(source: str | Path, folder: str) -> Path:
+    """`source` after onnxruntime's pre-quantisation pass (shape inference, constant folding): the
+    graph whose tensor names calibration and quantisation both refer to."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = Path(folder) / "prepared.onnx"
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def calibrate_ranges(source: str | Path, batches) -> dict[str, tuple[float, float]]:
+    """Min/max of every activation of the fp32 graph at `source` over `batches` (dicts of numpy
+    inputs by name): the calibration `quantize_static_int8` consumes, as plain floats so that it
+    can be kept in source control beside the code."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+
+    class Reader:
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        calibrator = create_calibrator(
+            _prepared(source, folder), op_types_to_calibrate=None, augmented_model_path=str(Path(folder) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        calibrator.collect_data(Reader())
+        ranges = calibrator.compute_data()
+    return {name: (float(np.asarray(data.range_value[0]).min()), float(np.asarray(data.range_value[1]).max()))
+            for name, data in ranges.items()}
+
+
+def quantize_static_int8(source: str | Path, target: str | Path, ranges: dict[str, tuple[float, float]],
+                         skip: str | None = None, exclude_ops: tuple[str, ...] = ("GlobalAveragePool",)) -> Path:
+    """Static int8 quantisation (QDQ: uint8 activations with the calibrated `ranges`, per-channel
+    int8 weights) of every Conv, Clip and Add. Nodes of `exclude_ops` stay fp32 (quantising the
+    pooled output would round the very features we keep), and so do nodes whose name matches the
+    regex `skip`.
+
+    Raises KeyError when `ranges` lacks a tensor the graph needs (ranges made for another export).
+    """
+    import re
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    target = Path(target)
+    temp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.onnx")
+    with tempfile.TemporaryDirectory() as folder:
+        prepared = _prepared(source, folder)
+        graph = onnx.load(str(prepared)).graph
+        wanted = {name for node in graph.node for name in (*node.input, *node.output)} - {i.name for i in graph.initializer}
+        missing = sorted(n for n in wanted if n and n not in ranges)
+        if missing:
+            raise KeyError(f"no calibrated range for {len(missing)} tensors of {Path(source).name}, e.g. {missing[:3]}")
+        data = TensorsData(CalibrationMethod.MinMax, {n: (np.float32(ranges[n][0]), np.float32(ranges[n][1])) for n in wanted if n})
+        cache = Path(folder) / "ranges.json"
+        save_tensors_data(data, cache)
+        quantize_static(
+            str(prepared), str(temp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv", "Clip", "Add"], per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=[n.name for n in graph.node if n.op_type in exclude_ops or (skip and re.search(skip, n.name))],
+            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+        )
+    os.replace(temp, target)
+    return target
+
+
 class OnnxSession:
     """One model's InferenceSession, called with numpy arrays by input name; returns the first output.
 
