@@ -126,10 +126,16 @@ class RuntimeConfig:
     int8: bool = False  # dynamic int8 weights (ONNX only): about 2x faster text, cosine >= 0.99
     threads: int = 0  # intra-op threads per session; 0 = the CPUs this process may use
     onnx_dir: str = ""  # exported models; empty = <home>/onnx
+    # content encoders: fp32 (exact), auto (the fastest path this host runs well: bf16 text and int8
+    # image on AMX CPUs, else fp32), fast (those paths on any host); see dynrec/encoders/paths.py
+    precision: str = "fp32"
+    compile: bool = False  # bf16 text: inductor-compile it (~1.5x faster; 20-40 s to build in each process)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"runtime.backend must be one of {BACKENDS}, got '{self.backend}'")
+        if self.precision not in ("fp32", "auto", "fast"):
+            raise ValueError(f"runtime.precision must be one of fp32, auto, fast, got '{self.precision}'")
         if self.int8 and self.backend != "onnx":
             raise ValueError("runtime.int8 needs runtime.backend: onnx")
         self.onnx_dir = str(Path(self.onnx_dir or default_home() / "onnx").expanduser())

@@ -18,6 +18,7 @@ _EXPORTS = {
     "encode_catalogue": "dynrec.encoders.content",
     "item_text": "dynrec.encoders.content",
     "BehaviourFeatures": "dynrec.encoders.behaviour",
+    "chosen_path": "dynrec.encoders.paths",
 }
 
 __all__ = sorted(_EXPORTS)

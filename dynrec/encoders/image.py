@@ -18,11 +18,16 @@ from tqdm.auto import tqdm
 
 from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.content import image_bytes
+from dynrec.encoders.paths import IMAGE_FP32_ONNX, IMAGE_INT8_STATIC, image_path, precision_suffix
 
 if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
     import torch
 
 ARCHITECTURE = "efficientnet-lite0"
+# the static int8 graph keeps the first MBConv block (a depthwise conv over 112x112x32) in fp32: it
+# carries most of the quantisation error. On the 24 ML-1M posters furthest from fp32, the mean
+# cosine to fp32 goes from 0.966 to 0.988 with it excluded; no other block moves it past 0.97.
+INT8_KEEP_FP32 = r"/_blocks\.0/"
 
 
 def packaged_image_weights_path() -> Path:
@@ -39,11 +44,49 @@ def image_cache_name(weights_path: str | Path | None, image_size: int) -> str:
     return f"image-{model}-{image_size}"
 
 
+def int8_ranges(cache_stem: str) -> dict[str, tuple[float, float]] | None:
+    """The calibrated activation ranges for a static int8 copy of this model, if we have them.
+
+    They were measured on real posters (`python -m bench.encode --calibrate`) for the packaged
+    weights at 224 px only: other weights or sizes have other ranges.
+    """
+    from dynrec.encoders.image_int8_ranges import RANGES
+
+    return RANGES.get(cache_stem)
+
+
+def resolved_image_path(weights_path: str | Path | None, image_size: int, runtime: RuntimeConfig) -> str:
+    """`image_path(runtime)`, except that the int8 path needs calibrated ranges for these
+    weights: without them it is the fp32 ONNX graph. Computable without building the encoder."""
+    path = image_path(runtime)
+    if path == IMAGE_INT8_STATIC and int8_ranges(image_cache_name(weights_path, image_size)) is None:
+        return IMAGE_FP32_ONNX
+    return path
+
+
+def int8_recipe(cache_stem: str) -> str:
+    """A short digest of what the static int8 graph is made from (ranges and fp32 nodes): new
+    calibrations make a new graph file and a new cache file, never reusing the old ones."""
+    from dynrec.encoders.content import content_hash
+
+    return content_hash(f"{sorted(int8_ranges(cache_stem).items())}{INT8_KEEP_FP32}")[:8]
+
+
+def image_encoder_cache_name(weights_path: str | Path | None, image_size: int, runtime: RuntimeConfig) -> str:
+    """The cache file stem of an encoder with these settings: each precision caches apart."""
+    path = resolved_image_path(weights_path, image_size, runtime)
+    stem = image_cache_name(weights_path, image_size)
+    suffix = precision_suffix(path, runtime.int8)
+    return stem + suffix + (f"-{int8_recipe(stem)}" if path == IMAGE_INT8_STATIC else "")
+
+
 class ImageEncoder:
     """EfficientNet-Lite0 with the classifier removed: one 1280-d vector per image.
 
     `runtime.backend` picks torch eager or ONNX Runtime; preprocessing and the numpy interface are
-    shared. The ONNX backend builds the torch network only once, to export it.
+    shared. The ONNX backend builds the torch network only once, to export it. `runtime.precision`
+    may put it on a statically quantised int8 copy of the ONNX graph (see dynrec/encoders/paths.py
+    and `quantize_static_int8`), made once from the fp32 export and the calibrated ranges.
     """
 
     dim = 1280
@@ -59,10 +102,13 @@ class ImageEncoder:
         self.image_size = image_size
         self.batch_size = batch_size
         self.runtime = runtime or RuntimeConfig()
-        self.cache_name = image_cache_name(self.weights_path, image_size) + ("-int8" if self.runtime.int8 else "")
+        self.path = resolved_image_path(self.weights_path, image_size, self.runtime)
+        self.cache_name = image_encoder_cache_name(self.weights_path, image_size, self.runtime)
         self.model = None
         self.session = None
-        if self.runtime.backend == "onnx":
+        if self.path == IMAGE_INT8_STATIC:
+            self.session = self._int8_session()
+        elif self.runtime.backend == "onnx" or self.path == IMAGE_FP32_ONNX:
             from dynrec.onnx.session import exported_session
 
             self.session = exported_session(self.runtime, image_cache_name(self.weights_path, image_size), self._export)
@@ -72,6 +118,20 @@ class ImageEncoder:
     @classmethod
     def from_config(cls, cfg: EncoderConfig, runtime: RuntimeConfig | None = None) -> "ImageEncoder":
         return cls(cfg.image_weights_path or None, cfg.image_size, cfg.image_batch_size, runtime)
+
+    def _int8_session(self):
+        """The static int8 session, quantising the fp32 export once (again when the export is newer)."""
+        from dynrec.onnx.session import OnnxSession, quantize_static_int8
+
+        stem = image_cache_name(self.weights_path, self.image_size)
+        source = Path(self.runtime.onnx_dir) / f"{stem}.onnx"
+        if not source.is_file():
+            self._export(source)
+            self.model = None
+        target = source.with_name(f"{stem}.int8static-{int8_recipe(stem)}.onnx")
+        if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+            quantize_static_int8(source, target, int8_ranges(stem), INT8_KEEP_FP32)
+        return OnnxSession(target, self.runtime.threads)
 
     def _build_torch(self) -> None:
         if self.model is not None:

@@ -1,0 +1,109 @@
+"""Which inference path each content encoder takes on this host, and a one-line account of it.
+
+`runtime.precision` says how far the encoders may trade exactness for speed:
+
+- `fp32` (the default): today's paths. `runtime.backend` picks torch eager or ONNX Runtime, and
+  `runtime.int8` the dynamically quantised text MatMuls.
+- `auto`: the fastest path this host runs well. On a CPU with AMX (bf16 and int8 tile units) the
+  text transformer runs in bf16 through torch (inductor-compiled with `runtime.compile`) and the
+  image CNN as a statically quantised int8 ONNX graph, calibrated on real posters. A CUDA host,
+  or a CPU without AMX, keeps the fp32 paths: bf16 without AMX is slower than fp32, and the int8
+  CNN loses its margin without int8 dot-product units.
+- `fast`: the AMX paths whatever the host (for parity tests, or a host whose flags are hidden).
+
+Figures behind the choice: bench/results/encode.json (`python -m bench.encode --skip ray,latency,int8,index`).
+Every path keeps its own cache file (see `precision_suffix`), so vectors of two precisions never
+mix.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+PRECISIONS = ("fp32", "auto", "fast")
+AMX_FLAGS = frozenset({"amx_tile", "amx_bf16", "amx_int8"})
+
+TEXT_FP32_TORCH, TEXT_FP32_ONNX, TEXT_INT8_ONNX, TEXT_BF16_TORCH = "torch-fp32", "onnx-fp32", "onnx-int8-dynamic", "torch-bf16"
+IMAGE_FP32_TORCH, IMAGE_FP32_ONNX, IMAGE_INT8_STATIC = "torch-fp32", "onnx-fp32", "onnx-int8-static"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is not readable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def has_amx(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU has the AMX tile unit with its bf16 and int8 instructions."""
+    return AMX_FLAGS <= (cpu_flags() if flags is None else flags)
+
+
+def has_cuda() -> bool:
+    """Whether the installed onnxruntime build offers the CUDA provider (and so a GPU path)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _fast(runtime) -> bool:
+    precision = getattr(runtime, "precision", "fp32")
+    if precision == "fast":
+        return True
+    return precision == "auto" and not has_cuda() and has_amx()
+
+
+def text_path(runtime) -> str:
+    """The text encoder's path under `runtime` (one of the TEXT_* names)."""
+    if _fast(runtime):
+        return TEXT_BF16_TORCH
+    if runtime.backend == "torch":
+        return TEXT_FP32_TORCH
+    return TEXT_INT8_ONNX if runtime.int8 else TEXT_FP32_ONNX
+
+
+def image_path(runtime) -> str:
+    """The image encoder's path under `runtime` (one of the IMAGE_* names)."""
+    if _fast(runtime):
+        return IMAGE_INT8_STATIC
+    return IMAGE_FP32_TORCH if runtime.backend == "torch" else IMAGE_FP32_ONNX
+
+
+def precision_suffix(path: str, int8: bool = False) -> str:
+    """Cache-name suffix of a path: vectors that differ by precision are cached apart.
+
+    fp32 paths keep their historical names (`-int8` for the `runtime.int8` ones) so existing
+    caches stay valid.
+    """
+    if path == TEXT_BF16_TORCH:
+        return "-bf16"
+    if path == IMAGE_INT8_STATIC:
+        return "-int8static"
+    return "-int8" if int8 else ""
+
+
+def chosen_path(runtime=None) -> str:
+    """What the encoders run on this host, e.g.
+    "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)".
+
+    For a health endpoint and the encode job's log. `runtime` defaults to `RuntimeConfig()`.
+    """
+    if runtime is None:
+        from dynrec.config import RuntimeConfig
+
+        runtime = RuntimeConfig()
+    host = "cuda" if has_cuda() else ("cpu amx" if has_amx() else "cpu")
+    precision = getattr(runtime, "precision", "fp32")
+    text = text_path(runtime)
+    if text == TEXT_BF16_TORCH and getattr(runtime, "compile", False):
+        text += "-compiled"
+    return f"text={text} image={image_path(runtime)} ({host}, precision={precision})"

@@ -1,0 +1,88 @@
+"""Which encoder path a host gets: the AMX paths only where AMX is, fp32 everywhere else."""
+
+import pytest
+
+from dynrec.config import EncoderConfig, RuntimeConfig
+from dynrec.encoders import paths
+from dynrec.encoders.content import CachedImageEncoder, CachedTextEncoder, EmbeddingCache
+from dynrec.encoders.image import image_encoder_cache_name, resolved_image_path
+
+AMX_HOST = frozenset({"sse4_2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
+AVX512_HOST = frozenset({"sse4_2", "avx512f", "avx512_vnni", "avx512_bf16"})  # Ice Lake-like: no AMX
+
+
+@pytest.fixture
+def host(monkeypatch):
+    def fake(flags: frozenset, cuda: bool = False):
+        monkeypatch.setattr(paths, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(paths, "has_cuda", lambda: cuda)
+
+    return fake
+
+
+def test_auto_takes_the_amx_paths_on_an_amx_cpu(host):
+    host(AMX_HOST)
+    runtime = RuntimeConfig(precision="auto")
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
+    assert paths.chosen_path(runtime) == "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)"
+    assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
+
+
+def test_auto_falls_back_to_fp32_without_amx(host):
+    host(AVX512_HOST)
+    assert not paths.has_amx()
+    onnx, torch_, int8 = (RuntimeConfig(precision="auto"), RuntimeConfig("torch", precision="auto"),
+                          RuntimeConfig(int8=True, precision="auto"))
+    assert (paths.text_path(onnx), paths.image_path(onnx)) == (paths.TEXT_FP32_ONNX, paths.IMAGE_FP32_ONNX)
+    assert (paths.text_path(torch_), paths.image_path(torch_)) == (paths.TEXT_FP32_TORCH, paths.IMAGE_FP32_TORCH)
+    assert paths.text_path(int8) == paths.TEXT_INT8_ONNX
+    assert paths.chosen_path(onnx) == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=auto)"
+    # ... and so do the cache names: an auto replica on this host shares the fp32 vectors
+    assert CachedTextEncoder(EmbeddingCache("/nonexistent"), EncoderConfig(), onnx).name == "text-all-MiniLM-L6-v2-len128"
+    assert image_encoder_cache_name(None, 224, onnx) == "image-efficientnet-lite0-224"
+
+
+def test_a_cuda_host_keeps_fp32_even_with_amx(host):
+    host(AMX_HOST, cuda=True)
+    runtime = RuntimeConfig(precision="auto")
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_FP32_ONNX, paths.IMAGE_FP32_ONNX)
+    assert paths.chosen_path(runtime).endswith("(cuda, precision=auto)")
+
+
+def test_fp32_is_the_default_and_fast_forces_the_amx_paths(host):
+    host(frozenset())
+    assert RuntimeConfig().precision == "fp32"
+    assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=fp32)"
+    fast = RuntimeConfig(precision="fast")
+    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
+    with pytest.raises(ValueError, match="precision"):
+        RuntimeConfig(precision="bf17")
+
+
+def test_each_precision_caches_apart(host):
+    host(AMX_HOST)
+    cache = EmbeddingCache("/nonexistent")
+    names = {
+        precision: (CachedTextEncoder(cache, EncoderConfig(), RuntimeConfig(precision=precision)).name,
+                    CachedImageEncoder(cache, EncoderConfig(), RuntimeConfig(precision=precision)).name)
+        for precision in ("fp32", "auto")
+    }
+    assert names["fp32"] == ("text-all-MiniLM-L6-v2-len128", "image-efficientnet-lite0-224")
+    assert names["auto"][0] == "text-all-MiniLM-L6-v2-len128-bf16"
+    assert names["auto"][1].startswith("image-efficientnet-lite0-224-int8static-")  # with its recipe
+
+
+def test_int8_images_need_ranges_calibrated_for_these_weights(host, tmp_path):
+    host(AMX_HOST)
+    runtime = RuntimeConfig(precision="auto")
+    assert resolved_image_path(None, 224, runtime) == paths.IMAGE_INT8_STATIC
+    # other weights or another resolution have no calibrated ranges: fp32, under the fp32 cache name
+    assert resolved_image_path(tmp_path / "finetuned.pth", 224, runtime) == paths.IMAGE_FP32_ONNX
+    assert resolved_image_path(None, 260, runtime) == paths.IMAGE_FP32_ONNX
+    assert image_encoder_cache_name(None, 260, runtime) == "image-efficientnet-lite0-260"
+
+
+def test_cpu_flags_are_read_from_this_machine():
+    flags = paths.cpu_flags()
+    assert isinstance(flags, frozenset)
+    assert paths.has_amx() == (paths.AMX_FLAGS <= flags)

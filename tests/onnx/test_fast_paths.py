@@ -1,0 +1,97 @@
+"""Parity of the fast encoder paths (runtime.precision fast/auto) with fp32, on the packaged models
+and real ML-1M texts and posters: bf16 MiniLM (eager and inductor-compiled) and the statically
+quantised int8 EfficientNet-Lite0."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dynrec.config import EncoderConfig, RuntimeConfig
+from dynrec.encoders.content import item_text
+from dynrec.encoders.image import ImageEncoder, int8_ranges
+from dynrec.encoders.paths import IMAGE_INT8_STATIC, TEXT_BF16_TORCH
+from dynrec.encoders.text import TextEncoder
+from dynrec.onnx.export import parity
+from dynrec.onnx.session import quantize_static_int8
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("onnx-fast"))
+
+
+@pytest.fixture(scope="module")
+def texts(ml1m):
+    """Titles and abstracts (some past the 128-token cut), of mixed length."""
+    rows = ml1m.items.slice(0, 40).to_pylist()
+    return [item_text(r["title"], r["categories"], r["text"]) for r in rows] + ["x", "Heat (1995). Action, Crime."]
+
+
+@pytest.fixture(scope="module")
+def fp32_text():
+    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="torch"))
+
+
+@pytest.fixture(scope="module")
+def bf16_text(folder):
+    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", onnx_dir=folder))
+
+
+def test_bf16_text_keeps_cosine_above_099_on_real_texts(fp32_text, bf16_text, texts):
+    assert bf16_text.path == TEXT_BF16_TORCH and bf16_text.session is None
+    assert next(bf16_text.model.parameters()).dtype == torch.bfloat16
+    assert bf16_text.cache_name.endswith("-bf16")  # never mixed with fp32 vectors in the cache
+    expected, got = fp32_text.encode(texts), bf16_text.encode(texts)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    result = parity(expected, got)
+    assert result["min_cosine"] >= 0.99
+    assert result["max_abs_diff"] > 1e-4  # it really ran in bf16
+
+
+def test_bf16_text_is_the_same_batched_and_one_by_one(bf16_text, texts):
+    """Length bucketing and padding change nothing beyond bf16 rounding."""
+    some = texts[:6] + texts[-2:]
+    batched = bf16_text.encode(some)
+    single = np.concatenate([bf16_text.encode([t]) for t in some])
+    assert parity(batched, single)["min_cosine"] >= 0.999
+
+
+def test_compiled_bf16_text_matches_eager_bf16(bf16_text, texts, folder):
+    compiled = TextEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", compile=True, onnx_dir=folder))
+    assert compiled.compiled, "inductor failed to compile the bf16 graph on this host"
+    assert compiled.cache_name == bf16_text.cache_name  # the same numbers, within bf16 rounding
+    assert parity(bf16_text.encode(texts), compiled.encode(texts))["min_cosine"] >= 0.995
+    one = compiled.encode([texts[0]])  # batch 1 goes through the same (batch >= 2) graph
+    assert parity(bf16_text.encode([texts[0]]), one)["min_cosine"] >= 0.995
+
+
+@pytest.fixture(scope="module")
+def posters(ml1m):
+    """Real posters outside the calibration set (every 25th poster of the catalogue)."""
+    images = [image["path"] for image in ml1m.items["image"].to_pylist()[:80] if image]
+    return [p for i, p in enumerate(images) if i % 25][:12]
+
+
+def test_int8_image_keeps_its_features_close_to_fp32(folder, posters):
+    fp32 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder))
+    int8 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", onnx_dir=folder))
+    assert int8.path == IMAGE_INT8_STATIC and ".int8static-" in int8.session.path.name
+    assert "-int8static-" in int8.cache_name  # never mixed with fp32 vectors in the cache
+    ops = {node.op_type for node in onnx.load(str(int8.session.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # a static int8 graph, not the fp32 one
+    (expected, valid), (got, got_valid) = fp32.encode(posters), int8.encode(posters)
+    assert valid.all() and (got_valid == valid).all()
+    result = parity(expected, got)
+    cosines = (expected * got).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(got, axis=1)
+    assert result["min_cosine"] >= 0.97 and cosines.mean() >= 0.985
+    assert result["max_abs_diff"] > 1e-3  # it really is quantised
+
+
+def test_static_int8_refuses_ranges_made_for_another_graph(folder, tmp_path):
+    source = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder)).session.path
+    ranges = dict(int8_ranges("image-efficientnet-lite0-224"))
+    ranges.pop(sorted(ranges)[3])
+    with pytest.raises(KeyError, match="no calibrated range"):
+        quantize_static_int8(source, tmp_path / "broken.onnx", ranges)
