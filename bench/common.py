@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import statistics
@@ -53,9 +54,25 @@ def machine() -> dict[str, Any]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_serve(config: Path, log: Path) -> subprocess.Popen:
-    """`serve run <config>` in its own process group (so it can be stopped whole), logging to `log`."""
-    env = {**SERVE_ENVIRONMENT, **os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+def haproxy_side_ports() -> dict[str, str]:
+    """Free ports for HAProxy's stats and metrics listeners (Serve's defaults, 8404 and 9101, are
+    fixed), so this app can start while another Serve app runs on the machine."""
+    ports = {}
+    for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports[key] = str(sock.getsockname()[1])
+    return ports
+
+
+def start_serve(config: Path, log: Path, port: int = 8000) -> subprocess.Popen:
+    """`serve run <config>` in its own process group (so it can be stopped whole), logging to `log`.
+    Refuses to start while something listens on `port`: HAProxy binds with SO_REUSEPORT, so a
+    second app on the port would silently take a share of the bench's requests."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is in use: stop the other service first")
+    env = {**SERVE_ENVIRONMENT, **os.environ, **haproxy_side_ports(), "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     with open(log, "w") as out:
         return subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -134,7 +134,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     """Prepare artefacts, start the Serve graph locally, show sample requests, keep serving."""
     from dynrec_cli.quickstart import run
 
-    return run(port=args.port, wait=not args.no_wait, config_path=args.config, **({"user": args.user} if args.user else {}))
+    return run(port=args.port, wait=not args.no_wait, config_path=args.config, train=not args.no_train,
+               **({"user": args.user} if args.user else {}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_quick.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p_quick.add_argument("--no-wait", action="store_true", help="stop after the sample requests instead of serving on")
     p_quick.add_argument("--user", help="the user whose recommendations it shows (default: 42)")
+    p_quick.add_argument("--no-train", action="store_true",
+                         help="serve the bootstrap model only: no background training (and model switch) while serving")
     p_quick.set_defaults(func=cmd_quickstart)
     return parser
 

@@ -185,7 +185,9 @@ def serve_app(config_path, app_args: dict | None = None):
     from deployments.common import use_serve_environment
     from dynrec.client import wait_until_ok
 
-    env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled"}
+    from bench.common import haproxy_side_ports
+
+    env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled", **haproxy_side_ports()}
     os.environ.update(env)
     use_serve_environment(local=True)  # the mode the quickstart, the bench and Kubernetes run in
     import ray

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -30,7 +31,7 @@ from dynrec.artifacts.versions import PublishedModel, better_than_served, publis
 from dynrec.config import DynrecConfig
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
-from dynrec.models.model import save_model
+from dynrec.models.model import load_model, save_model
 from dynrec.models.training import EpochReport, SequenceTrainer
 from dynrec.state import open_store
 from dynrec.state.imports import training_dataset
@@ -49,6 +50,8 @@ def _checkpoint_to_resume(config: DynrecConfig) -> Checkpoint | None:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config = DynrecConfig.from_dict(loop_config["config"])
+    if config.train.nice:
+        os.nice(config.train.nice)
     torch.set_num_threads(config.train.threads_per_worker)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -105,7 +108,7 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
         scaling_config=ScalingConfig(
             num_workers=config.train.num_workers,
             use_gpu=config.train.use_gpu,
-            resources_per_worker={"CPU": config.train.threads_per_worker},
+            resources_per_worker={"CPU": config.train.cpus_per_worker or config.train.threads_per_worker},
         ),
         run_config=RunConfig(
             name=config.run_name,
@@ -127,16 +130,18 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
     return summary
 
 
-def publish_to_service(config: DynrecConfig, model_path: Path, valid_ndcg: float | None) -> bool:
+def publish_to_service(config: DynrecConfig, model_path: Path, valid_ndcg: float | None, force: bool = False) -> bool:
     """Export the run's ONNX graphs (so replicas need no torch), copy them to `artifacts.uri`, and
-    name the run in the store as the served model when it beats the served one on validation:
-    running replicas switch to it without a restart (dynrec.artifacts.versions)."""
+    name the run in the store as the served model when it beats the served one on validation (or
+    `force`): running replicas switch to it without a restart (dynrec.artifacts.versions)."""
     manifest = ensure_manifest(config, model_path)
     publish(config.home, onnx_folder(config), config.artifacts.uri)
     store = open_store(config)
     try:
-        if not better_than_served(store, valid_ndcg):
-            print(f"not published: validation NDCG@10 {valid_ndcg:.4f} is below the served model's", flush=True)
+        bootstrap = config.paths.model(f"{config.source.label}-bootstrap")  # served while nothing is published
+        unpublished = load_model(bootstrap)[2].get("best_ndcg@10") if bootstrap.is_file() else None
+        if not force and not better_than_served(store, valid_ndcg, unpublished):
+            print(f"not published: validation NDCG@10 {valid_ndcg} is below the served model's", flush=True)
             return False
         publish_model(store, PublishedModel(config.run_name, manifest.fingerprint, valid_ndcg, time.time()))
     finally:

@@ -251,10 +251,15 @@ def embed_catalogue_in_process(config: DynrecConfig, dataset: Dataset, model_pat
 
 
 def served_model_path(config: DynrecConfig) -> Path | None:
-    """The model a service on this home serves: the trained run, else the bootstrap, else the
-    untrained one; None before the service's first start."""
+    """The model a service on this home serves: the run published to its store, else the trained
+    run, else the bootstrap, else the untrained one; None before the service's first start."""
     label = config.source.label
-    for run in (config.run_name, f"{label}-bootstrap", f"{label}-untrained"):
+    store = open_store(config)
+    try:
+        published = published_model(store)
+    finally:
+        store.close()
+    for run in ([published.run_name] if published else []) + [config.run_name, f"{label}-bootstrap", f"{label}-untrained"]:
         if config.paths.model(run).is_file():
             return config.paths.model(run)
     return None

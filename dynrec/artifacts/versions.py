@@ -36,11 +36,13 @@ def publish_model(store: StateStore, model: PublishedModel) -> None:
     store.save_snapshot(POINTER, store.latest()[1], json.dumps(asdict(model)).encode())
 
 
-def better_than_served(store: StateStore, valid_ndcg: float | None) -> bool:
-    """Whether a run with `valid_ndcg` should replace the published one: nothing is published, the
-    published run has no validation score, or the new one is at least as good."""
+def better_than_served(store: StateStore, valid_ndcg: float | None, unpublished_ndcg: float | None = None) -> bool:
+    """Whether a run with `valid_ndcg` should replace the served model, whose score is the published
+    run's, or `unpublished_ndcg` (the bootstrap's, say) while nothing is published: yes when the
+    served model has no score, or the new one is at least as good."""
     served = published_model(store)
-    return served is None or served.valid_ndcg is None or (valid_ndcg is not None and valid_ndcg >= served.valid_ndcg)
+    score = served.valid_ndcg if served is not None else unpublished_ndcg
+    return score is None or (valid_ndcg is not None and valid_ndcg >= score)
 
 
 class ModelWatcher:

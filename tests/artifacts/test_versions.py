@@ -14,6 +14,7 @@ from dynrec.state.sqlite import SqliteStore
 def test_a_run_is_published_only_when_it_is_at_least_as_good_as_the_served_one(tmp_path):
     store = SqliteStore(tmp_path / "state.db")
     assert published_model(store) is None and better_than_served(store, 0.01)
+    assert not better_than_served(store, 0.01, unpublished_ndcg=0.02)  # the bootstrap it would replace is better
     publish_model(store, PublishedModel("run-a", "aaaa", 0.05, 1.0))
     assert published_model(store) == PublishedModel("run-a", "aaaa", 0.05, 1.0)
     assert not better_than_served(store, 0.04) and not better_than_served(store, None)

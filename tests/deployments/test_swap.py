@@ -44,7 +44,7 @@ def test_a_published_model_is_served_without_a_restart_and_no_response_mixes_two
         config, model_path = retrained
         served = DynrecConfig.load(service.config_path)  # this service's store, with the run's name
         served.train.run_name = config.run_name
-        assert publish_to_service(served, model_path, None)
+        assert publish_to_service(served, model_path, None, force=True)
         store = open_store(served)
         new = published_model(store).fingerprint
         assert new != before
