@@ -19,7 +19,15 @@ from deployments.common import load_published, load_served, state_store
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.items.catalog import Catalog, ItemDetail
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings
-from dynrec.ranking.ranker import Filters, Ranked, Ranking, matching_catalogue, recommend, similar_items
+from dynrec.ranking.ranker import (
+    Filters,
+    Ranked,
+    Ranking,
+    for_segment,
+    matching_catalogue,
+    recommend,
+    similar_items,
+)
 from dynrec.users.shards import UserView
 
 
@@ -89,6 +97,11 @@ class Ranker:
         if explored:
             self.explored.inc(explored)
         return Ranking(catalog.model_version, ranked, catalog.shortfall(len(ranked), num_results), user.model_version)
+
+    def for_segment(self, centroid: np.ndarray, popular: dict[str, float], num_results: int, filters: dict) -> list[Ranked]:
+        catalog = self.catalog
+        catalog.sync()
+        return for_segment(catalog, centroid, popular, num_results, Filters(**filters), self.config.candidates)
 
     def similar(self, item_id: str, num_results: int) -> list[Ranked] | None:
         catalog = self.catalog

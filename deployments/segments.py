@@ -84,6 +84,15 @@ class Segments:
             return None
         return {"version": segmentation.version, **dataclasses.asdict(segmentation.profile(segment_id))}
 
+    async def basis(self, segment_id: int) -> tuple[np.ndarray, dict[str, float], str, int] | None:
+        """What the segment's recommendations start from (Segmentation.basis), its label and the
+        segmentation's version; None for an unknown segment."""
+        segmentation = await self._segmentation()
+        if not 0 <= segment_id < segmentation.k:
+            return None
+        centroid, popular = segmentation.basis(segment_id)
+        return centroid, popular, segmentation.profile(segment_id).label, segmentation.version
+
     async def forget(self, user_id: str) -> bool:
         """Drop the user from the saved membership (a new version, saved before it is served)."""
         async with self._fitting:

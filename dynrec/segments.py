@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ STOP_WORDS = frozenset(
 
 
 SNAPSHOT = "segments"  # the state-store snapshot a fit is saved as
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: with each segment's popular items
 
 @dataclass
 class UserTable:
@@ -81,6 +81,8 @@ class Segmentation:
     attribute_weight: float
     profiles: list[SegmentProfile]
     members: dict[str, int]
+    # per segment: its members' most common items, as the share of members who interacted with each
+    popular: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def k(self) -> int:
@@ -111,6 +113,13 @@ class Segmentation:
 
     def profile(self, segment_id: int) -> SegmentProfile:
         return self.profiles[segment_id]
+
+    def basis(self, segment_id: int) -> tuple[np.ndarray, dict[str, float]]:
+        """What a segment's recommendations start from: its centroid in the user-embedding space
+        (unit length; the attribute columns left out) and its popular items."""
+        dim = self.centroids.shape[1] - len(self.columns)
+        centroid = self.centroids[segment_id, :dim]
+        return centroid / max(float(np.linalg.norm(centroid)), 1e-12), self.popular[segment_id] if self.popular else {}
 
     def summary(self) -> dict:
         return {"version": self.version, "k": self.k, "silhouette": self.silhouette, "seed": self.seed,
@@ -188,7 +197,17 @@ def fit_segments(users: UserTable, items: dict[str, ItemInfo], config: SegmentCo
     profiles = profile_segments(users, labels, len(centroids), items, config.top)
     members = {u: int(s) for u, s in zip(users.user_ids, labels)}
     return Segmentation(version, config.seed, score, centroids.astype(np.float32), columns, config.attribute_weight,
-                        profiles, members)
+                        profiles, members, popular_items(users, labels, len(centroids)))
+
+
+def popular_items(users: UserTable, labels: np.ndarray, k: int, top: int = 200) -> list[dict[str, float]]:
+    """Each segment's `top` most common items, with the share of its members who interacted with each."""
+    popular = []
+    for s in range(k):
+        member_rows = np.flatnonzero(labels == s)
+        counts = Counter(i for r in member_rows for i in set(users.histories[r]))
+        popular.append({i: n / max(len(member_rows), 1) for i, n in counts.most_common(top)})
+    return popular
 
 
 def terms_of(text: str) -> list[str]:

@@ -255,5 +255,35 @@ def similar_items(catalog: Catalog, item_id: str, k: int, filters: Filters) -> l
     return titled(catalog, [Ranked(i, float(s), sentence(f"similar to “{title}”")) for i, s in zip(ids, scores)])
 
 
+def for_segment(catalog: Catalog, centroid: np.ndarray, popular: dict[str, float], k: int, filters: Filters,
+                candidates: int, popularity_weight: float = 0.5) -> list[Ranked]:
+    """Top-k for a segment: the items closest to its centroid (retrieved like a user's) and the
+    items most common among its members, scored together as
+    `(1 - popularity_weight) * relevance + popularity_weight * popularity`, both standardised (the
+    relevance against the catalogue's score sample, the popularity, log of the share of members,
+    over the candidates). Filters and `exclude_item_ids` apply as for users."""
+    exclude, accept = set(filters.exclude_item_ids), filters.accepts(catalog)
+    retrieved, _ = catalog.index.search(centroid, candidates, exclude, accept)
+    common = [i for i in popular if catalog.visible(i) and i not in exclude and (accept is None or accept(i))]
+    pooled = list(dict.fromkeys(retrieved + common))
+    if not pooled:
+        return []
+    relevance = catalog.vectors(pooled) @ centroid
+    sample = catalog.score_sample @ centroid
+    relevance = (relevance - sample.mean()) / max(float(sample.std()), 1e-6)
+    share = np.array([popular.get(i, 0.0) for i in pooled])
+    log_share = np.log(share + 1e-3)
+    popularity = (log_share - log_share.mean()) / max(float(log_share.std()), 1e-6)
+    scores = (1 - popularity_weight) * relevance + popularity_weight * popularity
+    order = np.argsort(-scores, kind="stable")[:k]
+    ranked = []
+    for o in order:
+        item_id = pooled[o]
+        reason = (f"{100 * share[o]:.0f}% of this segment's members chose it" if share[o] >= 0.01 and popularity[o] >= relevance[o]
+                  else "close to this segment's taste")
+        ranked.append(Ranked(item_id, float(scores[o]), sentence(reason)))
+    return titled(catalog, ranked)
+
+
 def sentence(text: str) -> str:
     return text[:1].upper() + text[1:]

@@ -102,3 +102,36 @@ def test_a_request_is_ranked_with_the_catalogue_of_the_model_that_embedded_its_u
     assert catalogue is old and view.embedding is e_old and view.model_version == "old"
     catalogue, view = matching_catalogue(shard_not_switched, [new])  # nothing in common: a newcomer
     assert catalogue is new and view.embedding is None and view.model_version is None
+
+
+def test_segment_recommendations_fit_the_segment_and_respect_filters(served, fill, tmp_path):
+    """ML-100k users segmented on the model's embeddings: a segment's list sits far closer to its
+    centroid than the catalogue does, differs from another segment's, leans on what its members
+    chose, and obeys filters and exclusions."""
+    import numpy as np
+
+    from dynrec.config import SegmentConfig
+    from dynrec.ranking.ranker import for_segment
+    from dynrec.segments import ItemInfo, fit_segments
+
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
+    users = UserSessions(served.config, catalog).export()
+    items = {m.item_id: ItemInfo(m.title, m.categories, m.text) for m in catalog.meta}
+    segmentation = fit_segments(users, items, SegmentConfig(k=4))
+    centroids = np.stack([segmentation.basis(s)[0] for s in range(segmentation.k)])
+    s, t = np.unravel_index(np.argmin(centroids @ centroids.T), (segmentation.k, segmentation.k))  # the two least alike
+    (a, popular_a), (b, popular_b) = segmentation.basis(int(s)), segmentation.basis(int(t))
+    list_a = for_segment(catalog, a, popular_a, 10, Filters(), 200)
+    list_b = for_segment(catalog, b, popular_b, 10, Filters(), 200)
+    closeness = lambda ranked, centroid: float(np.mean(catalog.vectors([r.item_id for r in ranked]) @ centroid))  # noqa: E731
+    for ranked, centroid in ((list_a, a), (list_b, b)):
+        catalogue = catalog.score_sample @ centroid
+        assert closeness(ranked, centroid) > catalogue.mean() + 2 * catalogue.std()
+    assert [r.item_id for r in list_a] != [r.item_id for r in list_b]
+    only_popularity = for_segment(catalog, a, popular_a, 10, Filters(), 200, popularity_weight=1.0)
+    assert only_popularity[0].item_id == next(i for i in popular_a if catalog.visible(i))  # its members' most common
+    assert "of this segment's members" in only_popularity[0].reason
+    genre = catalog.item(list_a[0].item_id).categories[0]
+    filtered = for_segment(catalog, a, popular_a, 10, Filters(exclude_categories=[genre], exclude_item_ids=[list_a[1].item_id]), 200)
+    assert len(filtered) == 10 and list_a[1].item_id not in {r.item_id for r in filtered}
+    assert all(genre not in catalog.item(r.item_id).categories for r in filtered)
