@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import asdict
 from http import HTTPStatus
+from typing import Annotated
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -21,11 +22,20 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.common import load_config
+from dynrec.api.docs import (
+    ASSETS_PATH,
+    STATIC_DIR,
+    oauth2_redirect_page,
+    redoc_page,
+    swagger_ui_page,
+)
 from dynrec.api.schemas import (
     ID_PATTERN,
+    Category,
     ErrorResponse,
     EventsRequest,
     EventsResponse,
+    Id,
     ItemIn,
     ItemOut,
     ItemsBatchRequest,
@@ -35,10 +45,10 @@ from dynrec.api.schemas import (
     RecommendedItem,
     RejectedRow,
     SegmentOut,
+    SegmentRecommendationsResponse,
     SegmentsResponse,
     SimilarResponse,
 )
-from dynrec.api.docs import ASSETS_PATH, STATIC_DIR, oauth2_redirect_page, redoc_page, swagger_ui_page
 from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
 from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
 from dynrec.users.shards import Event, shard_of
@@ -359,6 +369,27 @@ class Ingress:
     async def get_segment(self, segment_id: int = Path(ge=0, le=10_000)):
         segment = await self.segments.segment.remote(segment_id)
         return segment if segment is not None else error(404, f"unknown segment {segment_id}")
+
+    @api.get("/v1/segments/{segment_id}/recommendations", response_model=SegmentRecommendationsResponse, responses=ERRORS)
+    async def segment_recommendations(
+        self,
+        segment_id: int = Path(ge=0, le=10_000),
+        num_results: int = Query(10, ge=1, le=500),
+        include_categories: Annotated[list[Category] | None, Query(max_length=50)] = None,
+        exclude_categories: Annotated[list[Category] | None, Query(max_length=50)] = None,
+        exclude_item_ids: Annotated[list[Id] | None, Query(max_length=1000)] = None,
+    ):
+        """What suits a segment: items close to its centroid and common among its members, with
+        the same filters and exclusions as a user's recommendations."""
+        basis = await self.segments.basis.remote(segment_id)
+        if basis is None:
+            return error(404, f"unknown segment {segment_id}")
+        centroid, popular, label, version = basis
+        filters = {"include_categories": include_categories or [], "exclude_categories": exclude_categories or [],
+                   "exclude_item_ids": exclude_item_ids or []}
+        items = await self.ranker.for_segment.remote(centroid, popular, num_results, filters)
+        return SegmentRecommendationsResponse(segment_id=segment_id, label=label, version=version,
+                                              items=[RecommendedItem(**asdict(r)) for r in items])
 
     @api.post("/v1/segments/recompute", response_model=SegmentsResponse, responses=ERRORS)
     async def recompute_segments(self):

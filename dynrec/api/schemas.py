@@ -178,6 +178,13 @@ class SegmentOut(BaseModel):
     attributes: dict[str, str]
 
 
+class SegmentRecommendationsResponse(BaseModel):
+    segment_id: int
+    label: str
+    version: int = Field(description="the segmentation version the segment belongs to")
+    items: list[RecommendedItem]
+
+
 class SegmentsResponse(BaseModel):
     version: int
     k: int

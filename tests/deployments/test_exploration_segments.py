@@ -46,3 +46,22 @@ def test_segments_are_listed_explained_assigned_and_recomputed(service):
     recomputed = service.post("/v1/segments/recompute").json()
     assert recomputed["version"] == listed["version"] + 1 and recomputed["segments"]
     assert service.get("/v1/segments").json()["version"] == recomputed["version"]
+
+
+def test_a_segment_gets_recommendations_with_filters_and_exclusions(service):
+    listed = service.get("/v1/segments").json()
+    answer = service.get("/v1/segments/0/recommendations", params={"num_results": 8})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["segment_id"] == 0 and body["label"] == listed["segments"][0]["label"] and len(body["items"]) == 8
+    assert all(item["title"] and item["reason"] for item in body["items"])
+    first = body["items"][0]
+    genre = service.get(f"/v1/items/{first['item_id']}").json()["categories"][0]
+    filtered = service.get("/v1/segments/0/recommendations",
+                           params={"num_results": 8, "exclude_categories": [genre], "exclude_item_ids": [body["items"][1]["item_id"]]}).json()
+    assert len(filtered["items"]) == 8 and body["items"][1]["item_id"] not in {i["item_id"] for i in filtered["items"]}
+    for item in filtered["items"]:
+        assert genre not in service.get(f"/v1/items/{item['item_id']}").json()["categories"]
+    missing = service.get("/v1/segments/999/recommendations")
+    assert missing.status_code == 404 and missing.json()["error"]
+    assert service.get("/v1/segments/0/recommendations", params={"num_results": 0}).status_code == 422
