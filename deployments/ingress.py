@@ -196,6 +196,8 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
 async def framework_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """The router's own errors (no route: 404; a method the route does not take: 405) in the
     documented {"error", "detail"} shape, with their headers (Allow)."""
+    if exc.status_code == 400:  # FastAPI's one: a body it could not read as JSON (not UTF-8), like any bad JSON
+        return error(422, "invalid request", [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}])
     if exc.status_code == 404:
         message = f"not found: {request.method} {request.url.path} (the API is described at /docs)"
     else:

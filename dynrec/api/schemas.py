@@ -5,11 +5,20 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"  # user, item and recommendation ids, in bodies and paths alike
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Category = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer is a number without a fraction, 2.0 as much as 2: such a float becomes
+    an int here; strict validation then refuses everything else (booleans, strings, 2.5)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_whole_number)]  # in a Strict body
 # base64 (OpenAPI's `format: byte`); what the bytes must be is checked where they are decoded
 Base64Image = Annotated[str, WithJsonSchema({"type": "string", "format": "byte", "contentEncoding": "base64",
                                               "contentMediaType": "image/*"})]
@@ -37,10 +46,10 @@ class ExplorationRequest(Strict):
 
 class RecommendationRequest(Strict):
     user_id: Id
-    num_results: int = Field(10, ge=1, le=500)
+    num_results: Integer = Field(10, ge=1, le=500)
     filters: RecommendationFilters = Field(default_factory=RecommendationFilters)
     exclude_seen: bool = True
-    context: dict[Annotated[str, Field(max_length=64)], str | int | float | bool] = Field(
+    context: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)] | int | float | bool] = Field(
         default_factory=dict, max_length=20,
         description="request context; gender, age and occupation here give a new user an attribute prior",
     )
@@ -53,10 +62,8 @@ class RecommendationRequest(Strict):
 
     @field_validator("context")
     @classmethod
-    def short_values(cls, context: dict) -> dict:
+    def finite_values(cls, context: dict) -> dict:
         for key, value in context.items():
-            if isinstance(value, str) and len(value) > 256:
-                raise ValueError(f"context value for '{key}' is longer than 256 characters")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"context value for '{key}' must be a finite number")
         return context
@@ -88,8 +95,8 @@ class EventIn(Strict):
         description="one of the model's event types (model.event_types); an event of another type is "
                     "refused on its own, in the response's `rejected`, and the rest are applied",
     )
-    timestamp: int | None = Field(None, ge=0, le=32503680000, description="unix seconds; default: now")
-    value: float | None = Field(None, description="e.g. a rating; default 1")
+    timestamp: Integer | None = Field(None, ge=0, le=32503680000, description="unix seconds; default: now")
+    value: float | None = Field(None, ge=-1e6, le=1e6, description="e.g. a rating; default 1")
     recommendation_id: str | None = Field(None, max_length=64)
 
     @field_validator("value")
@@ -97,8 +104,6 @@ class EventIn(Strict):
     def finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("value must be a finite number")
-        if value is not None and abs(value) > 1e6:
-            raise ValueError("value must be within ±1e6")
         return value
 
 

@@ -131,6 +131,12 @@ def test_a_concrete_path_takes_only_its_own_methods(client):
         assert response.status_code == 405 and response.headers["allow"] == "OPTIONS, POST"
 
 
+@pytest.mark.parametrize("body", [b"\xc3", b"\xff\xfe", b"{not json"])
+def test_a_body_that_is_not_json_is_a_422_like_any_malformed_body(client, body):
+    response = client.post("/v1/items/batch", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"] == "invalid request"
+
+
 def test_options_on_an_unknown_path_is_404(client):
     assert client.options("/v1/nothing-here").status_code == 404
 
@@ -233,6 +239,25 @@ def test_json_integers_are_still_numbers(client, shard):
     assert rows[0][1].value == 5.0
     assert ExplorationRequest.model_validate({"weight": 1}).weight == 1.0
     assert RecommendationRequest.model_validate({"user_id": "u", "diversity": 0, "context": {"age": 25, "x": True}}).diversity == 0
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer(client, shard):
+    """JSON Schema's integer takes 1700000000.0 as it takes 1700000000; 1.5 is not one."""
+    assert client.post("/v1/events", json=event(timestamp=1_700_000_000.0)).status_code == 200
+    [(_, (rows,))] = shard.calls
+    assert rows[0][1].timestamp == 1_700_000_000 and isinstance(rows[0][1].timestamp, int)
+    assert client.post("/v1/events", json=event(timestamp=1.5)).status_code == 422
+    assert RecommendationRequest.model_validate({"user_id": "u", "num_results": 52.0}).num_results == 52
+
+
+def test_limits_the_validators_enforce_are_in_the_schema(client):
+    """What a validator refuses, the schema says (schemathesis sends what the schema allows)."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    value = schemas["EventIn"]["properties"]["value"]["anyOf"][0]
+    assert value["minimum"] == -1e6 and value["maximum"] == 1e6
+    assert client.post("/v1/events", json=event(value=1e6 + 1)).status_code == 422
+    context = schemas["RecommendationRequest"]["properties"]["context"]["additionalProperties"]["anyOf"]
+    assert {"type": "string", "maxLength": 256} in context
 
 
 def test_an_event_type_outside_the_vocabulary_is_schema_valid_and_refused_on_its_own_row(client, shard):
