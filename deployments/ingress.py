@@ -5,7 +5,6 @@ on assets the service serves itself."""
 import asyncio
 import re
 import time
-import uuid
 from dataclasses import asdict
 from http import HTTPStatus
 from typing import Annotated
@@ -266,7 +265,7 @@ class Ingress:
             body.diversity,
         )
         return RecommendationResponse(
-            recommendation_id=uuid.uuid4().hex, user_id=body.user_id, model_version=ranked.model_version,
+            recommendation_id=ranked.recommendation_id, user_id=body.user_id, model_version=ranked.model_version,
             user_model_version=ranked.user_model_version,
             items=[RecommendedItem(**asdict(r)) for r in ranked.items], note=ranked.note,
         )

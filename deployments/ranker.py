@@ -18,6 +18,7 @@ from ray.util import metrics
 from deployments.common import load_published, load_served, state_store
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.items.catalog import Catalog, ItemDetail
+from dynrec.ranking.attribution import RecommendationLog
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings
 from dynrec.ranking.ranker import (
     Filters,
@@ -50,6 +51,7 @@ class Ranker:
         self.bandits = {catalog.model_version: ClickBandit(self.exploration, catalog.feedback)}
         self.previous_needed = 0.0  # when a request last needed the previous catalogue (time.monotonic)
         self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.model_poll_s, self._adopt)
+        self.issued = RecommendationLog(self.store, self.exploration.recommendation_ttl_s)
 
     @property
     def catalog(self) -> Catalog:
@@ -96,7 +98,9 @@ class Ranker:
         explored = sum(r.explored for r in ranked)
         if explored:
             self.explored.inc(explored)
-        return Ranking(catalog.model_version, ranked, catalog.shortfall(len(ranked), num_results), user.model_version)
+        recommendation_id = self.issued.issue(user.user_id, [r.item_id for r in ranked], [r.explored for r in ranked])
+        return Ranking(catalog.model_version, ranked, catalog.shortfall(len(ranked), num_results), user.model_version,
+                       recommendation_id)
 
     def for_segment(self, centroid: np.ndarray, popular: dict[str, float], num_results: int, filters: dict) -> list[Ranked]:
         catalog = self.catalog

@@ -20,6 +20,7 @@ from ray.util import metrics
 
 from deployments.common import load_published, load_served, state_store
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
+from dynrec.ranking.attribution import attribute
 from dynrec.segments import UserTable
 from dynrec.users.shards import (
     Erasure,
@@ -78,7 +79,9 @@ class UserState:
     def apply(self, events: list[tuple[int, Event]]) -> list[Rejected]:
         """Check and apply (request index, event) pairs; returns one rejection per refused event."""
         self.catalog.sync(force=True)
+        events, unattributable = attribute(events, self.store.recommendation)
         accepted, rejected = checked_events(events, self.catalog.__contains__, self.config.model.event_types)
+        rejected += unattributable
         if accepted:
             self.sessions.record(self.store, accepted)
             self.accepted.inc(len(accepted))

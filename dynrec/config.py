@@ -272,6 +272,8 @@ class ExplorationConfig:
     prior_clicks: float = 1.0  # Beta prior: pseudo-clicks and pseudo-impressions of an unseen item
     prior_impressions: float = 20.0
     pool: int = 50  # explored items are drawn from the new items most relevant to the user
+    # issued recommendations are kept this long: feedback naming one later is refused as unknown
+    recommendation_ttl_s: float = 7 * 86400.0
 
 
 @dataclass(slots=True)

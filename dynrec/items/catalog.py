@@ -248,7 +248,7 @@ class Catalog:
         if row is None:
             return
         if event.recommendation_id and event.event_type in FEEDBACK_TYPES:
-            self.feedback.record(event.item_id, event.event_type)
+            self.feedback.record(event.item_id, event.event_type, event.position)
         if event.event_type not in NOT_INTERACTIONS:
             self.behaviour.update(row, event.ts, event.value)
             self.touched.add(row)

@@ -32,7 +32,7 @@ from dynrec.state import StateStore
 from dynrec.state.imports import stored_dataset, vector_carrying
 
 SNAPSHOT = "catalogue"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: position-weighted impressions in the feedback counts
 
 
 @dataclass

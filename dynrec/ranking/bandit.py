@@ -48,8 +48,8 @@ class ClickBandit:
         self.feedback = feedback
 
     def posterior(self, item_id: str) -> tuple[float, float]:
-        """(alpha, beta) of the item's CTR."""
-        shown, clicks = self.feedback.shown_and_clicked(item_id)
+        """(alpha, beta) of the item's CTR: impressions count by how likely their slot was looked at."""
+        shown, clicks = self.feedback.evidence(item_id)
         return self.prior_clicks + clicks, self.prior_misses + shown - clicks
 
     def mean(self, item_id: str) -> float:

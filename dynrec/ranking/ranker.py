@@ -53,6 +53,7 @@ class Ranking:
     items: list[Ranked]
     note: str | None = None
     user_model_version: str | None = None  # the model that embedded the user; None: ranked as a newcomer
+    recommendation_id: str = ""  # what feedback on this list names (dynrec.ranking.attribution)
 
 
 def matching_catalogue(user: UserView, catalogs: list[Catalog]) -> tuple[Catalog, UserView]:
@@ -141,7 +142,7 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     missing = [catalog.ids[row] for row in prior_top(catalog, prior.order, pool, exclude, accept) if catalog.ids[row] not in model]
     model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
     pooled = list(model)
-    rows = np.array([catalog.row[i] for i in pooled])
+    rows = np.array([catalog.row[i] for i in pooled], dtype=np.int64)  # typed: filters may leave none
     known = rows < len(prior.scores)  # items added while serving have no prior
     prior_scores = np.zeros(len(pooled))
     prior_scores[known] = prior.standardised[rows[known]]

@@ -41,6 +41,18 @@ class StoredEvent(NamedTuple):
     user_id: str | None = None
     recommendation_id: str | None = None  # the recommendation it answers (bandit feedback)
     key: int | None = None  # an import's idempotency key: an event whose key is stored already is skipped
+    position: int | None = None  # where the item was in its recommendation (0 = first), when attributed
+
+
+@dataclass
+class IssuedRecommendation:
+    """A list the service returned, kept so feedback that names it can be checked and placed."""
+
+    recommendation_id: str
+    user_id: str
+    item_ids: list[str]
+    explored: list[bool]
+    ts: float
 
 
 class StateStore(Protocol):
@@ -82,6 +94,12 @@ class StateStore(Protocol):
         re-run import must not bring them back); returns how many events."""
 
     def erased_users(self) -> set[str]: ...
+
+    def put_recommendations(self, issued: list[IssuedRecommendation], ttl_s: float) -> None:
+        """Keep issued recommendations for `ttl_s` seconds (feedback naming one is attributed to it)."""
+
+    def recommendation(self, recommendation_id: str) -> IssuedRecommendation | None:
+        """An issued recommendation that has not expired, else None."""
 
     def close(self) -> None: ...
 

@@ -15,7 +15,7 @@ import json
 import numpy as np
 import redis
 
-from dynrec.state.base import ItemChange, StoredEvent
+from dynrec.state.base import IssuedRecommendation, ItemChange, StoredEvent
 
 APPEND = """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -44,6 +44,7 @@ class RedisStore:
         self.keys = {name: f"{namespace}:{name}" for name in
                      ("item_seq", "item_log", "item_keys", "event_seq", "item_events", "event_keys", "users", "erased")}
         self.snapshot_prefix = f"{namespace}:snapshot:"
+        self.recommendation_prefix = f"{namespace}:recommendation:"
         self._append = self.client.register_script(APPEND)
 
     def _add(self, seq_key: str, log_key: str, key_set: str, entries: list[dict], keys: list[str | None]) -> int:
@@ -125,14 +126,34 @@ class RedisStore:
         """Scan the event stream and delete the user's entries (erasure is rare; the scan is O(log))."""
         doomed = [key for key, fields in self.client.xrange(self.keys["item_events"])
                   if json.loads(fields[b"entry"]).get("user_id") == user_id]
+        issued = [self.recommendation_prefix + r.decode() for r in self.client.smembers(self.recommendation_prefix + "by-user:" + user_id)]
         with self.client.pipeline(transaction=True) as batch:
             if doomed:
                 batch.xdel(self.keys["item_events"], *doomed)
+            batch.delete(*issued, self.recommendation_prefix + "by-user:" + user_id)
             batch.hdel(self.keys["users"], user_id)
             batch.sadd(self.keys["erased"], user_id)
             batch.execute()
         self._replicated()
         return len(doomed)
+
+    def put_recommendations(self, issued: list[IssuedRecommendation], ttl_s: float) -> None:
+        """One key per recommendation, expiring after `ttl_s` (Redis drops it itself), and a set of
+        each user's, so erasing the user finds them."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        with self.client.pipeline(transaction=False) as pipe:
+            for r in issued:
+                pipe.set(self.recommendation_prefix + r.recommendation_id, json.dumps([r.user_id, r.item_ids, r.explored, r.ts]), px=ttl_ms)
+                pipe.sadd(self.recommendation_prefix + "by-user:" + r.user_id, r.recommendation_id)
+                pipe.pexpire(self.recommendation_prefix + "by-user:" + r.user_id, ttl_ms)
+            pipe.execute()
+
+    def recommendation(self, recommendation_id: str) -> IssuedRecommendation | None:
+        value = self.client.get(self.recommendation_prefix + recommendation_id)
+        if value is None:
+            return None
+        user_id, item_ids, explored, ts = json.loads(value)
+        return IssuedRecommendation(recommendation_id, user_id, item_ids, explored, ts)
 
     def close(self) -> None:
         self.client.close()

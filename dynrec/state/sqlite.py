@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynrec.state.base import ItemChange, StoredEvent
+from dynrec.state.base import IssuedRecommendation, ItemChange, StoredEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item_log (
@@ -52,10 +52,18 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS erased_users (
     user_id TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS recommendations (
+    recommendation_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    items TEXT NOT NULL,
+    ts REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recommendations_expiry ON recommendations (expires_at);
 """
 # columns added after a table's first release; older files gain them on open
 EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT",
-                 "event_key": "INTEGER"}
+                 "event_key": "INTEGER", "position": "INTEGER"}
 ITEM_COLUMNS = {"content_vec": "BLOB"}
 
 
@@ -132,8 +140,8 @@ class SqliteStore:
             self._db.execute("BEGIN")
             # a skipped row must not take a sequence number (INSERT OR IGNORE would), so the log stays gapless
             self._db.executemany(
-                "INSERT INTO item_events (item_id, ts, value, event_type, user_id, recommendation_id, event_key)"
-                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ?7 IS NULL OR NOT EXISTS"
+                "INSERT INTO item_events (item_id, ts, value, event_type, user_id, recommendation_id, event_key, position)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE ?7 IS NULL OR NOT EXISTS"
                 " (SELECT 1 FROM item_events WHERE event_key = ?7)",
                 events,
             )
@@ -144,11 +152,11 @@ class SqliteStore:
         """(seq, event) for every event after sequence number `after`, in order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, item_id, ts, value, event_type, user_id, recommendation_id FROM item_events"
+                "SELECT seq, item_id, ts, value, event_type, user_id, recommendation_id, position FROM item_events"
                 " WHERE seq > ? ORDER BY seq",
                 (after,),
             ).fetchall()
-        return [(row[0], StoredEvent(*row[1:])) for row in rows]
+        return [(row[0], StoredEvent(*row[1:7], position=row[7])) for row in rows]
 
     def event_rows(self, upto: int) -> list[tuple]:
         with self._lock:
@@ -190,6 +198,7 @@ class SqliteStore:
             self._db.execute("BEGIN")
             erased = self._db.execute("DELETE FROM item_events WHERE user_id = ?", (user_id,)).rowcount
             self._db.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+            self._db.execute("DELETE FROM recommendations WHERE user_id = ?", (user_id,))
             self._db.execute("INSERT OR IGNORE INTO erased_users (user_id) VALUES (?)", (user_id,))
             self._db.execute("COMMIT")
             return erased
@@ -197,6 +206,26 @@ class SqliteStore:
     def erased_users(self) -> set[str]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT user_id FROM erased_users")}
+
+    def put_recommendations(self, issued: list[IssuedRecommendation], ttl_s: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM recommendations WHERE expires_at < ?", (now,))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO recommendations (recommendation_id, user_id, items, ts, expires_at) VALUES (?, ?, ?, ?, ?)",
+                [(r.recommendation_id, r.user_id, json.dumps([r.item_ids, r.explored]), r.ts, now + ttl_s) for r in issued],
+            )
+            self._db.execute("COMMIT")
+
+    def recommendation(self, recommendation_id: str) -> IssuedRecommendation | None:
+        with self._lock:
+            row = self._db.execute("SELECT user_id, items, ts FROM recommendations WHERE recommendation_id = ? AND expires_at >= ?",
+                                   (recommendation_id, time.time())).fetchone()
+        if row is None:
+            return None
+        item_ids, explored = json.loads(row[1])
+        return IssuedRecommendation(recommendation_id, row[0], item_ids, explored, row[2])
 
     def close(self) -> None:
         self._db.close()

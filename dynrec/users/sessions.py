@@ -265,8 +265,8 @@ class UserSessions:
         """Write events durably, then apply them; returns the store's sequence number. One lock
         covers both, so a snapshot sees every written event applied."""
         with self._lock:
-            seq = store.add_events([StoredEvent(e.item_id, e.timestamp, e.value, e.event_type, e.user_id, e.recommendation_id)
-                                    for e in events])
+            seq = store.add_events([StoredEvent(e.item_id, e.timestamp, e.value, e.event_type, e.user_id, e.recommendation_id,
+                                                position=e.position) for e in events])
             self.apply(events)
             return seq
 

@@ -24,6 +24,7 @@ class Event:
     timestamp: int
     value: float = 1.0
     recommendation_id: str | None = None
+    position: int | None = None  # the item's place in that recommendation (set by dynrec.ranking.attribution)
 
 
 @dataclass

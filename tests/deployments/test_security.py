@@ -35,7 +35,9 @@ def test_keys_never_reach_the_logs(service):
 
 def test_deleting_a_user_erases_state_events_and_segment_membership(service):
     events = [{"user_id": "forget-me", "item_id": i, "event_type": "rating", "value": 5} for i in ("50", "172", "181")]
-    events.append({"user_id": "forget-me", "item_id": "1", "event_type": "click", "recommendation_id": "r1"})
+    shown = recommend(service, "forget-me", num_results=5, exploration={"weight": 0})
+    events.append({"user_id": "forget-me", "item_id": shown["items"][0]["item_id"], "event_type": "click",
+                   "recommendation_id": shown["recommendation_id"]})
     assert service.post("/v1/events", json={"events": events}).json()["accepted"] == 4
     service.post("/v1/segments/recompute")
     assert service.get("/v1/users/forget-me").json()["known"] is True

@@ -33,7 +33,7 @@ def test_changes_come_back_in_order_from_any_reader_and_survive_a_crash(open_bac
     assert changes[0].record == {"title": "A", "categories": ["Drama"]} and changes[0].model_version == "v1"
     assert [c.item_id for c in reader.item_changes(seqs[0])] == ["b", "a"]  # only what is newer
     assert [event for _, event in reader.events(0)] == [
-        ("a", 100, 5.0, "rating", None, None, None), ("b", 101, 1.0, "click", "u1", "rec-1", None)
+        ("a", 100, 5.0, "rating", None, None, None, None), ("b", 101, 1.0, "click", "u1", "rec-1", None, None)
     ]
     assert reader.latest() == (seqs[-1], last)
     assert [event.item_id for _, event in reader.events(last - 1)] == ["b"]
@@ -69,7 +69,8 @@ def test_an_older_sqlite_event_table_gains_the_new_columns_and_keeps_its_rows(tm
     db.close()
     store = SqliteStore(path)
     store.add_events([StoredEvent("b", 6, 1.0, "impression", "u", "r")])
-    assert [event for _, event in store.events(0)] == [("a", 5, 4.0, "rating", None, None, None), ("b", 6, 1.0, "impression", "u", "r", None)]
+    assert [event for _, event in store.events(0)] == [("a", 5, 4.0, "rating", None, None, None, None),
+                                                       ("b", 6, 1.0, "impression", "u", "r", None, None)]
 
 
 def test_open_store_picks_the_backend_and_rejects_unknown_ones(tmp_path, redis_server):
@@ -96,3 +97,32 @@ def test_keyed_events_are_stored_once_and_users_and_erasures_persist(open_backen
     assert [e.item_id for _, e in store.events(0)] == ["c", "d", "d"]
     assert store.users() == {"u2": {}} and store.erased_users() == {"u1"}
     assert store.put_items([change("x", 0), change("y", 1)]) == 2 and [c.item_id for c in store.item_changes(0)] == ["x", "y"]
+
+
+def test_issued_recommendations_are_kept_until_they_expire_and_events_keep_their_position(open_backend):
+    import time
+
+    from dynrec.state import IssuedRecommendation
+
+    open_store_, crash = open_backend
+    store = open_store_()
+    store.put_recommendations([IssuedRecommendation("r1", "u1", ["a", "b"], [False, True], 1.0)], ttl_s=60)
+    store.put_recommendations([IssuedRecommendation("short", "u1", ["a"], [False], 1.0)], ttl_s=0.2)
+    store.add_events([StoredEvent("b", 5, 1.0, "click", "u1", "r1", position=1), StoredEvent("a", 6, 1.0, "view", "u1")])
+    time.sleep(0.4)
+    crash()
+    store = open_store_()
+    assert store.recommendation("r1") == IssuedRecommendation("r1", "u1", ["a", "b"], [False, True], 1.0)
+    assert store.recommendation("short") is None and store.recommendation("never") is None
+    assert [(e.recommendation_id, e.position) for _, e in store.events(0)] == [("r1", 1), (None, None)]
+
+
+def test_erasing_a_user_erases_the_recommendations_issued_to_them(open_backend):
+    from dynrec.state import IssuedRecommendation
+
+    open_store_, _ = open_backend
+    store = open_store_()
+    store.put_recommendations([IssuedRecommendation("mine", "u1", ["a"], [False], 1.0),
+                               IssuedRecommendation("theirs", "u2", ["a"], [False], 1.0)], ttl_s=60)
+    store.erase_user("u1")
+    assert store.recommendation("mine") is None and store.recommendation("theirs") is not None
