@@ -11,7 +11,8 @@ recommendations for ML-1M users, 20% single events) for the whole run, and:
 3. keeps the load on until every response has come from the new model for `--after-s`.
 
 Writes bench/results/swap.json: `swap_s` (from the publication until the last request answered by
-the old model was sent), `errors`, `mixed_version_responses` (responses whose user vector came
+the old model was sent), `errors` (from the publication on; `errors_by_stretch` and `failures`
+say where every error fell), `mixed_version_responses` (responses whose user vector came
 from another model than their item vectors), `p99_during_swap_ms`, the baseline's and the
 training stretch's p50/p99 beside them, and a PNG timeline (swap.png).
 """
@@ -46,7 +47,7 @@ class Traffic:
     """Open-loop load in a thread of its own: (sent, latency_s, ok, model_version, user_model_version)."""
 
     def __init__(self, rate: float):
-        self.rate, self.rows, self.stop = rate, [], threading.Event()
+        self.rate, self.rows, self.stop, self.failures = rate, [], threading.Event(), []
         self.items = [str(i) for i in (1, 2, 10, 34, 39, 50, 110, 260, 296, 318, 356, 480, 527, 589, 593)]  # ML-1M ids
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -74,8 +75,9 @@ class Traffic:
                 answer = await client.recommendations(user, 10)
                 versions = (answer.model_version, answer.user_model_version)
             ok = True
-        except ApiError:
+        except ApiError as error:
             ok = False
+            self.failures.append((sent, "events" if n % 5 == 4 else "recommendations", error.status, str(error)[:200]))
         self.rows.append((sent, time.monotonic() - sent, ok, *versions))
 
 
@@ -113,6 +115,7 @@ def plot(rows, marks: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--warmup-s", type=float, default=20.0, help="load before the baseline, not counted in it")
     parser.add_argument("--baseline-s", type=float, default=60.0)
     parser.add_argument("--train-minutes", type=float, default=4.0)
     parser.add_argument("--after-s", type=float, default=30.0)
@@ -135,6 +138,8 @@ def main() -> None:
         try:
             wait_until_ok(lambda: requests.get(f"{BASE}/healthz", timeout=5), 900, every_s=2)
             traffic.thread.start()
+            time.sleep(args.warmup_s)
+            baseline_from = time.monotonic()
             time.sleep(args.baseline_s)
             before = max({r[3] for r in traffic.rows if r[3]}, key=lambda v: sum(r[3] == v for r in traffic.rows))
             train_started = time.monotonic()
@@ -169,11 +174,20 @@ def main() -> None:
     swap = percentiles(rows, published_at, last_old + 1)
     results = {
         "swap_s": round(last_old - published_at, 2),
-        "errors": sum(not r[2] for r in rows),
+        "errors": sum(not r[2] for r in rows if r[0] >= published_at),  # from the publication on: the swap's
+        "errors_all": sum(not r[2] for r in rows),
         "mixed_version_responses": sum(1 for r in rows if r[3] and r[4] and r[3] != r[4]),
         "p99_during_swap_ms": swap.get("p99_ms"),
         "during_swap": swap,
-        "baseline": percentiles(rows, rows[0][0], train_started),
+        "baseline": percentiles(rows, baseline_from, train_started),
+        "errors_by_stretch": {
+            "warmup": sum(not r[2] for r in rows if r[0] < baseline_from),
+            "baseline": sum(not r[2] for r in rows if baseline_from <= r[0] < train_started),
+            "training": sum(not r[2] for r in rows if train_started <= r[0] < published_at),
+            "swap_and_after": sum(not r[2] for r in rows if r[0] >= published_at),
+        },
+        "failures": [{"at_s": round(t - rows[0][0], 1), "route": route, "status": status, "error": text}
+                     for t, route, status, text in traffic.failures[:50]],
         "during_training": percentiles(rows, train_started, trained),
         "after_swap": percentiles(rows, last_old + 1, float("inf")),
         "requests": len(rows),
