@@ -191,6 +191,7 @@ class TrainConfig:
     data: str = "store"  # store: the events in the state store, imported and live (the source when it is empty); source: the files
     publish: bool = True  # publish the finished run to the store when it beats the served one on validation
     every_s: float = 0.0  # the quickstart retrains in the background this often (0: once, after it starts serving)
+    background_minutes: float = 12.0  # the quickstart's background run's budget where max_minutes sets none
     # beside a live service on the same nodes: the Ray CPUs a worker reserves (0: threads_per_worker),
     # which may be less than the threads it runs, and a nice value, so that serving keeps the CPU first
     cpus_per_worker: float = 0.0

@@ -74,7 +74,8 @@ class BackgroundTraining:
     def _run_once(self) -> None:
         name = f"{self.config.run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         raw = self.config.to_dict()
-        raw["train"].update(run_name=name, threads_per_worker=1, cpus_per_worker=0.25, nice=10, num_workers=1)
+        raw["train"].update(run_name=name, threads_per_worker=1, cpus_per_worker=0.25, nice=10, num_workers=1,
+                            max_minutes=self.config.train.max_minutes or self.config.train.background_minutes)
         logs = self.config.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         settings = logs / f"train-{name}.json"
