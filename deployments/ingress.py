@@ -281,8 +281,9 @@ class Ingress:
                          event.value if event.value is not None else 1.0, event.recommendation_id)
             by_shard.setdefault(shard_of(event.user_id, len(self.user_shards)), []).append((index, sent))
         results = await asyncio.gather(*(self.user_shards[s].apply.remote(rows) for s, rows in by_shard.items()))
-        rejected = [RejectedRow(**asdict(r)) for r in sorted((r for shard in results for r in shard), key=lambda r: r.index)]
-        return EventsResponse(accepted=len(body.events) - len(rejected), rejected=rejected)
+        rejected = [RejectedRow(**asdict(r)) for r in sorted((r for shard in results for r in shard.rejected), key=lambda r: r.index)]
+        return EventsResponse(accepted=len(body.events) - len(rejected), rejected=rejected,
+                              attributed=sorted(i for shard in results for i in shard.attributed))
 
     async def _ingest(self, uploads: list[ItemUpload]) -> dict[int, Refused]:
         """Encode the uploads' text and images (one batch each, side by side), then fuse and store

@@ -23,9 +23,9 @@ from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.ranking.attribution import attribute
 from dynrec.segments import UserTable
 from dynrec.users.shards import (
+    Applied,
     Erasure,
     Event,
-    Rejected,
     UserSummary,
     UserView,
     checked_events,
@@ -76,16 +76,16 @@ class UserState:
             time.sleep(self.config.state.snapshot_every_s)
             self.sessions.save_snapshot(self.store, self.snapshot_name)
 
-    def apply(self, events: list[tuple[int, Event]]) -> list[Rejected]:
-        """Check and apply (request index, event) pairs; returns one rejection per refused event."""
+    def apply(self, events: list[tuple[int, Event]]) -> Applied:
+        """Check, attribute and apply (request index, event) pairs."""
         self.catalog.sync(force=True)
-        events, unattributable = attribute(events, self.store.recommendation)
+        events, attributed = attribute(events, self.store.recommendation)
         accepted, rejected = checked_events(events, self.catalog.__contains__, self.config.model.event_types)
-        rejected += unattributable
         if accepted:
             self.sessions.record(self.store, accepted)
             self.accepted.inc(len(accepted))
-        return rejected
+        refused = {r.index for r in rejected}
+        return Applied(rejected, [i for i in attributed if i not in refused])
 
     async def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:
         """A coroutine, so it runs on the replica's event loop: the lookup is a few copies, cheaper

@@ -241,11 +241,12 @@ def _events(events: Iterable[EventIn | Mapping]) -> list[dict]:
 
 def _merged(answers: Iterable[tuple[int, EventsResponse]]) -> EventsResponse:
     """One answer for a split batch, with rejected indexes relative to the caller's whole list."""
-    accepted, rejected = 0, []
+    accepted, rejected, attributed = 0, [], []
     for start, answer in answers:
         accepted += answer.accepted
         rejected += [RejectedRow(index=start + r.index, error=r.error) for r in answer.rejected]
-    return EventsResponse(accepted=accepted, rejected=rejected)
+        attributed += [start + i for i in answer.attributed]
+    return EventsResponse(accepted=accepted, rejected=rejected, attributed=attributed)
 
 
 class Client(_Api):

@@ -121,6 +121,10 @@ class RejectedRow(BaseModel):
 class EventsResponse(BaseModel):
     accepted: int
     rejected: list[RejectedRow]
+    attributed: list[int] = Field(
+        default_factory=list,
+        description="indexes of the accepted events attributed to the recommendation they name (that list was issued to "
+                    "that user and held that item): only these update the exploration bandit")
 
 
 class ItemIn(Strict):

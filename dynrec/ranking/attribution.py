@@ -1,10 +1,14 @@
-"""Attribution: which recommendation a click or an impression answers, and at what position.
+"""Attribution: which recommendation a click answers, and at what position.
 
 A Ranker gives every list it returns an id and keeps it (`RecommendationLog`) in the state store
-for `exploration.recommendation_ttl_s`. Feedback that names a recommendation is checked against it
-(`attribute`): the id must exist, belong to the same user and hold the item; the item's position
-in the list travels with the stored event, so the bandit can weigh it (dynrec.items.feedback).
-Anything else is refused row by row with the reason, instead of counting as evidence.
+for `exploration.recommendation_ttl_s`, together with the impressions it served itself: one per
+explored item, at its position (the service knows what it showed; clients need not post
+impressions). Feedback that names a recommendation is checked against it (`attribute`): the id
+must exist, belong to the same user and hold the item. Then the item's position travels with the
+stored event, so the bandit can weigh it (dynrec.items.feedback). Anything else is stored as an
+ordinary, unattributed event, which never updates the bandit; the events response lists which
+events were attributed. A client's own `impression` events are never attributed: the service
+already counted what it served.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import uuid
 from dataclasses import replace
 from typing import Callable
 
-from dynrec.state.base import IssuedRecommendation, StateStore
-from dynrec.users.shards import Event, Rejected
+from dynrec.state.base import IssuedRecommendation, StateStore, StoredEvent
+from dynrec.users.shards import Event
 
 
 class RecommendationLog:
@@ -31,7 +35,8 @@ class RecommendationLog:
         threading.Thread(target=self._flush_loop, name="recommendation-log", daemon=True).start()
 
     def issue(self, user_id: str, item_ids: list[str], explored: list[bool]) -> str:
-        """A new recommendation id for this list, queued for the store."""
+        """A new recommendation id for this list, queued for the store with the impressions of its
+        explored items."""
         recommendation_id = uuid.uuid4().hex
         with self._lock:
             self._pending.append(IssuedRecommendation(recommendation_id, user_id, item_ids, explored, time.time()))
@@ -42,6 +47,10 @@ class RecommendationLog:
             batch, self._pending = self._pending, []
         if batch:
             self.store.put_recommendations(batch, self.ttl_s)
+            served = [StoredEvent(item_id, int(r.ts), 1.0, "impression", r.user_id, r.recommendation_id, position=p)
+                      for r in batch for p, (item_id, shown) in enumerate(zip(r.item_ids, r.explored)) if shown]
+            if served:
+                self.store.add_events(served)
 
     def _flush_loop(self) -> None:
         while True:
@@ -53,28 +62,23 @@ class RecommendationLog:
 
 
 def attribute(events: list[tuple[int, Event]], lookup: Callable[[str], IssuedRecommendation | None],
-              wait_s: float = 1.0) -> tuple[list[tuple[int, Event]], list[Rejected]]:
-    """The events with their positions filled in where they name a recommendation, and one
-    rejection per event whose recommendation is unknown (or expired), was made for another user,
-    or did not hold the item. An unknown id is looked up again for up to `wait_s`: a list issued a
-    moment ago may still be on its way to the store."""
-    kept, rejected, found = [], [], {}
+              wait_s: float = 1.0) -> tuple[list[tuple[int, Event]], list[int]]:
+    """The events, each attributed (its position filled in) when the recommendation it names was
+    issued to its user and held its item, else stripped of the id; and the request indexes of the
+    attributed ones. An unknown id is looked up again for up to `wait_s`: a list issued a moment
+    ago may still be on its way to the store. Impressions are never attributed (module docstring)."""
+    kept, attributed, found = [], [], {}
     for index, event in events:
-        if not event.recommendation_id:
-            kept.append((index, event))
-            continue
-        issued = found.get(event.recommendation_id) or _patiently(lookup, event.recommendation_id, wait_s)
-        if issued is None:
-            rejected.append(Rejected(index, f"unknown or expired recommendation_id '{event.recommendation_id}'"))
+        issued = None
+        if event.recommendation_id and event.event_type != "impression":
+            issued = found.get(event.recommendation_id) or _patiently(lookup, event.recommendation_id, wait_s)
+        if issued is None or issued.user_id != event.user_id or event.item_id not in issued.item_ids:
+            kept.append((index, replace(event, recommendation_id=None, position=None)))
             continue
         found[event.recommendation_id] = issued
-        if issued.user_id != event.user_id:
-            rejected.append(Rejected(index, f"recommendation '{event.recommendation_id}' was made for another user"))
-        elif event.item_id not in issued.item_ids:
-            rejected.append(Rejected(index, f"item '{event.item_id}' was not in recommendation '{event.recommendation_id}'"))
-        else:
-            kept.append((index, replace(event, position=issued.item_ids.index(event.item_id))))
-    return kept, rejected
+        kept.append((index, replace(event, position=issued.item_ids.index(event.item_id))))
+        attributed.append(index)
+    return kept, attributed
 
 
 def _patiently(lookup: Callable[[str], IssuedRecommendation | None], recommendation_id: str, wait_s: float):

@@ -28,6 +28,14 @@ class Event:
 
 
 @dataclass
+class Applied:
+    """A shard's answer to a batch of events: the refused ones, and those attributed to a recommendation."""
+
+    rejected: list[Rejected]
+    attributed: list[int]  # request indexes
+
+
+@dataclass
 class Rejected:
     """An event (by its index in the request) a shard refused, and why."""
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 import deployments.ingress as ingress
 from dynrec.api.schemas import EventIn, ExplorationRequest, ItemIn, RecommendationRequest
 from dynrec.api.security import ApiKeys, RateLimiter
-from dynrec.users.shards import checked_events
+from dynrec.users.shards import Applied, checked_events
 
 
 class FakeHandle:
@@ -53,7 +53,7 @@ class Context:
 
 @pytest.fixture
 def shard():
-    return FakeHandle(apply=lambda rows: [])
+    return FakeHandle(apply=lambda rows: Applied([], []))
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_recommendation_requests_take_exact_types(client, body):
 def test_json_integers_are_still_numbers(client, shard):
     response = client.post("/v1/events", json=event(value=5, timestamp=1_700_000_000))
     assert response.status_code == 200, response.text
-    assert response.json() == {"accepted": 1, "rejected": []}
+    assert response.json() == {"accepted": 1, "rejected": [], "attributed": []}
     [(_, (rows,))] = shard.calls
     assert rows[0][1].value == 5.0
     assert ExplorationRequest.model_validate({"weight": 1}).weight == 1.0
@@ -264,7 +264,7 @@ def test_an_event_type_outside_the_vocabulary_is_schema_valid_and_refused_on_its
     """The schema takes any short event type and says what happens to one outside the model's
     vocabulary: the shard refuses that row in `rejected`; the request is not refused."""
     vocabulary = ingress._config.model.event_types
-    shard.answers["apply"] = lambda rows: checked_events(rows, lambda item_id: True, vocabulary)[1]
+    shard.answers["apply"] = lambda rows: Applied(checked_events(rows, lambda item_id: True, vocabulary)[1], [])
     body = {"events": [{"user_id": "u1", "item_id": "i1", "event_type": "teleport"},
                        {"user_id": "u1", "item_id": "i1", "event_type": "view"}]}
     response = client.post("/v1/events", json=body)

@@ -31,7 +31,7 @@ def test_seen_items_are_excluded_unless_asked_for(service):
     watched = ids(before)[:3]
     events = [{"user_id": "7", "item_id": item, "event_type": "rating", "value": 5} for item in watched]
     response = service.post("/v1/events", json={"events": events})
-    assert response.json() == {"accepted": 3, "rejected": []}
+    assert response.json() == {"accepted": 3, "rejected": [], "attributed": []}
     assert not set(watched) & set(ids(recommend(service, "7", num_results=50)))
     user = service.get("/v1/users/7").json()
     assert user["known"] and [r["item_id"] for r in user["recent"][:3]] == watched[::-1]

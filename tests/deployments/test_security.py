@@ -89,7 +89,7 @@ def test_a_thousand_events_for_one_user_in_one_batch_are_applied_in_order(servic
     events = [{"user_id": "busy-user", "item_id": str(1 + n % 1000), "event_type": "view", "timestamp": 1_000_000 + n}
               for n in range(1000)]
     response = service.post("/v1/events", json={"events": events})
-    assert response.status_code == 200 and response.json() == {"accepted": 1000, "rejected": []}
+    assert response.status_code == 200 and response.json() == {"accepted": 1000, "rejected": [], "attributed": []}
     user = service.get("/v1/users/busy-user").json()
     assert [r["item_id"] for r in user["recent"]][:3] == ["1000", "999", "998"]
     assert ids(recommend(service, "busy-user", num_results=10))

@@ -1,5 +1,5 @@
 """Feedback is attributed only to a recommendation the service issued, to that user, holding
-that item; the item's position travels with it and weighs the impression."""
+that item; the item's position travels with it; the service counts the impressions it served."""
 
 import threading
 import time
@@ -10,7 +10,7 @@ from dynrec.state.sqlite import SqliteStore
 from dynrec.users.shards import Event
 
 
-def test_feedback_naming_an_issued_recommendation_gets_its_position_and_anything_else_is_refused(tmp_path):
+def test_feedback_naming_an_issued_recommendation_gets_its_position_and_anything_else_is_unattributed(tmp_path):
     store = SqliteStore(tmp_path / "state.db")
     log = RecommendationLog(store, ttl_s=60, flush_s=0.3)
     issued = log.issue("u1", ["10", "20", "30"], [False, False, True])
@@ -18,16 +18,17 @@ def test_feedback_naming_an_issued_recommendation_gets_its_position_and_anything
               (1, Event("u1", "99", "click", 1, recommendation_id=issued)),  # not in that list
               (2, Event("u2", "20", "click", 1, recommendation_id=issued)),  # another user's list
               (3, Event("u1", "20", "click", 1, recommendation_id="made-up")),
-              (4, Event("u1", "20", "view", 1))]  # names none: kept as it is
+              (4, Event("u1", "20", "impression", 1, recommendation_id=issued)),  # the service counted it already
+              (5, Event("u1", "20", "view", 1))]  # names none: kept as it is
     started = time.monotonic()
-    kept, rejected = attribute(events, store.recommendation, wait_s=2.0)  # the log writes it 0.3 s later
+    kept, attributed = attribute(events, store.recommendation, wait_s=2.0)  # the log writes it 0.3 s later
     assert 0.2 < time.monotonic() - started < 4.0  # waited for the background write, then for the made-up id
-    assert [(i, e.position) for i, e in kept] == [(0, 2), (4, None)]
-    assert [(r.index, r.error) for r in rejected] == [
-        (1, f"item '99' was not in recommendation '{issued}'"),
-        (2, f"recommendation '{issued}' was made for another user"),
-        (3, "unknown or expired recommendation_id 'made-up'"),
-    ]
+    assert attributed == [0]
+    assert [(i, e.recommendation_id, e.position) for i, e in kept] == [
+        (0, issued, 2), (1, None, None), (2, None, None), (3, None, None), (4, None, None), (5, None, None)]
+    # the list's explored item was served at position 2: the service logged that impression itself
+    assert [(e.event_type, e.item_id, e.recommendation_id, e.position) for _, e in store.events(0)] == [
+        ("impression", "30", issued, 2)]
 
 
 def test_an_impression_low_in_the_list_counts_less_than_one_at_the_top():
