@@ -257,6 +257,9 @@ class ServingConfig:
     behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed this often (in the background)
     popularity_refresh_s: float = 60.0  # recount what is popular (the cold-start ranking) this often
     reason_history: int = 20  # newest history events a user's view carries to ranking: what reasons and new-item picks draw on
+    # a reason cites a history item only when it is this many standard deviations closer to the result
+    # (in the model's item space) than the catalogue at large is
+    reason_min_z: float = 2.0
     model_poll_s: float = 5.0  # replicas check the store for a newly published model this often (0: never)
     # after switching models, a UserState shard keeps the previous model's user embeddings current this
     # long, for Ranker replicas that have not switched yet (and Rankers keep the previous catalogue

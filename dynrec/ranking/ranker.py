@@ -228,23 +228,41 @@ def mmr(catalog: Catalog, ids: list[str], scores: np.ndarray, k: int, diversity:
     return [ids[c] for c in chosen], scores[chosen]
 
 
+def liked(catalog: Catalog, entry: tuple[str, str, int, float]) -> bool:
+    """A history entry that says the user liked the item: any interaction but a rating at or below
+    the middle of the scale (`model.value_center`): a 2★ is never cited as a reason."""
+    return entry[1] != "rating" or entry[3] > catalog.config.model.value_center
+
+
+def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[str, str, int, float] | None]:
+    """For each item, the recent liked history entry that most plausibly drives its score: the one
+    closest to it in the model's own item space (the vectors the user's score is made from), when
+    it stands out, `serving.reason_min_z` standard deviations above the item's closeness to the
+    catalogue at large (its score sample); None when no entry is that close."""
+    history = [h for h in user.recent if h[0] in catalog and liked(catalog, h)]
+    if not item_ids or not history:
+        return [None] * len(item_ids)
+    vectors = catalog.vectors(item_ids)
+    similarity = vectors @ catalog.vectors([h[0] for h in history]).T
+    background = vectors @ catalog.score_sample.T
+    z = (similarity - background.mean(axis=1, keepdims=True)) / np.maximum(background.std(axis=1, keepdims=True), 1e-6)
+    closest = z.argmax(axis=1)
+    floor = catalog.config.serving.reason_min_z
+    return [history[int(c)] if z[row, c] >= floor else None for row, c in enumerate(closest)]
+
+
 def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[str]:
-    """One reason per item: "similar to <the recent history item closest to it in content>",
-    flagged when the item is new. The history's content vectors are read once for all items."""
-    history = [h for h in user.recent if h[0] in catalog]
-    if not item_ids:
-        return []
-    prefixes = ["new item, " if catalog.is_new(i) else "" for i in item_ids]
-    if not history:
-        return [sentence(f"{prefix}matches your interests") for prefix in prefixes]
-    past = catalog.content_vectors([h[0] for h in history])
-    closest = (catalog.content_vectors(item_ids) @ past.T).argmax(axis=1)
+    """One reason per item: "similar to <the history item `cited` for it>", or, when no single item
+    stands out, that it fits the history as a whole; flagged when the item is new."""
     reasons = []
-    for prefix, c in zip(prefixes, closest):
-        item, event_type, _, value = history[int(c)]
-        verb = VERBS.get(event_type, "interacted with")
+    for item_id, entry in zip(item_ids, cited(catalog, item_ids, user)):
+        prefix = "new item, " if catalog.is_new(item_id) else ""
+        if entry is None:
+            reasons.append(sentence(f"{prefix}fits your history as a whole" if user.recent else f"{prefix}matches your interests"))
+            continue
+        item, event_type, _, value = entry
         detail = f" {value:g}★" if event_type == "rating" else ""
-        reasons.append(sentence(f"{prefix}similar to “{catalog.item(item).title}”, which you {verb}{detail}"))
+        reasons.append(sentence(f"{prefix}similar to “{catalog.item(item).title}”, which you {VERBS.get(event_type, 'interacted with')}{detail}"))
     return reasons
 
 

@@ -94,7 +94,7 @@ def test_new_item_is_retrievable_and_similar_within_a_second(service):
     assert found_similar is not None and found_similar <= 1.0
     assert found_for_user is not None and found_for_user <= 1.0
     reason = next(i["reason"] for i in recommend(service, "1", num_results=10)["items"] if i["item_id"] == "sw-sequel")
-    assert reason.startswith(("New item, similar to", "Exploring a new item"))  # a new-item slot, or the bandit's
+    assert reason.startswith(("New item, ", "Exploring a new item"))  # a new-item slot, or the bandit's
 
 
 def test_an_item_change_reaches_every_ranker_replica(service):

@@ -135,3 +135,25 @@ def test_segment_recommendations_fit_the_segment_and_respect_filters(served, fil
     filtered = for_segment(catalog, a, popular_a, 10, Filters(exclude_categories=[genre], exclude_item_ids=[list_a[1].item_id]), 200)
     assert len(filtered) == 10 and list_a[1].item_id not in {r.item_id for r in filtered}
     assert all(genre not in catalog.item(r.item_id).categories for r in filtered)
+
+
+def test_a_reason_cites_a_liked_item_close_to_the_result_and_never_a_disliked_one(served, fill, tmp_path):
+    import numpy as np
+
+    from dynrec.ranking.ranker import cited, reasons_for
+    from dynrec.users.shards import UserView
+
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
+    result = "50"  # Star Wars
+    twin = catalog.ids[int(np.argsort(-(catalog.vectors(catalog.ids) @ catalog.vectors([result])[0]))[1])]
+    far = catalog.ids[int(np.argmin(catalog.vectors(catalog.ids) @ catalog.vectors([result])[0]))]
+
+    def view(*recent):
+        return UserView("u", None, set(), list(recent), history_length=len(recent))
+
+    liked_twin = (twin, "rating", 2, 5.0)
+    assert cited(catalog, [result], view((far, "view", 3, 1.0), liked_twin)) == [liked_twin]
+    disliked = view((twin, "rating", 3, 2.0), (far, "view", 2, 1.0))
+    assert twin not in reasons_for(catalog, [result], disliked)[0]  # a 2★ is never given as a reason
+    assert cited(catalog, [result], view((far, "view", 3, 1.0))) == [None]  # nothing close: no citation
+    assert reasons_for(catalog, [result], view((far, "view", 3, 1.0))) == ["Fits your history as a whole"]
