@@ -18,7 +18,10 @@ def _whole_number(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-Integer = Annotated[int, BeforeValidator(_whole_number)]  # in a Strict body
+def integer(**bounds):
+    """An integer field of a Strict body, `bounds` (ge, le) on the integer itself: put on the field
+    next to a validator, pydantic writes them into the schema as `ge`/`le`, which JSON Schema lacks."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole_number)]
 # base64 (OpenAPI's `format: byte`); what the bytes must be is checked where they are decoded
 Base64Image = Annotated[str, WithJsonSchema({"type": "string", "format": "byte", "contentEncoding": "base64",
                                               "contentMediaType": "image/*"})]
@@ -46,7 +49,7 @@ class ExplorationRequest(Strict):
 
 class RecommendationRequest(Strict):
     user_id: Id
-    num_results: Integer = Field(10, ge=1, le=500)
+    num_results: integer(ge=1, le=500) = 10
     filters: RecommendationFilters = Field(default_factory=RecommendationFilters)
     exclude_seen: bool = True
     context: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)] | int | float | bool] = Field(
@@ -95,7 +98,7 @@ class EventIn(Strict):
         description="one of the model's event types (model.event_types); an event of another type is "
                     "refused on its own, in the response's `rejected`, and the rest are applied",
     )
-    timestamp: Integer | None = Field(None, ge=0, le=32503680000, description="unix seconds; default: now")
+    timestamp: integer(ge=0, le=32503680000) | None = Field(None, description="unix seconds; default: now")
     value: float | None = Field(None, ge=-1e6, le=1e6, description="e.g. a rating; default 1")
     recommendation_id: str | None = Field(None, max_length=64)
 

@@ -260,6 +260,29 @@ def test_limits_the_validators_enforce_are_in_the_schema(client):
     assert {"type": "string", "maxLength": 256} in context
 
 
+def test_bounds_are_written_in_json_schema_words(client):
+    """`minimum`/`maximum`, never pydantic's `ge`/`le`, which schema tools ignore (they then send
+    a negative timestamp as schema-valid)."""
+    def keywords(node, found):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "properties" and isinstance(value, dict):
+                    for child in value.values():
+                        keywords(child, found)
+                    continue
+                found.add(key)
+                keywords(value, found)
+        elif isinstance(node, list):
+            for child in node:
+                keywords(child, found)
+        return found
+
+    document = client.get("/openapi.json").json()
+    assert not keywords(document, set()) & {"ge", "le", "gt", "lt"}
+    timestamp = document["components"]["schemas"]["EventIn"]["properties"]["timestamp"]["anyOf"][0]
+    assert timestamp["minimum"] == 0 and timestamp["type"] == "integer"
+
+
 def test_an_event_type_outside_the_vocabulary_is_schema_valid_and_refused_on_its_own_row(client, shard):
     """The schema takes any short event type and says what happens to one outside the model's
     vocabulary: the shard refuses that row in `rejected`; the request is not refused."""
