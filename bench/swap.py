@@ -34,7 +34,15 @@ import numpy as np
 import requests
 import yaml
 
-from bench.common import RESULTS_DIR, ROOT, cluster_address, machine, start_serve, stop_serve, write_results
+from bench.common import (
+    RESULTS_DIR,
+    ROOT,
+    cluster_address,
+    machine,
+    start_serve,
+    stop_serve,
+    write_results,
+)
 from dynrec.artifacts.versions import published_model
 from dynrec.client import ApiError, AsyncClient, Retries, wait_until_ok
 from dynrec.config import DynrecConfig
