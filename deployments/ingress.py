@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.common import load_config
+from dynrec.api import inspector
 from dynrec.api.docs import (
     ASSETS_PATH,
     STATIC_DIR,
@@ -39,6 +40,7 @@ from dynrec.api.schemas import (
     ItemOut,
     ItemsBatchRequest,
     ItemsBatchResponse,
+    ProjectionResponse,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
@@ -47,8 +49,10 @@ from dynrec.api.schemas import (
     SegmentRecommendationsResponse,
     SegmentsResponse,
     SimilarResponse,
+    StatsResponse,
 )
 from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
+from dynrec.api.stats import RequestStats, RequestTimer
 from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
 from dynrec.users.shards import Event, shard_of
 
@@ -183,6 +187,8 @@ class Guard:
 
 
 api.add_middleware(Guard)
+REQUEST_STATS = RequestStats(horizon_s=660)
+api.add_middleware(RequestTimer, stats=REQUEST_STATS)  # outermost: it times the Guard's answers too
 
 
 @api.exception_handler(RequestValidationError)
@@ -228,6 +234,14 @@ async def swagger_ui_redirect() -> Response:
 @api.get("/redoc", include_in_schema=False)
 async def redoc() -> Response:
     return redoc_page(api.openapi_url, api.title)
+
+
+api.mount(inspector.ASSETS_PATH, StaticFiles(directory=inspector.UI_DIR), name="ui-assets")
+
+
+@api.get(inspector.PAGE_PATH, include_in_schema=False)
+async def inspector_page() -> Response:
+    return inspector.inspector_page()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=200)
@@ -366,6 +380,24 @@ class Ingress:
     @api.get("/v1/segments", response_model=SegmentsResponse, responses=ERRORS)
     async def list_segments(self):
         return await self.segments.summary.remote()
+
+    @api.get("/v1/segments/projection", response_model=ProjectionResponse, responses=ERRORS)
+    async def segment_projection(self, limit: int = Query(2000, ge=1, le=20_000)):
+        """Users (a seeded sample of `limit` when there are more) on the first two principal
+        components of their segment features, each with their segment: the inspector's scatter."""
+        version, users = await self.segments.projection.remote(limit)
+        return ProjectionResponse(version=version, users=[asdict(u) for u in users])
+
+    @api.get("/v1/stats", response_model=StatsResponse, responses=ERRORS)
+    async def stats(self, window_s: int = Query(300, ge=10, le=600)):
+        """The inspector's health page: this Ingress replica's requests per route (rate, p50/p99
+        latency, per-second counts) over the last `window_s` seconds, the users the shards hold,
+        and the state store's position and item count."""
+        version, shards, store = await asyncio.gather(
+            self.ranker.version.remote(), asyncio.gather(*(shard.status.remote() for shard in self.user_shards)),
+            self.segments.store_status.remote())
+        return StatsResponse(model_version=version, **REQUEST_STATS.summary(window_s), users=sum(s["users"] for s in shards),
+                             user_shards=shards, store=store, sync_interval_s=self.config.sync_interval_s)
 
     @api.get("/v1/segments/{segment_id}", response_model=SegmentOut, responses=ERRORS)
     async def get_segment(self, segment_id: int = Path(ge=0, le=10_000)):

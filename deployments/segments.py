@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import load_config, state_store
+from dynrec.projection import ProjectedUser, project_users
 from dynrec.segments import (
     ItemInfo,
     SegmentAssignment,
@@ -25,6 +27,7 @@ from dynrec.segments import (
     fit_segments,
 )
 from dynrec.state.imports import latest_records
+from dynrec.users.shards import shard_of
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
@@ -36,6 +39,9 @@ class Segments:
         self.current: Segmentation | None = Segmentation.load(self.store)
         self._fitting = asyncio.Lock()
         self._schedule: asyncio.Task | None = None
+        self._tally: dict[str, bool] = {}  # item id -> hidden, from the item log up to _tally_seq (store_status)
+        self._tally_seq = 0
+        self._tallying = asyncio.Lock()
 
     def _items(self) -> dict[str, ItemInfo]:
         """Titles, categories and text of every item in the store (its newest record)."""
@@ -43,15 +49,23 @@ class Segments:
         return {item_id: ItemInfo(c.record.get("title") or item_id, list(c.record.get("categories") or []), c.record.get("text") or "")
                 for item_id, c in records.items()}
 
+    async def _users(self, owners_only: bool = False) -> UserTable:
+        """Every shard's users with an embedding, in one table. `owners_only`: each user once, from
+        the shard that owns them (a shard booted from the store's events also holds other shards'
+        imported users)."""
+        tables = await asyncio.gather(*(shard.export.remote() for shard in self.shards))
+        if owners_only:
+            tables = [owned_rows(t, i, len(self.shards)) for i, t in enumerate(tables)]
+        return UserTable(
+            [u for t in tables for u in t.user_ids],
+            np.concatenate([t.embeddings for t in tables]),
+            [a for t in tables for a in t.attributes],
+            [h for t in tables for h in t.histories],
+        )
+
     async def recompute(self) -> dict:
         async with self._fitting:
-            tables = await asyncio.gather(*(shard.export.remote() for shard in self.shards))
-            users = UserTable(
-                [u for t in tables for u in t.user_ids],
-                np.concatenate([t.embeddings for t in tables]),
-                [a for t in tables for a in t.attributes],
-                [h for t in tables for h in t.histories],
-            )
+            users = await self._users()
             version = (self.current.version if self.current else 0) + 1
             fitted = await asyncio.to_thread(lambda: fit_segments(users, self._items(), self.config.segments, version))
             await asyncio.to_thread(fitted.save, self.store)
@@ -112,3 +126,39 @@ class Segments:
             segment_id = segmentation.assign(embedding, attributes)
         label = "no segments yet: too few users" if segment_id is None else segmentation.profile(segment_id).label
         return SegmentAssignment(segment_id, label, segmentation.version)
+
+    async def projection(self, limit: int) -> tuple[int, list[ProjectedUser]]:
+        """Up to `limit` users on the principal plane of their segment features, each with their
+        segment (the inspector's scatter), and the segmentation's version."""
+        segmentation = await self._segmentation()
+        users = await self._users(owners_only=True)
+        return segmentation.version, await asyncio.to_thread(project_users, users, segmentation, limit)
+
+    async def store_status(self) -> dict:
+        """The state store as the health page shows it: its newest item-log and event-log sequence
+        numbers, how long reading them took, and the catalogue's items (visible and hidden), tallied
+        from the item log, which is read only past the last tally."""
+
+        def read() -> dict:
+            started = time.perf_counter()
+            items_seq, events_seq = self.store.latest()
+            read_ms = (time.perf_counter() - started) * 1000
+            if items_seq > self._tally_seq:
+                for change in self.store.item_changes(self._tally_seq):
+                    self._tally[change.item_id] = change.hidden
+                    self._tally_seq = max(self._tally_seq, change.seq)
+            hidden = sum(self._tally.values())
+            return {"backend": self.config.state.backend, "item_log_seq": items_seq, "event_log_seq": events_seq,
+                    "read_ms": round(read_ms, 3), "items": len(self._tally) - hidden, "hidden_items": hidden}
+
+        async with self._tallying:
+            return await asyncio.to_thread(read)
+
+
+def owned_rows(table: UserTable, shard: int, shards: int) -> UserTable:
+    """The rows of a shard's table whose user the shard owns."""
+    rows = [r for r, user_id in enumerate(table.user_ids) if shard_of(user_id, shards) == shard]
+    if len(rows) == len(table.user_ids):
+        return table
+    return UserTable([table.user_ids[r] for r in rows], table.embeddings[rows], [table.attributes[r] for r in rows],
+                     [table.histories[r] for r in rows])

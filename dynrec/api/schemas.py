@@ -202,3 +202,44 @@ class SegmentsResponse(BaseModel):
     k: int
     silhouette: float
     segments: list[SegmentOut]
+
+
+class ProjectedUserOut(BaseModel):
+    user_id: str
+    x: float
+    y: float
+    segment_id: int | None
+
+
+class ProjectionResponse(BaseModel):
+    version: int = Field(description="the segmentation version the users' segments come from")
+    users: list[ProjectedUserOut] = Field(
+        description="users on the first two principal components of their segment features")
+
+
+class RouteStats(BaseModel):
+    requests: int
+    errors: int = Field(description="answers with status 500 or above")
+    per_s: float
+    p50_ms: float | None = Field(description="latency, to the upper bound of its histogram bucket (about 29% wide)")
+    p99_ms: float | None
+    per_second: list[int] = Field(description="requests in each of the window's last seconds, oldest first")
+
+
+class StoreStatus(BaseModel):
+    backend: str
+    item_log_seq: int
+    event_log_seq: int
+    read_ms: float = Field(description="how long reading the store's newest sequence numbers took")
+    items: int = Field(description="visible items in the store's item log")
+    hidden_items: int
+
+
+class StatsResponse(BaseModel):
+    model_version: str
+    window_s: int
+    routes: dict[str, RouteStats] = Field(description="this Ingress replica's requests, by method and route")
+    users: int = Field(description="user states the UserState shards hold, summed over shards")
+    user_shards: list[dict[str, int]]
+    store: StoreStatus
+    sync_interval_s: float = Field(description="Ranker replicas read the store's changes at most this often (0: every request)")

@@ -18,8 +18,11 @@ from pathlib import Path
 from dynrec.config import SecurityConfig
 
 WRITE_METHODS = frozenset({"PUT", "DELETE", "PATCH"})
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"})
-OPEN_PREFIXES = ("/docs/assets/",)  # the docs pages' own scripts and styles (dynrec.api.docs.ASSETS_PATH)
+# the pages (docs, the /ui inspector) open without a key: they hold no data, and the inspector's
+# API calls send the key its user types in
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/ui"})
+# the pages' own scripts and styles (dynrec.api.docs.ASSETS_PATH, dynrec.api.inspector.ASSETS_PATH)
+OPEN_PREFIXES = ("/docs/assets/", "/ui/static/")
 READ_POSTS = frozenset({"/v1/recommendations"})  # POST for its body, but it only reads
 
 

@@ -1,0 +1,185 @@
+"""The /ui inspector against the real app: its two read-only routes over HTTP (the segment
+scatter's projection, the health page's stats), then the page itself in a real browser (Debian's
+headless Chromium through Playwright, as the docs pages' test drives it), on the SQLite store only:
+the page is the same whatever the store, and a browser run costs time."""
+
+import json
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.deployments.conftest import API_KEY
+
+CHROMIUM = next((path for path in map(shutil.which, ("chromium", "chromium-browser")) if path), None)
+
+
+def test_projection_places_every_user_with_their_segment(service):
+    segments = service.get("/v1/segments").json()
+    answer = service.get("/v1/segments/projection", params={"limit": 5000})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    users = body["users"]
+    assert body["version"] == segments["version"]
+    assert len(users) == len({u["user_id"] for u in users}) >= 900  # ML-100k's 943 users, minus any erased
+    assert sum(u["segment_id"] is not None for u in users) == len(users)
+    assert {u["segment_id"] for u in users} <= set(range(segments["k"]))
+    # each user's segment is the one the user's own page reports
+    for point in users[:5]:
+        assert service.get(f"/v1/users/{point['user_id']}").json()["segment"]["segment_id"] == point["segment_id"]
+    # spread over a plane, not collapsed to a line or a point
+    xs, ys = [u["x"] for u in users], [u["y"] for u in users]
+    assert max(xs) - min(xs) > 0 and max(ys) - min(ys) > 0
+    sample = service.get("/v1/segments/projection", params={"limit": 50}).json()["users"]
+    assert len(sample) == 50 and {u["user_id"] for u in sample} <= {u["user_id"] for u in users}
+    assert service.get("/v1/segments/projection", params={"limit": 0}).status_code == 422
+
+
+def test_stats_count_requests_per_route_with_latency_and_the_services_counts(service):
+    for _ in range(3):
+        assert service.post("/v1/recommendations", json={"user_id": "1", "num_results": 3}).status_code == 200
+    health = service.get("/healthz").json()
+    import time
+
+    time.sleep(1.1)  # the current second is left out of the window
+    stats = service.get("/v1/stats", params={"window_s": 60}).json()
+    recommendations = stats["routes"]["POST /v1/recommendations"]
+    assert recommendations["requests"] >= 3 and recommendations["p50_ms"] > 0
+    assert recommendations["p99_ms"] >= recommendations["p50_ms"] and len(recommendations["per_second"]) == 60
+    assert sum(recommendations["per_second"]) == recommendations["requests"]
+    assert stats["model_version"] == health["model_version"] and stats["window_s"] == 60
+    assert stats["users"] == sum(s["users"] for s in stats["user_shards"]) >= 900
+    assert len(stats["user_shards"]) == health["user_shards"]
+    store = stats["store"]
+    assert store["items"] >= 1600 and store["item_log_seq"] > 0 and store["event_log_seq"] > 0
+    assert store["backend"] in ("sqlite", "redis")
+    assert service.get("/v1/stats", params={"window_s": 5}).status_code == 422
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine: scripts/test.sh installs it (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is missing: scripts/test.sh installs it")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def rows(page) -> list[str]:
+    return page.locator("#rec-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.itemId)")
+
+
+def test_inspector_pages_in_a_browser(service, browser):
+    if not str(service.config_path).endswith("sqlite.yaml"):
+        pytest.skip("the browser run once, on the SQLite store")
+    origin = urlsplit(service.base).netloc
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    requested, sent_elsewhere, failed, errors = [], [], [], []
+    page.on("request", lambda request: requested.append(request))
+    page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # uncaught script errors and console errors, but not Chromium's note on each 4xx the test provokes
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    page.route(lambda url: urlsplit(url).netloc != origin, lambda route: (sent_elsewhere.append(route.request.url), route.abort()))
+    try:
+        # the user page: history and recommendations as the API gives them
+        with page.expect_response(lambda r: r.url.endswith("/v1/recommendations")) as listed:
+            page.goto(service.base + "/ui#/user/1", wait_until="networkidle", timeout=60_000)
+        shown_list = listed.value.json()
+        page.wait_for_selector("#rec-table tbody tr", timeout=30_000)
+        assert rows(page) == [item["item_id"] for item in shown_list["items"]] and len(shown_list["items"]) == 10
+        assert page.locator("#rec-model").inner_text() == shown_list["model_version"]
+        first = page.locator("#rec-table tbody tr").first
+        assert first.locator("td").nth(3).inner_text() == shown_list["items"][0]["reason"]
+        user = service.get("/v1/users/1").json()
+        timeline = page.locator("#timeline li").evaluate_all("items => items.map(i => i.dataset.itemId)")
+        assert timeline == [entry["item_id"] for entry in user["recent"]] and timeline
+        assert page.locator("#history-length").inner_text() == str(user["history_length"])
+        assert user["segment"]["label"] in page.locator("#user-segment").inner_text()
+
+        # the diversity slider and a category filter ask again, with what they set
+        with page.expect_request(lambda r: r.url.endswith("/v1/recommendations")) as asked:
+            page.locator("#exclude-categories").fill("Drama")
+        assert json.loads(asked.value.post_data)["filters"]["exclude_categories"] == ["Drama"]
+        with page.expect_request(lambda r: r.url.endswith("/v1/recommendations")) as asked:
+            page.locator("#diversity").fill("0.8")
+        assert json.loads(asked.value.post_data)["diversity"] == 0.8
+        page.wait_for_load_state("networkidle")
+
+        # writes need the key: without it the page says so; with it the event lands and the list moves
+        before = rows(page)
+        page.locator("#rec-table tbody tr").first.locator("[data-action=rate]").click()
+        page.wait_for_selector("#message:not([hidden])")
+        assert "API key" in page.locator("#message").inner_text()
+        page.locator("#api-key").fill(API_KEY)
+        page.locator("#key-form button[type=submit]").click()
+        page.wait_for_selector("#rec-table tbody tr", timeout=30_000)
+        page.wait_for_load_state("networkidle")
+        before = rows(page)
+        rated = before[0]
+        with page.expect_response(lambda r: r.url.endswith("/v1/events")) as posted:
+            page.locator("#rec-table tbody tr").first.locator("[data-action=rate]").click()
+        assert posted.value.status == 200 and posted.value.json()["accepted"] == 1
+        assert json.loads(posted.value.request.post_data)["events"][0]["item_id"] == rated
+        page.wait_for_selector("#rec-changed", timeout=30_000)
+        after = rows(page)
+        assert rated not in after and after != before  # rated, so seen, so out of the list
+        assert page.locator("#timeline li").first.get_attribute("data-item-id") == rated
+        # a click names the list it came from
+        shown_id = page.locator("#rec-id").inner_text()
+        with page.expect_response(lambda r: r.url.endswith("/v1/events")) as clicked:
+            page.locator("#rec-table tbody tr").first.locator("[data-action=click]").click()
+        event = json.loads(clicked.value.request.post_data)["events"][0]
+        assert event["event_type"] == "click" and event["recommendation_id"] == shown_id  # the list clicked on
+        assert clicked.value.json()["accepted"] == 1 and clicked.value.json().get("attributed", [0]) == [0]
+
+        # a bad id reads as a message, not a blank page
+        page.goto(service.base + "/ui#/user/not%20an%20id")
+        page.wait_for_selector("#user-error")
+        assert "user_id" in page.locator("#user-error").inner_text()
+
+        # an item and what it sits next to
+        page.goto(service.base + f"/ui#/item/{rated}")
+        page.wait_for_selector("#item-similar tbody tr", timeout=30_000)
+        assert page.locator("#item-detail h2").inner_text() == service.get(f"/v1/items/{rated}").json()["title"]
+        assert page.locator("#item-similar tbody tr").count() == 10
+
+        # segments: the scatter, each segment's profile and list; a point opens its user
+        segments = service.get("/v1/segments").json()
+        page.goto(service.base + "/ui#/segments")
+        page.wait_for_selector("#scatter circle", timeout=60_000)
+        assert page.locator("#scatter circle").count() >= 900
+        assert page.locator("#segment-cards .segment").count() == segments["k"]
+        page.wait_for_selector("#segment-cards .segment ol li", timeout=30_000)
+        point = page.locator("#scatter circle").last  # drawn last, so on top of any it overlaps
+        user_id = point.get_attribute("data-user-id")
+        point.hover()
+        assert f"user {user_id}" in page.locator("#hover").inner_text()
+        point.click()
+        page.wait_for_selector("#rec-table tbody tr", timeout=30_000)
+        assert page.evaluate("location.hash") == f"#/user/{user_id}"
+
+        # health: the served model, counts, rates and latencies from the service's own figures
+        health = service.get("/healthz").json()
+        page.goto(service.base + "/ui#/health")
+        page.wait_for_selector("#routes tbody tr", timeout=30_000)
+        assert page.locator("#health-model").inner_text() == health["model_version"]
+        assert int(page.locator("#health-users").inner_text()) >= 900
+        assert "items" in page.locator("#health-items").inner_text()
+        assert "POST /v1/recommendations" in page.locator("#routes").inner_text()
+        assert "ms" in page.locator("#health-recommendations").inner_text()
+        key_kept = page.evaluate("[localStorage.length, sessionStorage.getItem('dynrec.inspector.apiKey')]")
+    finally:
+        page.close()
+        context.close()
+    assert sent_elsewhere == [] and failed == [], (sent_elsewhere, failed)
+    assert all(urlsplit(r.url).netloc == origin for r in requested if urlsplit(r.url).scheme in ("http", "https"))
+    assert errors == []
+    assert key_kept == [0, API_KEY]  # in this tab's sessionStorage only
+    assert not any(API_KEY in r.url for r in requested)  # never in a URL
+    keyed = [r for r in requested if "/v1/" in r.url and r.headers.get("x-api-key") == API_KEY]
+    assert keyed  # sent as X-API-Key once given
