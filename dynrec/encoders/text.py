@@ -116,6 +116,8 @@ class TextEncoder:
         """
         import torch
 
+        if self.runtime.threads:  # as ONNX sessions are pinned: a replica uses its own CPUs only
+            torch.set_num_threads(self.runtime.threads)
         self._load_torch()
         self.model = self.model.to(torch.bfloat16)
 
