@@ -7,7 +7,8 @@
 By default it builds a fresh home first, as the quickstart's first start does on a clone (ML-1M
 imported into a new SQLite store, the bootstrap model trained, the catalogue embedded); only the
 content-encoder cache of $DYNREC_HOME (~/.dynrec) is copied in when it exists, since encoder
-outputs depend on nothing but the content. `--home` serves an existing home as it is instead.
+outputs depend on nothing but the content (`--keep-home PATH` builds it at PATH and keeps it).
+`--home` serves an existing home as it is instead.
 Starts `serve run` on serve_config.yaml (ML-1M catalogue; access logs off)
 with a no-op app of the same depth beside it on /noop, then in one run:
 - open-loop load at each rate: 80% recommendation requests, 20% event batches (1-5 events);
@@ -451,6 +452,7 @@ def main() -> None:
                         help="run the highest error-free rate of the last load run (or --rates) for --soak-minutes")
     parser.add_argument("--soak-minutes", type=float, default=5.0)
     parser.add_argument("--home", help="serve this prepared home as it is (default: build a fresh one)")
+    parser.add_argument("--keep-home", help="build the fresh home here (a new folder) and keep it afterwards")
     args = parser.parse_args()
     args.rates_given = any(a.startswith("--rates") for a in sys.argv[1:])
     if args.soak:
@@ -468,7 +470,7 @@ def main() -> None:
     if args.home:
         os.environ["DYNREC_HOME"] = str(Path(args.home).expanduser().resolve())
     else:
-        results["fresh_home_prepare_s"] = fresh_home(Path(home.name) / "home")
+        results["fresh_home_prepare_s"] = fresh_home(Path(args.keep_home) if args.keep_home else Path(home.name) / "home")
     with tempfile.TemporaryDirectory() as folder:
         server = start_serve(bench_config(Path(folder)), Path(folder) / "serve.log")
         sampler = MemorySampler(server.pid)

@@ -154,10 +154,6 @@ def test_schemathesis_with_every_check_finds_no_failure(service, tmp_path):
         "--checks", "all", "--header", f"X-API-Key: {API_KEY}", "--phases", "examples,coverage,fuzzing",
         "--max-examples", "15", "--seed", "23", "--workers", "1", "--request-timeout", "60",
         "--exclude-path", "/v1/segments/recompute", "--suppress-health-check", "all", "--no-color",
-        # its query may list 1000 item ids of up to 128 characters, a URL far beyond the 16 KB
-        # request head HAProxy (and uvicorn) take: they answer an undocumented 400. Left out until
-        # the route's limits (or its documented answers) fit; everything else is checked
-        "--exclude-path", "/v1/segments/{segment_id}/recommendations",
     ]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.deployments.schemathesis_hooks", "PYTHONPATH": str(root)}
