@@ -188,7 +188,7 @@ class Guard:
 
 api.add_middleware(Guard)
 REQUEST_STATS = RequestStats(horizon_s=660)
-pass  # api.add_middleware(RequestTimer, stats=REQUEST_STATS)  # outermost: it times the Guard's answers too
+api.add_middleware(RequestTimer, stats=REQUEST_STATS)  # outermost: it times the Guard's answers too
 
 
 @api.exception_handler(RequestValidationError)
