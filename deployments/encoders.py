@@ -15,9 +15,16 @@ class TextEncoder:
 
         config = load_config()
         self.encoder = Encoder.from_config(config.encoders, config.runtime)
+        self.runtime = config.runtime
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encoder.encode(texts)
+
+    def path(self) -> str:
+        """The inference paths this replica's host gives the encoders (dynrec.encoders.paths)."""
+        from dynrec.encoders.paths import chosen_path
+
+        return chosen_path(self.runtime)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)

@@ -267,8 +267,8 @@ class Ingress:
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
-        version = await self.ranker.version.remote()
-        return {"status": "ok", "model_version": version, "user_shards": len(self.user_shards)}
+        version, encoders = await asyncio.gather(self.ranker.version.remote(), self.text_encoder.path.remote())
+        return {"status": "ok", "model_version": version, "user_shards": len(self.user_shards), "encoders": encoders}
 
     @api.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
     async def recommendations(self, body: RecommendationRequest) -> RecommendationResponse:

@@ -16,6 +16,7 @@ the snapshot at the end of the dataset's events; serving keeps them live afterwa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -33,6 +34,7 @@ from dynrec.artifacts.publish import publish
 from dynrec.config import DynrecConfig, EncoderConfig, RuntimeConfig
 from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import latest_behaviour
+from dynrec.encoders.paths import chosen_path
 from dynrec.items.encoding import Batch, fused, hashed, with_images, with_text
 from training.ray_cluster import connect_ray
 
@@ -157,6 +159,7 @@ def encode_catalog(
         ids, hashes = previous["item_id"].to_pylist(), previous["content_hash"].to_pylist()
         unchanged = frozenset((i, h) for i, h, ok in zip(ids, hashes, current) if ok)
 
+    print(f"encoders: {chosen_path(config.runtime)}", flush=True)
     connect_ray()
     resources = stage_resources(ray.cluster_resources())
     stage_runtime = {name: _with_threads(config.runtime, r.threads) for name, r in resources.items()}
@@ -213,7 +216,8 @@ def encode_catalog(
 
 
 def _with_threads(runtime: RuntimeConfig, threads: int) -> RuntimeConfig:
-    return RuntimeConfig(runtime.backend, runtime.int8, runtime.threads or threads, runtime.onnx_dir)
+    """The runtime settings as given (precision and all), with the stage's threads where none are set."""
+    return dataclasses.replace(runtime, threads=runtime.threads or threads)
 
 
 def _pool(resources: StageResources) -> dict[str, Any]:

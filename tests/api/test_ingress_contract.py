@@ -62,7 +62,8 @@ def client(monkeypatch, shard):
     servable = object.__new__(Servable)
     servable.config = ingress.load_config().serving
     servable.attribute_keys = ()
-    servable.text_encoder = servable.image_encoder = servable.fusion = servable.segments = FakeHandle()
+    servable.image_encoder = servable.fusion = servable.segments = FakeHandle()
+    servable.text_encoder = FakeHandle(path=lambda: "text=onnx-fp32 image=onnx-fp32 (cpu amx, precision=fp32)")
     servable.ranker = FakeHandle(version=lambda: "v-test")
     servable.user_shards = (shard,)
     monkeypatch.setattr("ray.serve.get_replica_context", lambda: Context(servable))
@@ -84,7 +85,8 @@ def documented_methods(client, path):
 
 
 def test_the_fake_service_answers(client):
-    assert client.get("/healthz").json()["model_version"] == "v-test"
+    health = client.get("/healthz").json()
+    assert health["model_version"] == "v-test" and health["encoders"].startswith("text=")
 
 
 def test_an_unknown_route_answers_404_in_the_error_shape(client):
