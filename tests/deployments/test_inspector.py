@@ -4,6 +4,7 @@ headless Chromium through Playwright, as the docs pages' test drives it), on the
 the page is the same whatever the store, and a browser run costs time."""
 
 import json
+import os
 import shutil
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.deployments.conftest import API_KEY
 
+SHOTS = os.environ.get("DYNREC_UI_SCREENSHOTS")  # a folder: each page's screenshot is saved there (docs/img)
 CHROMIUM = next((path for path in map(shutil.which, ("chromium", "chromium-browser")) if path), None)
 
 
@@ -65,6 +67,12 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=os.path.join(SHOTS, f"ui-{name}.png"), full_page=False)
 
 
 def rows(page) -> list[str]:
@@ -129,6 +137,7 @@ def test_inspector_pages_in_a_browser(service, browser):
         after = rows(page)
         assert rated not in after and after != before  # rated, so seen, so out of the list
         assert page.locator("#timeline li").first.get_attribute("data-item-id") == rated
+        shot(page, "user")
         # a click names the list it came from
         shown_id = page.locator("#rec-id").inner_text()
         with page.expect_response(lambda r: r.url.endswith("/v1/events")) as clicked:
@@ -147,6 +156,7 @@ def test_inspector_pages_in_a_browser(service, browser):
         page.wait_for_selector("#item-similar tbody tr", timeout=30_000)
         assert page.locator("#item-detail h2").inner_text() == service.get(f"/v1/items/{rated}").json()["title"]
         assert page.locator("#item-similar tbody tr").count() == 10
+        shot(page, "item")
 
         # segments: the scatter, each segment's profile and list; a point opens its user
         segments = service.get("/v1/segments").json()
@@ -159,6 +169,7 @@ def test_inspector_pages_in_a_browser(service, browser):
         user_id = point.get_attribute("data-user-id")
         point.hover()
         assert f"user {user_id}" in page.locator("#hover").inner_text()
+        shot(page, "segments")
         point.click()
         page.wait_for_selector("#rec-table tbody tr", timeout=30_000)
         assert page.evaluate("location.hash") == f"#/user/{user_id}"
@@ -172,6 +183,7 @@ def test_inspector_pages_in_a_browser(service, browser):
         assert "items" in page.locator("#health-items").inner_text()
         assert "POST /v1/recommendations" in page.locator("#routes").inner_text()
         assert "ms" in page.locator("#health-recommendations").inner_text()
+        shot(page, "health")
         key_kept = page.evaluate("[localStorage.length, sessionStorage.getItem('dynrec.inspector.apiKey')]")
     finally:
         page.close()

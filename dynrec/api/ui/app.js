@@ -342,8 +342,9 @@ async function healthPage(view, _arg, gen) {
         h("dl", { class: "kv", id: "health-facts" },
           h("dt", {}, "status"), h("dd", {}, health.status),
           h("dt", {}, "model version"), h("dd", { id: "health-model" }, h("code", {}, health.model_version)),
-          h("dt", {}, "user shards"), h("dd", {}, `${health.user_shards} (users: ${stats.user_shards.map((s) => s.users).join(" + ")})`),
-          h("dt", {}, "users"), h("dd", { id: "health-users" }, stats.users),
+          h("dt", {}, "user shards"), h("dd", {}, health.user_shards),
+          h("dt", {}, "user states held"), h("dd", {}, h("span", { id: "health-users" }, stats.users),
+            stats.user_shards.length > 1 ? ` (${stats.user_shards.map((s) => s.users).join(" + ")}, by shard)` : ""),
           h("dt", {}, "catalogue"), h("dd", { id: "health-items" }, `${stats.store.items} items (${stats.store.hidden_items} hidden)`),
           h("dt", {}, "state store"), h("dd", { id: "health-store" },
             `${stats.store.backend}: item log at ${stats.store.item_log_seq}, event log at ${stats.store.event_log_seq}; `
@@ -355,7 +356,7 @@ async function healthPage(view, _arg, gen) {
         h("table", { id: "routes" },
           h("thead", {}, h("tr", {}, h("th", {}, "route"), h("th", { class: "num" }, "requests"), h("th", { class: "num" }, "per s"),
             h("th", { class: "num" }, "p50 ms"), h("th", { class: "num" }, "p99 ms"), h("th", { class: "num" }, "errors"), h("th", {}, "per second"))),
-          h("tbody", {}, Object.entries(routes).sort((a, b) => b[1].requests - a[1].requests).map(([name, r]) => h("tr", {},
+          h("tbody", {}, Object.entries(routes).filter(([, r]) => r.requests).sort((a, b) => b[1].requests - a[1].requests).map(([name, r]) => h("tr", {},
             h("td", {}, name), h("td", { class: "num" }, r.requests), h("td", { class: "num" }, fmt(r.per_s, 2)),
             h("td", { class: "num" }, fmt(r.p50_ms, 1)), h("td", { class: "num" }, fmt(r.p99_ms, 1)),
             h("td", { class: "num" }, r.errors), h("td", {}, spark(r.per_second))))))));
