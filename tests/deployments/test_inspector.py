@@ -39,7 +39,7 @@ def test_projection_places_every_user_with_their_segment(service):
 
 def test_stats_count_requests_per_route_with_latency_and_the_services_counts(service):
     for _ in range(3):
-        assert service.post("/v1/recommendations", json={"user_id": "1", "num_results": 3}).status_code == 200
+        assert service.post("/v1/recommendations", json={"user_id": "2", "num_results": 3}).status_code == 200
     health = service.get("/healthz").json()
     import time
 
@@ -82,6 +82,9 @@ def rows(page) -> list[str]:
 def test_inspector_pages_in_a_browser(service, browser):
     if not str(service.config_path).endswith("sqlite.yaml"):
         pytest.skip("the browser run once, on the SQLite store")
+    # a user with a history: earlier tests on this app (schemathesis among them) may erase a few
+    user_id = next(u["user_id"] for u in service.get("/v1/segments/projection", params={"limit": 100}).json()["users"]
+                   if len(service.get(f"/v1/users/{u['user_id']}").json()["recent"]) >= 5)
     origin = urlsplit(service.base).netloc
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -96,14 +99,14 @@ def test_inspector_pages_in_a_browser(service, browser):
     try:
         # the user page: history and recommendations as the API gives them
         with page.expect_response(lambda r: r.url.endswith("/v1/recommendations")) as listed:
-            page.goto(service.base + "/ui#/user/1", wait_until="networkidle", timeout=60_000)
+            page.goto(service.base + f"/ui#/user/{user_id}", wait_until="networkidle", timeout=60_000)
         shown_list = listed.value.json()
         page.wait_for_selector("#rec-table tbody tr", timeout=30_000)
         assert rows(page) == [item["item_id"] for item in shown_list["items"]] and len(shown_list["items"]) == 10
         assert page.locator("#rec-model").inner_text() == shown_list["model_version"]
         first = page.locator("#rec-table tbody tr").first
         assert first.locator("td").nth(3).inner_text() == shown_list["items"][0]["reason"]
-        user = service.get("/v1/users/1").json()
+        user = service.get(f"/v1/users/{user_id}").json()
         timeline = page.locator("#timeline li").evaluate_all("items => items.map(i => i.dataset.itemId)")
         assert timeline == [entry["item_id"] for entry in user["recent"]] and timeline
         assert page.locator("#history-length").inner_text() == str(user["history_length"])
@@ -166,13 +169,13 @@ def test_inspector_pages_in_a_browser(service, browser):
         assert page.locator("#segment-cards .segment").count() == segments["k"]
         page.wait_for_selector("#segment-cards .segment ol li", timeout=30_000)
         point = page.locator("#scatter circle").last  # drawn last, so on top of any it overlaps
-        user_id = point.get_attribute("data-user-id")
+        clicked_user = point.get_attribute("data-user-id")
         point.hover()
-        assert f"user {user_id}" in page.locator("#hover").inner_text()
+        assert f"user {clicked_user}" in page.locator("#hover").inner_text()
         shot(page, "segments")
         point.click()
         page.wait_for_selector("#rec-table tbody tr", timeout=30_000)
-        assert page.evaluate("location.hash") == f"#/user/{user_id}"
+        assert page.evaluate("location.hash") == f"#/user/{clicked_user}"
 
         # health: the served model, counts, rates and latencies from the service's own figures
         health = service.get("/healthz").json()

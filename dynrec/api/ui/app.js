@@ -155,7 +155,7 @@ async function userPage(view, userId, gen) {
       : h("p", { class: "muted" }, "No events yet."));
   }
 
-  const diversity = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: 0.3, id: "diversity", oninput: () => {
+  const diversity = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: 0, id: "diversity", oninput: () => {
     state.diversity = Number(diversity.value);
     diversityLabel.textContent = diversity.value;
     requery();
