@@ -238,7 +238,8 @@ def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[s
     """For each item, the recent liked history entry that most plausibly drives its score: the one
     closest to it in the model's own item space (the vectors the user's score is made from), when
     it stands out, `serving.reason_min_z` standard deviations above the item's closeness to the
-    catalogue at large (its score sample); None when no entry is that close."""
+    catalogue at large (its score sample); None when no entry is that close. A single liked entry
+    is always cited: the whole history is that one item."""
     history = [h for h in user.recent if h[0] in catalog and liked(catalog, h)]
     if not item_ids or not history:
         return [None] * len(item_ids)
@@ -247,7 +248,7 @@ def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[s
     background = vectors @ catalog.score_sample.T
     z = (similarity - background.mean(axis=1, keepdims=True)) / np.maximum(background.std(axis=1, keepdims=True), 1e-6)
     closest = z.argmax(axis=1)
-    floor = catalog.config.serving.reason_min_z
+    floor = catalog.config.serving.reason_min_z if len(history) > 1 else -np.inf
     return [history[int(c)] if z[row, c] >= floor else None for row, c in enumerate(closest)]
 
 

@@ -76,12 +76,12 @@ class UserSessions:
         self._generation = 0  # odd while a model switch is being applied (see `view`)
         self._previous: Overlap | None = None
         self._changed_while_adopting: set[str] | None = None
+        self.mine = mine or (lambda user_id: True)
         after = self._load_snapshot(snapshot) if snapshot else None
         if after is None:
             after = self._load_histories()
-        mine = mine or (lambda user_id: True)
         replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
-                    for _, e in self.store.events(after) if e.user_id and mine(e.user_id) and e.item_id in catalog]
+                    for _, e in self.store.events(after) if e.user_id and self.mine(e.user_id) and e.item_id in catalog]
         self.apply(replayed)
         self.replayed = len(replayed)
         release_unused_memory()  # the store's reads
@@ -96,6 +96,8 @@ class UserSessions:
         if not isinstance(saved, dict) or saved.get("version") != SNAPSHOT_VERSION:
             return None
         for user_id, entry in saved["users"].items():
+            if not self.mine(user_id):  # a snapshot written before shards kept only their own users
+                continue
             self._pickled[user_id] = entry
             history, seen, embedding, profile, events, attributes = pickle.loads(entry)
             self.users[user_id] = UserRecord(user_id, deque(history, maxlen=self.max_length), set(seen), embedding, profile,
@@ -106,12 +108,15 @@ class UserSessions:
         return after
 
     def _load_histories(self) -> int:
-        """Every user from the store's events; returns the event sequence number they are complete to."""
+        """Every user of this shard (`mine`) from the store's events; returns the event sequence
+        number they are complete to."""
         dataset, (_, after) = stored_dataset(self.store, self.config.source.label)
         interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
         names = interactions.event_type_names
         attributes = {r["user_id"]: dict(r["attributes"] or []) for r in dataset.users.select(["user_id", "attributes"]).to_pylist()}
         for u, user_id in enumerate(interactions.user_ids):
+            if not self.mine(str(user_id)):
+                continue
             lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
             items = interactions.item_ids[interactions.items[lo:hi]]
             record = UserRecord(str(user_id), deque(maxlen=self.max_length), set(items.tolist()), attributes=attributes.get(str(user_id), {}))
@@ -123,7 +128,8 @@ class UserSessions:
                 )
             self.users[str(user_id)] = record
         for user_id, attributes_only in attributes.items():  # users the store knows without events yet
-            self.users.setdefault(user_id, UserRecord(user_id, deque(maxlen=self.max_length), attributes=attributes_only))
+            if self.mine(user_id):
+                self.users.setdefault(user_id, UserRecord(user_id, deque(maxlen=self.max_length), attributes=attributes_only))
         self._embed_all(list(self.users))
         self._dirty.update(self.users)  # the first snapshot holds them all
         return after

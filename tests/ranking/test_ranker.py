@@ -146,14 +146,16 @@ def test_a_reason_cites_a_liked_item_close_to_the_result_and_never_a_disliked_on
     catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
     result = "50"  # Star Wars
     twin = catalog.ids[int(np.argsort(-(catalog.vectors(catalog.ids) @ catalog.vectors([result])[0]))[1])]
-    far = catalog.ids[int(np.argmin(catalog.vectors(catalog.ids) @ catalog.vectors([result])[0]))]
+    far, farther = (catalog.ids[int(i)] for i in np.argsort(catalog.vectors(catalog.ids) @ catalog.vectors([result])[0])[:2])
 
     def view(*recent):
         return UserView("u", None, set(), list(recent), history_length=len(recent))
 
     liked_twin = (twin, "rating", 2, 5.0)
     assert cited(catalog, [result], view((far, "view", 3, 1.0), liked_twin)) == [liked_twin]
-    disliked = view((twin, "rating", 3, 2.0), (far, "view", 2, 1.0))
+    disliked = view((twin, "rating", 3, 2.0), (far, "view", 2, 1.0), (farther, "view", 1, 1.0))
     assert twin not in reasons_for(catalog, [result], disliked)[0]  # a 2★ is never given as a reason
-    assert cited(catalog, [result], view((far, "view", 3, 1.0))) == [None]  # nothing close: no citation
-    assert reasons_for(catalog, [result], view((far, "view", 3, 1.0))) == ["Fits your history as a whole"]
+    far_only = view((far, "view", 3, 1.0), (farther, "view", 4, 1.0), (twin, "rating", 2, 1.0))  # the twin disliked
+    assert cited(catalog, [result], far_only) == [None]  # nothing close: no citation
+    assert reasons_for(catalog, [result], far_only) == ["Fits your history as a whole"]
+    assert cited(catalog, [result], view((far, "view", 3, 1.0))) == [(far, "view", 3, 1.0)]  # the whole history

@@ -86,3 +86,16 @@ def test_adopting_a_new_model_re_embeds_every_user_as_a_fresh_start_on_it_would(
     assert sessions.end_overlap() is None  # not run out yet
     sessions._previous.until = 0
     assert sessions.end_overlap() is old and sessions.view("1").earlier == {}
+
+
+def test_each_shard_holds_only_its_own_users(served, fill, tmp_path):
+    """Two shards over one store split the users between them: none held twice, none lost (every
+    shard used to load every imported user, and segments fitted each user twice)."""
+    from dynrec.users.shards import shard_of
+
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.db")))
+    shards = [UserSessions(served.config, catalog, mine=lambda u, s=s: shard_of(u, 2) == s) for s in range(2)]
+    held = [set(shard.users) for shard in shards]
+    assert held[0] and held[1] and not held[0] & held[1]
+    assert held[0] | held[1] == set(UserSessions(served.config, catalog).users)
+    assert all(shard_of(u, 2) == 1 for u in held[1])
