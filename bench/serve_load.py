@@ -489,6 +489,7 @@ def main() -> None:
                   f"{results['freshness_event_floor_p99_ms']:.0f} ms), item p99 {results['freshness_item_p99_ms']:.0f} ms", flush=True)
             runs = []
             results["rounds"] = args.rounds
+            results["load_average_before"] = os.getloadavg()  # other work on the machine shows here
             for rate in rates:  # each rate against the no-op floor at the same rate, interleaved
                 run, noop = against_floor(rate, args.seconds, args.rounds, users, items)
                 run.update(noop_p50_ms=noop["p50_ms"], noop_p99_ms=noop["p99_ms"], noop_errors=noop["errors"],
@@ -496,6 +497,7 @@ def main() -> None:
                 runs.append(run)
                 print(f"  {rate:>5.0f} rps: dynrec p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, errors {run['errors']}"
                       f" | no-op p50 {noop['p50_ms']:.1f} ms, p99 {noop['p99_ms']:.1f} ms, errors {noop['errors']}", flush=True)
+            results["load_average_after"] = os.getloadavg()
             at_top = runs[-1]
             clean = [r for r in runs if r["errors"] == 0 and r["noop_errors"] == 0]
             results["highest_clean_rate_rps"] = clean[-1]["rate_rps"] if clean else None
