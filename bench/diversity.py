@@ -1,6 +1,6 @@
 """What diversity costs: NDCG@10 against intra-list diversity at several `diversity` settings.
 
-    DYNREC_HOME=<a home that has served ML-1M> .venv/bin/python -m bench.diversity [--users 1000]
+    DYNREC_HOME=<a home that has served ML-1M> .venv/bin/python -m bench.diversity [--users 1000] [--until 2004-01-01]
 
 In-process on the served model and catalogue (the Ranker's own `recommend`, MMR over the
 `serving.candidates` retrieved). For each of `--users` users with at least 20 events in the
@@ -18,6 +18,7 @@ import argparse
 import math
 import time
 from collections import deque
+from datetime import datetime, timezone
 from itertools import islice
 
 import numpy as np
@@ -34,16 +35,21 @@ from dynrec.users.shards import UserView
 SETTINGS = (0.0, 0.2, 0.5, 0.8)
 
 
-def held_out_views(sessions: UserSessions, users: int, seed: int = 0) -> list[tuple[UserView, str]]:
-    """(view built from all but the newest event, that newest event's item) for `users` users."""
+def held_out_views(sessions: UserSessions, users: int, until: int | None, seed: int = 0) -> list[tuple[UserView, str]]:
+    """(view built from all but the newest event, that newest event's item) for `users` users;
+    with `until` (unix seconds), only the events before it count."""
     rng = np.random.default_rng(seed)
-    eligible = sorted(u for u, r in sessions.users.items() if len(r.history) >= 20)
+
+    def window(user_id: str) -> list:
+        return [h for h in sessions.users[user_id].history if until is None or h[2] < until]
+
+    eligible = sorted(u for u in sessions.users if len(window(u)) >= 20)
     chosen = rng.choice(eligible, min(users, len(eligible)), replace=False)
     records, targets = [], []
     for user_id in chosen:
-        history = list(sessions.users[user_id].history)
+        history = window(user_id)
         target = history[-1][0]
-        record = UserRecord(user_id, deque(history[:-1], maxlen=sessions.max_length), set(sessions.users[user_id].seen) - {target})
+        record = UserRecord(user_id, deque(history[:-1], maxlen=sessions.max_length), {h[0] for h in history[:-1]})
         records.append(record)
         targets.append(target)
     views = []
@@ -60,11 +66,14 @@ def held_out_views(sessions: UserSessions, users: int, seed: int = 0) -> list[tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--until", help="only events before this date (YYYY-MM-DD) count: leaves out what benchmarks "
+                                        "and tests posted into a shared home")
     args = parser.parse_args()
+    until = int(datetime.fromisoformat(args.until).replace(tzinfo=timezone.utc).timestamp()) if args.until else None
     served = load_served(threads=2)
     catalog = served.catalog(open_store(served.config))
     sessions = UserSessions(served.config, catalog)
-    cases = held_out_views(sessions, args.users)
+    cases = held_out_views(sessions, args.users, until)
     no_exploration = ExplorationSettings(0.0, 1.0, 1)
     rows = []
     for diversity in SETTINGS:
@@ -87,7 +96,7 @@ def main() -> None:
     for row in rows:
         row["ndcg_vs_0"] = row["ndcg@10"] / base["ndcg@10"] if base["ndcg@10"] else None
         row["distance_vs_0"] = row["intra_list_distance"] / base["intra_list_distance"]
-    results = {"settings": rows, "users": len(cases), "model_version": catalog.model_version, "machine": machine()}
+    results = {"settings": rows, "users": len(cases), "until": args.until, "model_version": catalog.model_version, "machine": machine()}
     path = write_results("diversity", results)
     plot(rows)
     print(f"\n{'diversity':>9} {'NDCG@10':>8} {'x at 0':>7} {'distance':>9} {'x at 0':>7} {'genres':>7}")
