@@ -140,7 +140,9 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None, use
     from deployments.app import build_app
 
     env = {key: os.environ[key] for key in ("DYNREC_CONFIG", "DYNREC_HOME", "DYNREC_DATA_DIR", "RAY_AUTH_MODE") if key in os.environ}
-    ray.init(include_dashboard=False, configure_logging=False, runtime_env={"env_vars": env})
+    # log_to_driver off: the background training's workers run on this cluster, and their output
+    # belongs in its log file (<home>/logs), not between the sample requests
+    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False, runtime_env={"env_vars": env})
     try:
         print("\nstarting the Serve graph (Ingress, TextEncoder, ImageEncoder, Fusion, Ranker, Segments, UserState) ...", flush=True)
         serve.start(http_options={"host": "127.0.0.1", "port": port})
