@@ -65,24 +65,26 @@ def attribute(events: list[tuple[int, Event]], lookup: Callable[[str], IssuedRec
               wait_s: float = 1.0) -> tuple[list[tuple[int, Event]], list[int]]:
     """The events, each attributed (its position filled in) when the recommendation it names was
     issued to its user and held its item, else stripped of the id; and the request indexes of the
-    attributed ones. An unknown id is looked up again for up to `wait_s`: a list issued a moment
-    ago may still be on its way to the store. Impressions are never attributed (module docstring)."""
+    attributed ones. Unknown ids are looked up again until `wait_s` after the call began (one
+    deadline for the whole batch, each id looked up once): a list issued a moment ago may still be
+    on its way to the store. Impressions are never attributed (module docstring)."""
     kept, attributed, found = [], [], {}
+    deadline = time.monotonic() + wait_s
     for index, event in events:
         issued = None
         if event.recommendation_id and event.event_type != "impression":
-            issued = found.get(event.recommendation_id) or _patiently(lookup, event.recommendation_id, wait_s)
+            if event.recommendation_id not in found:
+                found[event.recommendation_id] = _patiently(lookup, event.recommendation_id, deadline)
+            issued = found[event.recommendation_id]
         if issued is None or issued.user_id != event.user_id or event.item_id not in issued.item_ids:
             kept.append((index, replace(event, recommendation_id=None, position=None)))
             continue
-        found[event.recommendation_id] = issued
         kept.append((index, replace(event, position=issued.item_ids.index(event.item_id))))
         attributed.append(index)
     return kept, attributed
 
 
-def _patiently(lookup: Callable[[str], IssuedRecommendation | None], recommendation_id: str, wait_s: float):
-    deadline = time.monotonic() + wait_s
+def _patiently(lookup: Callable[[str], IssuedRecommendation | None], recommendation_id: str, deadline: float):
     while True:
         issued = lookup(recommendation_id)
         if issued is not None or time.monotonic() >= deadline:
