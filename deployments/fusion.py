@@ -10,13 +10,18 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 
-from deployments.common import load_published, load_served, state_store
+from deployments.common import (
+    REPLICA_HEALTH_CHECK_PERIOD_S,
+    load_published,
+    load_served,
+    state_store,
+)
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.items.ingest import EncodedItem
 from dynrec.state import ItemChange
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
 class Fusion:
     def __init__(self):
         served = load_served()

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.common import load_config
+from deployments.common import REPLICA_HEALTH_CHECK_PERIOD_S, load_config
 from dynrec.api import inspector
 from dynrec.api.docs import (
     ASSETS_PATH,
@@ -244,7 +244,7 @@ async def inspector_page() -> Response:
     return inspector.inspector_page()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=200)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=200)
 @serve.ingress(api)
 class Ingress:
     def __init__(

@@ -15,7 +15,12 @@ import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.common import load_published, load_served, state_store
+from deployments.common import (
+    REPLICA_HEALTH_CHECK_PERIOD_S,
+    load_published,
+    load_served,
+    state_store,
+)
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.items.catalog import Catalog, ItemDetail
 from dynrec.ranking.attribution import RecommendationLog
@@ -32,7 +37,7 @@ from dynrec.ranking.ranker import (
 from dynrec.users.shards import UserView
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
 class Ranker:
     def __init__(self):
         served = load_served()

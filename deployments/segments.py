@@ -17,7 +17,7 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.common import load_config, state_store
+from deployments.common import REPLICA_HEALTH_CHECK_PERIOD_S, load_config, state_store
 from dynrec.projection import ProjectedUser, project_users
 from dynrec.segments import (
     ItemInfo,
@@ -30,7 +30,7 @@ from dynrec.state.imports import latest_records
 from dynrec.users.shards import shard_of
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
 class Segments:
     def __init__(self, *user_shards: DeploymentHandle):
         self.config = load_config()

@@ -18,7 +18,12 @@ import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.common import load_published, load_served, state_store
+from deployments.common import (
+    REPLICA_HEALTH_CHECK_PERIOD_S,
+    load_published,
+    load_served,
+    state_store,
+)
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
 from dynrec.ranking.attribution import attribute
 from dynrec.segments import UserTable
@@ -33,7 +38,7 @@ from dynrec.users.shards import (
 )
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+@serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class UserState:
     def __init__(self, shard: int = 0, shards: int = 1):
         from dynrec.users.sessions import (
