@@ -10,10 +10,14 @@ the log); two thirds in, a Ranker replica's. Then every acknowledged event is lo
 `GET /v1/users/{id}`.
 
 Writes bench/results/faults.json with `acked_events_lost` (must be 0), `failed_requests`, and
-`recovery_s` (the longest time from a kill until the last request it failed or held up for more
-than a second was answered), per fault too (`user_state_recovery_s`, `ranker_recovery_s`), and
-prints a table. The replacement replica's time includes Ray starting its process and importing
-the model stack, as well as booting from the store's snapshots.
+`back_s` (from the kill until the first answer to a request sent after it: the replacement
+replica serving), `recovery_s` (from the kill until the last request it failed or held up for more
+than a second, among those sent before the replica was back, was answered), per fault too
+(`user_state_recovery_s`, `ranker_recovery_s`), and prints a table. Both count from the moment of
+the kill (the killing driver's own start-up, seconds under load, is not the service's), and both
+include Ray starting the replacement's process and importing the model stack, as well as its boot
+from the store's snapshots. Requests slow for other reasons after the replica is back (this
+machine's other load) do not count as held up by the kill.
 """
 
 from __future__ import annotations
@@ -51,21 +55,24 @@ def wait_healthy(timeout_s: float = 900) -> None:
     wait_until_ok(lambda: requests.get(f"{BASE}/healthz", timeout=5), timeout_s, every_s=2)
 
 
-def kill_replica(deployment: str, address: str) -> str:
-    """Kill one replica actor of `deployment` (Serve replaces it), from a driver on the cluster."""
+def kill_replica(deployment: str, address: str) -> tuple[str, float]:
+    """Kill one replica actor of `deployment` (Serve replaces it), from a driver on the cluster;
+    returns the replica's name and the wall-clock time of the kill."""
     script = (
         "import ray, sys\n"
         f"ray.init(address='{address}', namespace='serve', log_to_driver=False)\n"
         "names = [a['name'] for a in ray.util.list_named_actors(all_namespaces=True)\n"
         f"         if a['name'].startswith('SERVE_REPLICA::dynrec#{deployment}#')]\n"
+        "import time\n"
         "ray.kill(ray.get_actor(names[0], namespace='serve'), no_restart=True)\n"
-        "print(names[0])\n"
+        "print(names[0], repr(time.time()))\n"
     )
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
-    return done.stdout.strip().splitlines()[-1]
+    name, at = done.stdout.strip().splitlines()[-1].split()
+    return name, float(at)
 
 
 async def load(rate: float, seconds: float, kills: dict[float, str], address: str) -> dict:
@@ -98,8 +105,8 @@ async def load(rate: float, seconds: float, kills: dict[float, str], address: st
 
     async def fire(offset: float, deployment: str, start: float):
         await asyncio.sleep(offset)
-        killed_at[deployment] = time.monotonic()
-        killed[deployment] = await asyncio.to_thread(kill_replica, deployment, address)
+        killed[deployment], wall = await asyncio.to_thread(kill_replica, deployment, address)
+        killed_at[deployment] = time.monotonic() - (time.time() - wall)
 
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -125,6 +132,7 @@ def main() -> None:
         try:
             wait_healthy()
             kills = {args.seconds / 3: "UserState", 2 * args.seconds / 3: "Ranker"}
+            load_before = os.getloadavg()  # other work on the machine shows here
             outcome = asyncio.run(load(args.rate, args.seconds, kills, cluster_address(server)))
             wait_healthy()
             lost = []
@@ -139,11 +147,14 @@ def main() -> None:
     for index, (deployment, at) in enumerate(ordered):
         until = ordered[index + 1][1] if index + 1 < len(ordered) else float("inf")
         failed = [t for t, _ in outcome["failures"] if at <= t < until]
-        # requests the dead replica held up: failed, or answered only after more than STALL_S
-        stalled = [t + d for t, d in outcome["latencies"] if at - STALL_S <= t < until and d > STALL_S]
+        # back: the first answer to a request sent after the kill (the old replica cannot have served it)
+        back = min((t + d for t, d in outcome["latencies"] if at <= t < until), default=until)
+        # requests the dead replica held up: sent before it was back, then failed or answered only after STALL_S
+        stalled = [t + d for t, d in outcome["latencies"] if at - STALL_S <= t < back and d > STALL_S]
         ends = stalled + [t for t in failed]
         phases[deployment] = {"replica": outcome["killed"][deployment], "failed_requests": len(failed),
-                              "stalled_requests": len(stalled), "recovery_s": (max(ends) - at) if ends else 0.0,
+                              "stalled_requests": len(stalled), "back_s": back - at,
+                              "recovery_s": (max(ends) - at) if ends else 0.0,
                               "max_latency_s": max((d for t, d in outcome["latencies"] if at <= t < until), default=0.0)}
     results = {
         "acked_events_lost": len(lost),
@@ -153,15 +164,19 @@ def main() -> None:
         "recovery_s": max((p["recovery_s"] for p in phases.values()), default=0.0),
         "user_state_recovery_s": phases.get("UserState", {}).get("recovery_s"),
         "ranker_recovery_s": phases.get("Ranker", {}).get("recovery_s"),
+        "user_state_back_s": phases.get("UserState", {}).get("back_s"),
+        "ranker_back_s": phases.get("Ranker", {}).get("back_s"),
         "faults": phases,
         "settings": vars(args),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "machine": machine(),
     }
     path = write_results("faults", results)
-    print(f"\n{'fault':<12}{'failed':>8}{'held up':>9}{'recovery s':>12}{'max latency s':>15}")
+    print(f"\n{'fault':<12}{'failed':>8}{'held up':>9}{'back s':>8}{'recovery s':>12}{'max latency s':>15}")
     for deployment, phase in phases.items():
-        print(f"{deployment:<12}{phase['failed_requests']:>8}{phase['stalled_requests']:>9}{phase['recovery_s']:>12.1f}"
-              f"{phase['max_latency_s']:>15.1f}")
+        print(f"{deployment:<12}{phase['failed_requests']:>8}{phase['stalled_requests']:>9}{phase['back_s']:>8.1f}"
+              f"{phase['recovery_s']:>12.1f}{phase['max_latency_s']:>15.1f}")
     print(f"\nacknowledged events: {results['acked_events']}, lost: {results['acked_events_lost']}\nwrote {path}")
 
 
