@@ -15,6 +15,10 @@ mostly be the tie-break's choice):
 - attributes_only: the attribute prior at every n, for reference.
 - early_popularity: the prior without attributes (what users reach first), to show how much of
   the prior's lift is the early-event weighting and how much the attributes.
+- segment_w<weight>: the prior arm with the user's segment drawn in (dynrec.ranking.prior.with_segment)
+  at each of `--segment-weights`. Segments are fitted (dynrec.segments.fit_segments, the service's
+  settings) on the other users' served embeddings and attributes; a cold user is assigned by their
+  attributes alone at n = 0, by their embedding and attributes after that.
 HR@10 (one of the next 10 in the top 10) and NDCG@10 (binary relevance). The served model was trained on all
 ML-1M partial users, so at n >= 1 it has seen these users' sequences: treat those rows as an
 upper bound; the n = 0 comparison involves no trained model.
@@ -36,7 +40,16 @@ from dynrec.config import DynrecConfig
 from dynrec.data import Interactions, load_source
 from dynrec.models.model import load_model
 from dynrec.models.runtime import ModelRuntime
-from dynrec.ranking.prior import AttributePrior, blended, standardise
+from dynrec.ranking.prior import (
+    AttributePrior,
+    PriorRanking,
+    blended,
+    segment_shares,
+    segment_term,
+    standardise,
+    with_segment,
+)
+from dynrec.segments import UserTable, fit_segments
 
 STEPS = (0, 1, 3, 5)
 HORIZON = 10  # the user's next events that count as relevant
@@ -63,7 +76,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=600, help="cold users sampled (seed 0)")
     parser.add_argument("--folds", type=int, default=0,
                         help="instead of one sample, every eligible user in this many folds, each fold cold in turn")
+    parser.add_argument("--segment-weights", default="0.25,0.5,1", help="weights of the segment term to compare")
     args = parser.parse_args()
+    segment_weights = [float(w) for w in args.segment_weights.split(",") if w]
     config = DynrecConfig()
     dataset = load_source(config)
     interactions = Interactions.from_dataset(dataset)
@@ -85,7 +100,29 @@ def main() -> None:
     item_vectors = vectors(table["embedding"])[[position[i] for i in interactions.item_ids]]
     rating = config.model.event_types.index("rating")
 
-    hits: dict[str, dict[int, list[list[bool]]]] = {arm: {n: [] for n in STEPS} for arm in ("prior", "popularity", "attributes_only", "early_popularity")}
+    arms = ("prior", "popularity", "attributes_only", "early_popularity", *(f"segment_w{w:g}" for w in segment_weights))
+    hits: dict[str, dict[int, list[list[bool]]]] = {arm: {n: [] for n in STEPS} for arm in arms}
+    max_length = config.model.max_length
+
+    def embed(users: list[int], lengths: list[int]) -> np.ndarray:
+        """Served embeddings of each user's first `lengths` events (at most the last max_length)."""
+        out = []
+        for start in range(0, len(users), 64):
+            batch = list(zip(users[start : start + 64], lengths[start : start + 64]))
+            width = max(min(n, max_length) for _, n in batch)
+            items = np.zeros((len(batch), width, item_vectors.shape[1]), np.float32)
+            gaps, values = np.zeros((len(batch), width), np.float32), np.zeros((len(batch), width), np.float32)
+            sizes_ = np.zeros(len(batch), np.int64)
+            for r, (u, n) in enumerate(batch):
+                lo = interactions.indptr[u] + max(0, n - max_length)
+                hi = interactions.indptr[u] + n
+                times = interactions.timestamps[lo:hi].astype(np.float64)
+                m = hi - lo
+                items[r, :m] = item_vectors[interactions.items[lo:hi]]
+                gaps[r, :m] = np.diff(times, prepend=times[:1]).clip(min=0)
+                values[r, :m], sizes_[r] = interactions.values[lo:hi], m
+            out.append(runtime.embed_users(items, np.full(items.shape[:2], rating), gaps, values, sizes_))
+        return np.concatenate(out)
     sizes: dict[int, list[int]] = {n: [] for n in STEPS}
     progress = tqdm(total=sum(len(f) for f in folds), desc="cold users", unit="user")
     for cold in folds:
@@ -93,15 +130,26 @@ def main() -> None:
                                    exclude_users={str(interactions.user_ids[u]) for u in cold})
         popularity = all_popularity - np.bincount(np.concatenate([users_per_item[u] for u in cold]), minlength=interactions.n_items)
         early = prior.scores({})
+        cold_set = set(cold.tolist())
+        warm = [u for u in range(interactions.n_users) if u not in cold_set]
+        table = UserTable([str(interactions.user_ids[u]) for u in warm], embed(warm, [int(interactions.lengths[u]) for u in warm]),
+                          [attributes.get(str(interactions.user_ids[u]), {}) for u in warm],
+                          [[str(interactions.item_ids[i]) for i in interactions.sequence(u)[-50:]] for u in warm])
+        segmentation = fit_segments(table, {}, config.segments)
+        rows = {str(item_id): r for r, item_id in enumerate(interactions.item_ids)}
+        terms = [segment_term(segment_shares(segmentation.basis(s)[1], rows, interactions.n_items)) for s in range(segmentation.k)]
         for u in cold:
             lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
             items = interactions.items[lo:hi]
             times = interactions.timestamps[lo:hi].astype(np.float64)
             values = interactions.values[lo:hi]
-            own = prior.scores(attributes.get(str(interactions.user_ids[u]), {}))
+            user_attributes = attributes.get(str(interactions.user_ids[u]), {})
+            own = prior.scores(user_attributes)
+            own_ranking = PriorRanking(own, standardise(own, own), np.argsort(-own, kind="stable"))
             for n in STEPS:
                 seen = items[:n]
                 targets = set(items[n : n + HORIZON].tolist()) - set(seen.tolist())
+                embedding = None
                 if n == 0:
                     served = own
                 else:
@@ -110,6 +158,11 @@ def main() -> None:
                                                     values[:n][None], np.array([n]))[0]
                     model_scores = item_vectors @ embedding
                     served = blended(model_scores, model_scores, standardise(own, own), n, config.cold_start)
+                segment = segmentation.assign(embedding, user_attributes)
+                for w in segment_weights:
+                    drawn = with_segment(own_ranking, terms[segment], w).standardised
+                    hits[f"segment_w{w:g}"][n].append(top_hits(
+                        drawn if n == 0 else blended(model_scores, model_scores, drawn, n, config.cold_start), targets, seen))
                 sizes[n].append(len(targets))
                 hits["prior"][n].append(top_hits(served, targets, seen))
                 hits["popularity"][n].append(top_hits(popularity, targets, seen))
@@ -123,9 +176,9 @@ def main() -> None:
     write_results("cold_users_folds" if args.folds else "cold_users", {"ml-1m": results, "prior_over_popularity_hr@10_at_0": lift,
                                  "cold_users": sum(len(f) for f in folds), "folds": args.folds,
                                  "machine": machine()})
-    print(f"\n{'arm':<16}" + "".join(f"{'n=' + str(n) + ' HR/NDCG@10':>24}" for n in STEPS))
+    print(f"\n{'arm':<18}" + "".join(f"{'n=' + str(n) + ' HR/NDCG@10':>24}" for n in STEPS))
     for arm, by_n in results.items():
-        print(f"{arm:<16}" + "".join(f"{by_n[str(n)]['hr@10']:>13.4f} /{by_n[str(n)]['ndcg@10']:>8.4f}" for n in STEPS))
+        print(f"{arm:<18}" + "".join(f"{by_n[str(n)]['hr@10']:>13.4f} /{by_n[str(n)]['ndcg@10']:>8.4f}" for n in STEPS))
     print(f"\nat 0 events the prior's HR@10 is {lift:.2f}x global popularity's (target >= 1.10)")
 
 

@@ -44,7 +44,7 @@ class AttributePrior:
     @classmethod
     def fit(
         cls, users: pa.Table, interactions: Interactions, config: ColdStartConfig, exclude_users: set[str] | None = None
-    ) -> "AttributePrior":
+    ) -> AttributePrior:
         """From a users table (user_id, attributes map) and their interactions; `exclude_users`
         are left out (the benchmark's cold users)."""
         attributes = {row["user_id"]: dict(row["attributes"] or []) for row in users.select(["user_id", "attributes"]).to_pylist()}
@@ -103,6 +103,30 @@ class AttributePrior:
         if "occupation" in known:
             words += f" ({known['occupation']})"
         return words
+
+
+def segment_shares(popular: dict[str, float], rows: dict[str, int], n_items: int) -> np.ndarray:
+    """A segment's popular items (dynrec.segments: item -> share of its members who chose it) as a
+    per-row array over the first `n_items` catalogue rows; 0 for items it does not list."""
+    shares = np.zeros(n_items)
+    for item_id, share in popular.items():
+        row = rows.get(item_id)
+        if row is not None and row < n_items:
+            shares[row] = share
+    return shares
+
+
+def segment_term(shares: np.ndarray) -> np.ndarray:
+    """A segment's pull on each item (`segment_shares`), as the standardised log share."""
+    log_share = np.log(shares + 1e-3)
+    return standardise(log_share, log_share)
+
+
+def with_segment(prior: PriorRanking, term: np.ndarray, weight: float) -> PriorRanking:
+    """The prior plus `weight` x the user's segment's `segment_term`: what people whose taste and
+    attributes look like the user's chose, on top of what the user's attribute groups took to first."""
+    scores = prior.standardised + weight * term
+    return PriorRanking(scores, standardise(scores, scores), np.argsort(-scores, kind="stable"))
 
 
 def blend_weight(n_events: int, config: ColdStartConfig) -> float:
