@@ -2,13 +2,18 @@
 against fp32, Ray Data vs a plain ONNX Runtime loop over the whole catalogue (fp32 and fast), ONNX
 vs torch per exported model, int8 vs fp32 quality, and the item index at 1M items.
 
-    .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,index,...]
+    .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,index,put,...]
     .venv/bin/python -m bench.encode --calibrate   # re-measure the int8 image ranges on ML-1M posters
 
 Uses the trained ML-1M model (`dynrec train --config configs/ml-1m.yaml`); without one, the timing
 steps run on an untrained model of the same shape (pass --skip int8). Every ratio is taken within
 one run; absolute times on this shared machine are weak evidence. Writes bench/results/encode.json
 and prints a table. Run torch steps with OMP_WAIT_POLICY=passive on a shared machine.
+
+The `put` step starts the service (`serve run serve_config.yaml` on $DYNREC_HOME, with the no-op
+app of bench/noop_app.py beside it) and times one `PUT /v1/items/{id}` at a time, each with an
+ML-1M abstract and poster, alternating with the same request to the no-op app (the floor):
+`put_item_p50_ms`, `put_item_p99_ms`, `put_item_floor_p50_ms`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dynrec.config import DynrecConfig, RuntimeConfig
 from dynrec.onnx.export import parity
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "ml-1m.yaml"
-STEPS = ("fast", "ray", "latency", "int8", "index")
+STEPS = ("fast", "ray", "latency", "int8", "index", "put")
 RANGES_MODULE = Path(__file__).resolve().parent.parent / "dynrec" / "encoders" / "image_int8_ranges.py"
 CALIBRATION_POSTERS = 128  # every 25th ML-1M poster; the parity figures use posters outside this set
 
@@ -75,6 +80,55 @@ def latency_ms(fn, repeats: int = 30, warmup: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return 1000 * statistics.median(times)
+
+
+def bench_put_item(config: DynrecConfig, trials: int = 100) -> dict:
+    """Item upserts over HTTP, one at a time against the idle service, each with its text and
+    poster, alternating with the same body sent to the no-op app (module docstring)."""
+    import base64
+
+    import requests
+    import yaml
+
+    from bench.common import start_serve, stop_serve
+    from bench.serve_load import bench_config
+    from dynrec.client import Client, wait_until_ok
+    from tests.conftest import free_port
+
+    _, texts, images = catalogue_inputs(config)
+    with_posters = [(t, i) for t, i in zip(texts, images) if i][:trials]
+    bodies = [{"title": f"Upsert {n}", "text": text, "categories": ["Drama"],
+               "image": base64.b64encode(image["bytes"] or Path(image["path"]).read_bytes()).decode()}
+              for n, (text, image) in enumerate(with_posters)]
+    with tempfile.TemporaryDirectory() as folder:
+        # a port of its own: test apps on this machine share 8000 (HAProxy binds it with SO_REUSEPORT)
+        port = free_port()
+        path = bench_config(Path(folder))
+        served = yaml.safe_load(path.read_text())
+        served["http_options"]["port"] = port
+        path.write_text(yaml.safe_dump(served))
+        base = f"http://127.0.0.1:{port}"
+        server = start_serve(path, Path(folder) / "serve.log", port)
+        try:
+            wait_until_ok(lambda: requests.post(f"{base}/noop/v1/recommendations", json={"user_id": "1"}, timeout=5), 900, 2)
+            wait_until_ok(lambda: requests.get(f"{base}/healthz", timeout=5), 900, 2)
+            client = Client(base)
+            load_before = os.getloadavg()
+            timings: dict[str, list[float]] = {"": [], "/noop": []}
+            for n, body in enumerate(bodies):
+                for prefix in ("", "/noop") if n % 2 == 0 else ("/noop", ""):
+                    started = time.perf_counter()
+                    response = client.session.put(f"{base}{prefix}/v1/items/bench-upsert-{n}", json=body, timeout=60)
+                    timings[prefix].append(1000 * (time.perf_counter() - started))
+                    response.raise_for_status()
+            for n in range(len(bodies)):
+                client.delete_item(f"bench-upsert-{n}")
+        finally:
+            stop_serve(server)
+    return {"put_item_p50_ms": float(np.percentile(timings[""], 50)), "put_item_p99_ms": float(np.percentile(timings[""], 99)),
+            "put_item_floor_p50_ms": float(np.percentile(timings["/noop"], 50)),
+            "put_item_floor_p99_ms": float(np.percentile(timings["/noop"], 99)),
+            "put_item_trials": len(bodies), "put_item_load_average": load_before}
 
 
 def catalogue_inputs(config: DynrecConfig):
@@ -469,6 +523,9 @@ def main() -> None:
     if "index" not in skip:
         print(f"HNSW index at {args.index_items:,} items ...", flush=True)
         results.update(bench_index(args.index_items))
+    if "put" not in skip:
+        print("item upserts over HTTP against the no-op floor ...", flush=True)
+        results.update(bench_put_item(config))
     path = write_results("encode", results, merge=True)
     print(f"\n{'figure':<28} {'value':>12}")
     for key in (
@@ -478,7 +535,7 @@ def main() -> None:
         "catalogue_items_per_s", "catalogue_items_per_s_before",
         "ray_data_items_per_s", "plain_ort_items_per_s", "ray_data_vs_plain", "text_onnx_speedup_b1",
         "image_onnx_speedup_b1", "text_int8_min_cosine", "int8_ndcg_delta", "index_1m_p50_ms",
-        "index_1m_recall_at_100", "index_upsert_p50_ms",
+        "index_1m_recall_at_100", "index_upsert_p50_ms", "put_item_p50_ms", "put_item_p99_ms", "put_item_floor_p50_ms",
     ):
         if key in results:
             print(f"{key:<28} {results[key]:>12.4f}")

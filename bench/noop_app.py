@@ -44,5 +44,11 @@ class NoopIngress:
         rejected = await self.users.apply.remote(body.get("events", []))
         return {"accepted": len(body.get("events", [])) - len(rejected), "rejected": rejected}
 
+    @api.put("/v1/items/{item_id}")
+    async def put_item(self, item_id: str, body: dict) -> dict:
+        """The item upsert's floor: the same body read and parsed (a poster in base64), one hop."""
+        await self.users.apply.remote([])
+        return {"item_id": item_id, "title": body.get("title", ""), "new": True}
+
 
 app = NoopIngress.bind(NoopUsers.bind(), NoopRanker.bind())
