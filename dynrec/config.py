@@ -257,9 +257,14 @@ class ServingConfig:
     behaviour_refresh_s: float = 5.0  # re-fuse items whose behaviour changed this often (in the background)
     popularity_refresh_s: float = 60.0  # recount what is popular (the cold-start ranking) this often
     reason_history: int = 20  # newest history events a user's view carries to ranking: what reasons and new-item picks draw on
-    # a reason cites a history item only when it is this many standard deviations closer to the result
-    # (in the model's item space) than the catalogue at large is
-    reason_min_z: float = 2.0
+    # a reason cites the liked recent event whose removal lowers the result's score most (leave-one-out):
+    # the user is re-embedded from the newest `reason_window` events (what the view carries; 0: reasons
+    # cite nothing), without each of the `reason_candidates` liked recent events closest to the results,
+    # in one batch; an event is cited only when its removal lowers the score by at least
+    # `reason_min_drop` standard deviations of the user's scores over the catalogue (bench/reasons.py)
+    reason_window: int = 30
+    reason_candidates: int = 8
+    reason_min_drop: float = 0.02
     model_poll_s: float = 5.0  # replicas check the store for a newly published model this often (0: never)
     # after switching models, a UserState shard keeps the previous model's user embeddings current this
     # long, for Ranker replicas that have not switched yet (and Rankers keep the previous catalogue

@@ -234,27 +234,54 @@ def liked(catalog: Catalog, entry: tuple[str, str, int, float]) -> bool:
     return entry[1] != "rating" or entry[3] > catalog.config.model.value_center
 
 
+def leave_one_out_inputs(catalog: Catalog, window: list[tuple[str, str, int, float]], positions: list[int]) -> tuple:
+    """The user graph's inputs (`ModelRuntime.embed_users`) for `window` (oldest first) in row 0,
+    then for the window without its entry at each of `positions`, encoded as `UserSessions`
+    encodes a window: each gap counts from the event kept before it, the first gap is 0. A row
+    without an entry is one shorter; its last column repeats an event, which the causal graph
+    never lets an earlier position see."""
+    event_types = catalog.config.model.event_types
+    n = len(window)
+    steps = np.arange(n)
+    rows = np.vstack([steps, np.minimum(steps + (steps >= np.asarray(positions)[:, None]), n - 1)])
+    codes = np.array([event_types.index(e[1]) if e[1] in event_types else len(event_types) for e in window])
+    times = np.array([e[2] for e in window], np.float64)[rows]
+    values = np.array([e[3] for e in window], np.float32)[rows]
+    gaps = np.diff(times, axis=1, prepend=times[:, :1]).clip(min=0)
+    lengths = np.array([n] + [n - 1] * len(positions))
+    return catalog.vectors([e[0] for e in window])[rows], codes[rows], gaps, values, lengths
+
+
 def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[str, str, int, float] | None]:
-    """For each item, the recent liked history entry that most plausibly drives its score: the one
-    closest to it in the model's own item space (the vectors the user's score is made from), when
-    it stands out, `serving.reason_min_z` standard deviations above the item's closeness to the
-    catalogue at large (its score sample); None when no entry is that close. A single liked entry
-    is always cited: the whole history is that one item."""
-    history = [h for h in user.recent if h[0] in catalog and liked(catalog, h)]
-    if not item_ids or not history:
+    """For each item, the liked recent history entry whose removal lowers its score most: the user
+    is re-embedded from `user.window` (the newest `serving.reason_window` events) without each
+    candidate, in one batch. The candidates are the liked entries among the newest
+    `serving.reason_history`, at most `serving.reason_candidates` of them, those closest to any of
+    the items. An entry is cited only when its removal lowers the item's score by at least
+    `serving.reason_min_drop` standard deviations of the user's scores over the catalogue (its
+    score sample); None otherwise. A window of one liked event is always cited: the whole
+    history is that one item."""
+    serving = catalog.config.serving
+    window = [e for e in user.window if e[0] in catalog]
+    positions = [p for p in range(max(len(window) - serving.reason_history, 0), len(window)) if liked(catalog, window[p])]
+    if not item_ids or not positions:
         return [None] * len(item_ids)
+    if len(window) == 1:
+        return [window[0]] * len(item_ids)
     vectors = catalog.vectors(item_ids)
-    similarity = vectors @ catalog.vectors([h[0] for h in history]).T
-    background = vectors @ catalog.score_sample.T
-    z = (similarity - background.mean(axis=1, keepdims=True)) / np.maximum(background.std(axis=1, keepdims=True), 1e-6)
-    closest = z.argmax(axis=1)
-    floor = catalog.config.serving.reason_min_z if len(history) > 1 else -np.inf
-    return [history[int(c)] if z[row, c] >= floor else None for row, c in enumerate(closest)]
+    if len(positions) > serving.reason_candidates:
+        closeness = (vectors @ catalog.vectors([window[p][0] for p in positions]).T).max(axis=0)
+        positions = [positions[c] for c in np.sort(np.argsort(-closeness, kind="stable")[: serving.reason_candidates])]
+    embeddings = catalog.runtime.embed_users(*leave_one_out_inputs(catalog, window, positions))
+    drops = (embeddings[0] - embeddings[1:]) @ vectors.T  # (candidates, items): each removal's fall in each score
+    floor = serving.reason_min_drop * float(np.std(catalog.score_sample @ embeddings[0]))
+    best = drops.argmax(axis=0)
+    return [window[positions[b]] if drops[b, i] > 0 and drops[b, i] >= floor else None for i, b in enumerate(best)]
 
 
 def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[str]:
-    """One reason per item: "similar to <the history item `cited` for it>", or, when no single item
-    stands out, that it fits the history as a whole; flagged when the item is new."""
+    """One reason per item: "because of <the history item `cited` for it>", or, when no single
+    item stands out, that it fits the history as a whole; flagged when the item is new."""
     reasons = []
     for item_id, entry in zip(item_ids, cited(catalog, item_ids, user)):
         prefix = "new item, " if catalog.is_new(item_id) else ""
@@ -263,7 +290,7 @@ def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[s
             continue
         item, event_type, _, value = entry
         detail = f" {value:g}★" if event_type == "rating" else ""
-        reasons.append(sentence(f"{prefix}similar to “{catalog.item(item).title}”, which you {VERBS.get(event_type, 'interacted with')}{detail}"))
+        reasons.append(sentence(f"{prefix}because of “{catalog.item(item).title}”, which you {VERBS.get(event_type, 'interacted with')}{detail}"))
     return reasons
 
 

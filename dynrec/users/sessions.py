@@ -336,11 +336,12 @@ class UserSessions:
             return UserView(user_id, None, set(), [], dict(attributes or {}))
         merged = {**record.attributes, **(attributes or {})}
         recent = list(islice(reversed(record.history), self.config.serving.reason_history))
+        window = list(islice(reversed(record.history), self.config.serving.reason_window))[::-1]
         overlap = self._previous
         earlier = overlap.embeddings.get(user_id) if overlap is not None else None
         return UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history),
                         self.catalog.model_version if record.embedding is not None else None,
-                        {overlap.catalog.model_version: earlier} if earlier is not None else {})
+                        {overlap.catalog.model_version: earlier} if earlier is not None else {}, window=window)
 
     def export(self, history: int = 50) -> UserTable:
         """Every user with an embedding, for segmentation: their last `history` items too."""

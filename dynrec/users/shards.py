@@ -71,6 +71,8 @@ class UserView:
     # while a shard overlaps two models after a switch: the user's embeddings under the earlier one, by
     # model version, for Ranker replicas that still serve it
     earlier: dict[str, np.ndarray] = field(default_factory=dict)
+    # oldest first, the newest `serving.reason_window` events: what a reason's leave-one-out re-embeds
+    window: list[tuple[str, str, int, float]] = field(default_factory=list)
 
 
 @dataclass

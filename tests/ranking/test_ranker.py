@@ -149,13 +149,61 @@ def test_a_reason_cites_a_liked_item_close_to_the_result_and_never_a_disliked_on
     far, farther = (catalog.ids[int(i)] for i in np.argsort(catalog.vectors(catalog.ids) @ catalog.vectors([result])[0])[:2])
 
     def view(*recent):
-        return UserView("u", None, set(), list(recent), history_length=len(recent))
+        return UserView("u", None, set(), list(recent), history_length=len(recent), window=list(reversed(recent)))
 
-    liked_twin = (twin, "rating", 2, 5.0)
-    assert cited(catalog, [result], view((far, "view", 3, 1.0), liked_twin)) == [liked_twin]
+    liked_twin = (twin, "rating", 3, 5.0)  # rated last: removing it lowers Star Wars' score, removing `far` raises it
+    driven = view(liked_twin, (far, "view", 2, 1.0))
+    assert cited(catalog, [result], driven) == [liked_twin]
+    assert reasons_for(catalog, [result], driven) == [f"Because of “{catalog.item(twin).title}”, which you rated 5★"]
     disliked = view((twin, "rating", 3, 2.0), (far, "view", 2, 1.0), (farther, "view", 1, 1.0))
-    assert twin not in reasons_for(catalog, [result], disliked)[0]  # a 2★ is never given as a reason
+    assert catalog.item(twin).title not in reasons_for(catalog, [result], disliked)[0]  # a 2★ is never given as a reason
     far_only = view((far, "view", 3, 1.0), (farther, "view", 4, 1.0), (twin, "rating", 2, 1.0))  # the twin disliked
-    assert cited(catalog, [result], far_only) == [None]  # nothing close: no citation
+    assert cited(catalog, [result], far_only)[0] in {None, far_only.recent[0], far_only.recent[1]}
+    catalog.config = dataclasses.replace(served.config, serving=dataclasses.replace(served.config.serving, reason_min_drop=1e6))
+    assert cited(catalog, [result], far_only) == cited(catalog, [result], driven) == [None]  # none lowers it enough
     assert reasons_for(catalog, [result], far_only) == ["Fits your history as a whole"]
     assert cited(catalog, [result], view((far, "view", 3, 1.0))) == [(far, "view", 3, 1.0)]  # the whole history
+
+
+def test_a_reason_cites_the_history_event_whose_removal_lowers_the_score_most(served, fill, tmp_path):
+    """Each user's top 10, and for each result the event its reason cites: of the liked recent
+    events, the one whose leave-one-out re-embedding (through the sessions' own window encoding,
+    one window at a time) lowers the result's score most, or none when no removal lowers it. On
+    these users that is often not the history item closest to the result, so a closeness rule
+    cannot pass; and often a disliked event's removal would lower the score more, which is never
+    cited."""
+    from collections import deque
+
+    import numpy as np
+
+    from dynrec.ranking.ranker import cited, liked, reasons_for
+    from dynrec.users.sessions import UserRecord
+
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
+    serving = dataclasses.replace(served.config.serving, reason_candidates=served.config.serving.reason_history, reason_min_drop=0.0)
+    catalog.config = dataclasses.replace(served.config, serving=serving)
+    sessions = UserSessions(catalog.config, catalog)
+    checked = not_closest = disliked_dropping_more = 0
+    for user_id in ("1", "2", "5", "7", "13", "42", "92", "100"):
+        view = sessions.view(user_id)
+        assert len(view.window) == serving.reason_window and view.window[::-1][: len(view.recent)] == view.recent
+        ids = [r.item_id for r in recommend(catalog, view, 10, Filters(), True, 200, 0.0, 0)]
+        recent = view.window[-serving.reason_history :]
+        windows = [view.window] + [[e for e in view.window if e != r] for r in recent]
+        _, *inputs = sessions._batch([UserRecord(user_id, deque(w)) for w in windows], catalog)
+        embeddings = np.stack([catalog.runtime.embed_users(*(x[row : row + 1] for x in inputs))[0] for row in range(len(windows))])
+        drops = (embeddings[0] - embeddings[1:]) @ catalog.vectors(ids).T  # (recent events, results)
+        candidates = [n for n, e in enumerate(recent) if liked(catalog, e)]
+        closest = (catalog.vectors(ids) @ catalog.vectors([recent[n][0] for n in candidates]).T).argmax(axis=1)
+        for item, entry, reason, column, near in zip(ids, cited(catalog, ids, view), reasons_for(catalog, ids, view), drops.T, closest):
+            best = max(column[candidates].max(), 0.0)
+            disliked_dropping_more += column.max() > best
+            if best <= 0:
+                assert entry is None and reason == "Fits your history as a whole"
+                continue
+            assert entry is not None and liked(catalog, entry), (user_id, item)
+            assert column[recent.index(entry)] >= best - 1e-5, (user_id, item)
+            assert reason.startswith(f"Because of “{catalog.item(entry[0]).title}”")
+            checked += 1
+            not_closest += entry != recent[candidates[near]]
+    assert checked >= 20 and not_closest >= 10 and disliked_dropping_more >= 10
