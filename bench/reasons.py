@@ -1,23 +1,34 @@
-"""Do reasons name what drives the score? A leave-one-out check of the cited history item.
+"""Do reasons name what drives the score? A leave-one-out check of the cited history event.
 
     DYNREC_HOME=<a home that has served ML-1M> .venv/bin/python -m bench.reasons [--users 500]
 
-In-process on the served model. For each of `--users` users with at least 20 events, the top
-result (seen items excluded, exploration and new-item slots off) and the history item its reason
-cites (dynrec.ranking.ranker.cited). The user is re-embedded twice from their whole window: once
-without the cited event, once without a random other event among the ones a reason may cite. The
-reason is faithful when removing the cited event lowers the result's score more. Results where no
-history item is close enough to cite ("fits your history as a whole") are counted apart.
+In-process on the served model, with the served rule (dynrec.ranking.ranker.cited: a leave-one-out
+over the newest `serving.reason_window` events). For each of `--users` users with at least 20
+events, the top `--results` results (seen items excluded, exploration and new-item slots off) and
+the history event each one's reason cites. The user is then re-embedded from their whole kept
+history (up to `model.max_length` events) without the cited event, and without a random other
+event among the ones a reason may cite (the liked events among the newest
+`serving.reason_history`): the reason is faithful when removing the cited event lowers the
+result's score more. `faithful_share_any_event` draws the other event from the whole kept history
+instead, any type; `faithful_share_top1` counts the top result alone. Results whose reason cites
+nothing ("Fits your history as a whole") are counted apart (`uncited_share`).
 
-Writes bench/results/reasons.json: `faithful_share` (of the results with a cited item), `users`,
-`uncited_share`, and the median score drops, at the configured `serving.reason_min_z` and, under
-`by_min_z`, at the `--sweep` values (more citations, less faithful); prints a table.
+The Ranker's cost of it: `recommend` for 10 results, with the view as the shard sends it and with
+its window left empty (what `reason_window` 0 sends: no re-embedding, nothing cited), alternated
+over `--timed` users and `--repeats` rounds, on one ONNX Runtime thread as a Ranker replica runs;
+medians in ms (the machine's load average is recorded beside them).
+
+Writes bench/results/reasons.json: the figures above at the configured settings and, under
+`sweep`, with one setting changed at a time (`--sweep`); prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import deque
+import dataclasses
+import os
+import statistics
+import time
 
 import numpy as np
 from tqdm import tqdm
@@ -25,65 +36,110 @@ from tqdm import tqdm
 from bench.common import machine, write_results
 from deployments.common import load_served
 from dynrec.ranking.bandit import ExplorationSettings
-from dynrec.ranking.ranker import Filters, cited, liked, recommend
+from dynrec.ranking.ranker import Filters, cited, leave_one_out_inputs, liked, recommend
 from dynrec.state import open_store
-from dynrec.users.sessions import UserRecord, UserSessions
+from dynrec.users.sessions import UserSessions
+
+NO_EXPLORATION = ExplorationSettings(0.0, 1.0, 1)
 
 
-def faithfulness(catalog, sessions, chosen, candidates: int, rng) -> dict:
-    """The leave-one-out check (module docstring) over `chosen` users, at the catalogue's current
-    `serving.reason_min_z`."""
-    faithful, uncited, cited_drops, random_drops = 0, 0, [], []
-    for user_id in tqdm(chosen, desc=f"users (min z {catalog.config.serving.reason_min_z:g})"):
+def faithfulness(catalog, sessions, chosen, results: int, candidates: int, rng) -> dict:
+    """The leave-one-out check (module docstring) over `chosen` users, at the current settings."""
+    serving = catalog.config.serving
+    faithful, faithful_any, top1, top1_cases, uncited, cases = 0, 0, 0, 0, 0, 0
+    cited_drops, other_drops = [], []
+    for user_id in tqdm(chosen, desc="users", leave=False):
         view = sessions.view(str(user_id))
-        top = recommend(catalog, view, 1, Filters(), True, candidates, 0.0, new_item_slots=0,
-                        exploration=ExplorationSettings(0.0, 1.0, 1))[0].item_id
-        entry = cited(catalog, [top], view)[0]
-        others = [h for h in view.recent if h != entry and h[0] in catalog and liked(catalog, h)]
-        if entry is None or not others:
-            uncited += 1
+        ids = [r.item_id for r in recommend(catalog, view, results, Filters(), True, candidates, 0.0, new_item_slots=0,
+                                            exploration=NO_EXPLORATION)]
+        history = [e for e in sessions.users[str(user_id)].history if e[0] in catalog]
+        citable = [p for p in range(max(len(history) - serving.reason_history, 0), len(history)) if liked(catalog, history[p])]
+        measured, removed = [], []
+        for rank, (item_id, entry) in enumerate(zip(ids, cited(catalog, ids, view))):
+            cases += 1
+            position = next((p for p in reversed(range(len(history))) if history[p] == entry), None)
+            others = [p for p in citable if p != position]
+            if entry is None or position is None or not others:
+                uncited += 1
+                continue
+            anything = [p for p in range(len(history)) if p != position]
+            measured.append((rank, item_id))
+            removed += [position, others[rng.integers(len(others))], anything[rng.integers(len(anything))]]
+        if not measured:
             continue
-        other = others[rng.integers(len(others))]
-        history = list(sessions.users[str(user_id)].history)
-        windows = [history] + [[h for i, h in enumerate(history) if i != len(history) - 1 - history[::-1].index(e)]
-                               for e in (entry, other)]
-        records = [UserRecord(str(user_id), deque(w, maxlen=sessions.max_length)) for w in windows]
-        _, *inputs = sessions._batch(records, catalog)
-        full, without_cited, without_other = catalog.runtime.embed_users(*inputs)
-        item = catalog.vectors([top])[0]
-        cited_drops.append(float((full - without_cited) @ item))
-        random_drops.append(float((full - without_other) @ item))
-        faithful += cited_drops[-1] > random_drops[-1]
-    measured = len(cited_drops)
-    return {"faithful_share": faithful / measured if measured else None, "measured": measured,
-            "uncited_share": uncited / len(chosen),
-            "median_score_drop_cited": float(np.median(cited_drops)) if cited_drops else None,
-            "median_score_drop_random": float(np.median(random_drops)) if random_drops else None}
+        embeddings = catalog.runtime.embed_users(*leave_one_out_inputs(catalog, history, removed))
+        drops = (embeddings[0] - embeddings[1:]) @ catalog.vectors([i for _, i in measured]).T
+        for m, (rank, _) in enumerate(measured):
+            by_cited, by_other, by_any = drops[3 * m : 3 * m + 3, m]
+            cited_drops.append(float(by_cited))
+            other_drops.append(float(by_other))
+            faithful += by_cited > by_other
+            faithful_any += by_cited > by_any
+            if rank == 0:
+                top1_cases += 1
+                top1 += by_cited > by_other
+    n = len(cited_drops)
+    return {"faithful_share": faithful / n if n else None, "faithful_share_any_event": faithful_any / n if n else None,
+            "faithful_share_top1": top1 / top1_cases if top1_cases else None, "measured": n,
+            "uncited_share": uncited / cases if cases else None,
+            "median_score_drop_cited": float(np.median(cited_drops)) if n else None,
+            "median_score_drop_random": float(np.median(other_drops)) if n else None}
+
+
+def ranker_cost(catalog, sessions, timed, candidates: int, repeats: int) -> dict:
+    """Median ms of a 10-result `recommend` with the shard's view and with its window left empty,
+    alternated (module docstring)."""
+    views = [sessions.view(str(u)) for u in timed]
+    bare = [dataclasses.replace(v, window=[]) for v in views]
+    times: dict[str, list[float]] = {"with_reasons": [], "without_reasons": []}
+    for _ in range(repeats):
+        for view, without in zip(views, bare):
+            for name, v in (("with_reasons", view), ("without_reasons", without)):
+                started = time.perf_counter()
+                recommend(catalog, v, 10, Filters(), True, candidates, 0.0, new_item_slots=0, exploration=NO_EXPLORATION)
+                times[name].append(1000 * (time.perf_counter() - started))
+    medians = {f"ranker_ms_{name}": statistics.median(t) for name, t in times.items()}
+    return {**medians, "ranker_ms_added": medians["ranker_ms_with_reasons"] - medians["ranker_ms_without_reasons"]}
+
+
+def measure(catalog, sessions, chosen, args, candidates: int) -> dict:
+    return {**faithfulness(catalog, sessions, chosen, args.results, candidates, np.random.default_rng(0)),
+            **ranker_cost(catalog, sessions, chosen[: args.timed], candidates, args.repeats)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=500)
-    parser.add_argument("--sweep", default="1,0", help="other serving.reason_min_z values to measure beside the configured one")
+    parser.add_argument("--results", type=int, default=10, help="results per user whose reasons are checked")
+    parser.add_argument("--timed", type=int, default=100, help="users whose requests are timed")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweep", default="reason_window=20,50,200;reason_candidates=4,20;reason_min_drop=0,0.05",
+                        help="serving settings to measure one at a time beside the configured ones")
     args = parser.parse_args()
-    served = load_served(threads=2)
+    served = load_served(threads=1)  # a Ranker replica's one thread: what the cost figures are for
     catalog = served.catalog(open_store(served.config))
     sessions = UserSessions(served.config, catalog)
+    serving = served.config.serving  # the one object the sessions' views and `cited` both read
     rng = np.random.default_rng(0)
     eligible = sorted(u for u, r in sessions.users.items() if len(r.history) >= 20)
-    chosen = rng.choice(eligible, min(args.users, len(eligible)), replace=False)
-    configured = served.config.serving.reason_min_z
-    by_min_z = {}
-    for min_z in [configured] + [float(z) for z in args.sweep.split(",") if z]:
-        catalog.config.serving.reason_min_z = min_z
-        by_min_z[f"{min_z:g}"] = faithfulness(catalog, sessions, chosen, served.config.serving.candidates, np.random.default_rng(0))
-    headline = by_min_z[f"{configured:g}"]
-    results = {**headline, "users": len(chosen), "reason_min_z": configured, "by_min_z": by_min_z,
-               "model_version": catalog.model_version, "machine": machine()}
+    chosen = list(rng.choice(eligible, min(args.users, len(eligible)), replace=False))
+    configured = {name: getattr(serving, name) for name in ("reason_window", "reason_candidates", "reason_min_drop")}
+    headline = measure(catalog, sessions, chosen, args, serving.candidates)
+    sweep = {}
+    for setting in filter(None, args.sweep.split(";")):
+        name, values = setting.split("=")
+        for value in values.split(","):
+            setattr(serving, name, type(configured[name])(float(value)))
+            sweep[f"{name}={value}"] = measure(catalog, sessions, chosen, args, serving.candidates)
+        setattr(serving, name, configured[name])
+    results = {**headline, "users": len(chosen), "results_per_user": args.results, **configured, "sweep": sweep,
+               "model_version": catalog.model_version, "machine": machine(), "load_average": os.getloadavg()}
     path = write_results("reasons", results)
-    print(f"\n{'min z':>6} {'faithful':>9} {'cited':>6} {'uncited share':>14}")
-    for min_z, r in by_min_z.items():
-        print(f"{min_z:>6} {r['faithful_share'] or 0:>9.3f} {r['measured']:>6} {r['uncited_share']:>14.3f}")
+    print(f"\n{'setting':<22} {'faithful':>8} {'any event':>9} {'top 1':>6} {'cited':>6} {'uncited':>8} {'ms with':>8} {'without':>8}")
+    for label, r in {"configured": headline, **sweep}.items():
+        print(f"{label:<22} {r['faithful_share'] or 0:>8.3f} {r['faithful_share_any_event'] or 0:>9.3f} "
+              f"{r['faithful_share_top1'] or 0:>6.3f} {r['measured']:>6} {r['uncited_share']:>8.3f} "
+              f"{r['ranker_ms_with_reasons']:>8.2f} {r['ranker_ms_without_reasons']:>8.2f}")
     print(f"\nwrote {path}")
 
 
