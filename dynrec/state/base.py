@@ -76,6 +76,10 @@ class StateStore(Protocol):
         """(user_id, item_id, event_type, ts, value, recommendation_id) of every event up to `upto`,
         as plain tuples: a replica reads the whole log this way when it boots."""
 
+    def event_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+        """(seq, item_id, event_type, ts) of at most `limit` events after `after`, in order: the
+        whole log read a page at a time, without holding every event's full row at once."""
+
     def latest(self) -> tuple[int, int]:
         """The newest (item change, behaviour event) sequence numbers: a cheap "anything new?"."""
 
@@ -83,6 +87,15 @@ class StateStore(Protocol):
         """Replace snapshot `name` atomically: a reader sees the old one or the new one whole."""
 
     def load_snapshot(self, name: str) -> tuple[int, bytes] | None: ...
+
+    def put_images(self, images: dict[str, bytes]) -> None:
+        """Keep items' image files as uploaded or imported (replacing any kept before), durably:
+        the item log keeps only their vectors, and the inspector shows the image itself."""
+
+    def item_image(self, item_id: str) -> bytes | None: ...
+
+    def image_ids(self) -> set[str]:
+        """The items with a kept image."""
 
     def put_users(self, users: dict[str, dict[str, str]]) -> None:
         """Set users' attributes (replacing what was stored for them), durably."""

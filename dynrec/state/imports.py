@@ -1,10 +1,11 @@
 """Moving data between a source and the state store, the online service's source of truth.
 
 `import_dataset` writes a canonical dataset (from `dynrec.data.load_source`) into the store in
-batches, each one transaction: users' attributes, the items whose record changed, and events
-under an idempotency key (a 64-bit hash of user, item, type, time and value), so a re-run adds
-nothing twice and an interrupted run, run again, adds only what is missing. Users erased on request stay
-erased: their rows are skipped and counted.
+batches, each one transaction: users' attributes, the items whose record changed (and their
+image files, kept apart from the item log), and events under an idempotency key (a 64-bit hash
+of user, item, type, time and value), so a re-run adds nothing twice and an interrupted run,
+run again, adds only what is missing. Users erased on request stay erased: their rows are
+skipped and counted.
 
 `stored_dataset` reads the store back as a canonical dataset: what every replica, and the
 bootstrap training, build their state from, on any node that reaches the store.
@@ -34,6 +35,7 @@ from dynrec.data.schemas import (
     USERS_SCHEMA,
 )
 from dynrec.data.sources import LoadReport, load_source
+from dynrec.encoders.content import image_bytes
 from dynrec.state.base import ItemChange, StateStore, StoredEvent, open_store
 
 
@@ -41,6 +43,7 @@ from dynrec.state.base import ItemChange, StateStore, StoredEvent, open_store
 class ImportSummary:
     items_written: int = 0
     items_unchanged: int = 0
+    images_kept: int = 0
     users_written: int = 0
     events_written: int = 0
     events_already_stored: int = 0
@@ -52,6 +55,7 @@ class ImportSummary:
     def lines(self) -> list[str]:
         return [
             f"items   {self.items_written:,} written, {self.items_unchanged:,} unchanged",
+            *([f"images  {self.images_kept:,} kept in the store"] if self.images_kept else []),
             f"users   {self.users_written:,} written",
             f"events  {self.events_written:,} written, {self.events_already_stored:,} already stored",
             *([f"skipped {self.rows_of_erased_users:,} rows of users erased on request"] if self.rows_of_erased_users else []),
@@ -95,6 +99,22 @@ def vector_carrying(changes: list[ItemChange]) -> dict[str, ItemChange]:
     return {item_id: c for item_id, c in latest_records(changes).items() if c.text_vec is not None}
 
 
+def keep_images(dataset: Dataset, store: StateStore, written: set[str], batch_size: int = 256) -> int:
+    """Keep the image files of the items just written, and of any the store holds no image for
+    yet (a store imported before images were kept), read from their bytes or path, `batch_size`
+    files to a write; returns how many. The replicas that serve an image may not reach the
+    import's files."""
+    kept = store.image_ids()
+    rows = [(row["item_id"], row["image"]) for row in dataset.items.select(["item_id", "image"]).to_pylist()
+            if row["image"] is not None and (row["item_id"] in written or row["item_id"] not in kept)]
+    stored = 0
+    for start in range(0, len(rows), batch_size):
+        images = {item_id: data for item_id, image in rows[start : start + batch_size] if (data := image_bytes(image))}
+        store.put_images(images)
+        stored += len(images)
+    return stored
+
+
 def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000, progress: bool = True,
                    encode: Callable[[Dataset, list[str]], dict[str, np.ndarray]] | None = None) -> ImportSummary:
     """With `encode` (dynrec.artifacts.prepare.import_encoder), the changed items' records carry
@@ -132,6 +152,7 @@ def import_dataset(dataset: Dataset, store: StateStore, batch_size: int = 20_000
             store.put_items(changes[start : start + batch_size])
             bar.update(len(changes[start : start + batch_size]))
     summary.items_written = len(changes)
+    summary.images_kept = keep_images(dataset, store, {c.item_id for c in changes})
     summary.items_seconds = time.perf_counter() - began
 
     began = time.perf_counter()

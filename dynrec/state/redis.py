@@ -42,7 +42,8 @@ class RedisStore:
         self.client = redis.Redis.from_url(url)
         self.client.ping()
         self.keys = {name: f"{namespace}:{name}" for name in
-                     ("item_seq", "item_log", "item_keys", "event_seq", "item_events", "event_keys", "users", "erased")}
+                     ("item_seq", "item_log", "item_keys", "event_seq", "item_events", "event_keys", "users", "erased",
+                      "item_images")}
         self.snapshot_prefix = f"{namespace}:snapshot:"
         self.recommendation_prefix = f"{namespace}:recommendation:"
         self._append = self.client.register_script(APPEND)
@@ -99,6 +100,14 @@ class RedisStore:
         return [(e.get("user_id"), e["item_id"], e.get("event_type", "rating"), e["ts"], e["value"], e.get("recommendation_id"))
                 for e in (json.loads(fields[b"entry"]) for _, fields in rows)]
 
+    def event_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+        rows = self.client.xrange(self.keys["item_events"], min=f"({after}-1" if after else "-", max="+", count=limit)
+        page = []
+        for key, fields in rows:
+            entry = json.loads(fields[b"entry"])
+            page.append((int(key.split(b"-")[0]), entry["item_id"], entry.get("event_type", "rating"), entry["ts"]))
+        return page
+
     def latest(self) -> tuple[int, int]:
         items, events = self.client.mget(self.keys["item_seq"], self.keys["event_seq"])
         return int(items or 0), int(events or 0)
@@ -110,6 +119,18 @@ class RedisStore:
     def load_snapshot(self, name: str) -> tuple[int, bytes] | None:
         value = self.client.get(self.snapshot_prefix + name)
         return None if value is None else (int.from_bytes(value[:8], "big"), value[8:])
+
+    def put_images(self, images: dict[str, bytes]) -> None:
+        """One hash of item id -> image bytes."""
+        if images:
+            self.client.hset(self.keys["item_images"], mapping=images)
+            self._replicated()
+
+    def item_image(self, item_id: str) -> bytes | None:
+        return self.client.hget(self.keys["item_images"], item_id)
+
+    def image_ids(self) -> set[str]:
+        return {item_id.decode() for item_id in self.client.hkeys(self.keys["item_images"])}
 
     def put_users(self, users: dict[str, dict[str, str]]) -> None:
         if users:

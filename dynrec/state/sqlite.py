@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS recommendations (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recommendations_expiry ON recommendations (expires_at);
+CREATE TABLE IF NOT EXISTS item_images (
+    item_id TEXT PRIMARY KEY,
+    image BLOB NOT NULL,
+    written_at REAL NOT NULL
+);
 """
 # columns added after a table's first release; older files gain them on open
 EVENT_COLUMNS = {"event_type": "TEXT NOT NULL DEFAULT 'rating'", "user_id": "TEXT", "recommendation_id": "TEXT",
@@ -165,6 +170,12 @@ class SqliteStore:
                 (upto,),
             ).fetchall()
 
+    def event_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT seq, item_id, event_type, ts FROM item_events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit),
+            ).fetchall()
+
     def latest(self) -> tuple[int, int]:
         """The newest (item change, behaviour event) sequence numbers: a cheap "anything new?"."""
         with self._lock:
@@ -181,6 +192,23 @@ class SqliteStore:
         with self._lock:
             row = self._db.execute("SELECT seq, payload FROM snapshots WHERE name = ?", (name,)).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def put_images(self, images: dict[str, bytes]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO item_images (item_id, image, written_at) VALUES (?, ?, ?)",
+                                 [(item_id, image, now) for item_id, image in images.items()])
+            self._db.execute("COMMIT")
+
+    def item_image(self, item_id: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT image FROM item_images WHERE item_id = ?", (item_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def image_ids(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT item_id FROM item_images")}
 
     def put_users(self, users: dict[str, dict[str, str]]) -> None:
         with self._lock:
