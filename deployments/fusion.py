@@ -49,5 +49,9 @@ class Fusion:
             for i, e, c in zip(items, embeddings, content)
         ])
 
+    def keep_images(self, images: dict[str, bytes]) -> None:
+        """Keep uploaded image files (the item log holds only their vectors): the item page shows them."""
+        self.store.put_images(images)
+
     def hide(self, item_id: str) -> int:
         return self.store.hide(item_id)

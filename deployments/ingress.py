@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import asdict
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -36,6 +36,7 @@ from dynrec.api.schemas import (
     EventsRequest,
     EventsResponse,
     Id,
+    ItemActivityResponse,
     ItemIn,
     ItemOut,
     ItemsBatchRequest,
@@ -48,11 +49,13 @@ from dynrec.api.schemas import (
     SegmentOut,
     SegmentRecommendationsResponse,
     SegmentsResponse,
+    ShardStatus,
     SimilarResponse,
     StatsResponse,
 )
 from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
 from dynrec.api.stats import RequestStats, RequestTimer
+from dynrec.items.activity import BUCKETS
 from dynrec.items.ingest import ItemUpload, Refused, encoded_items, item_upload
 from dynrec.users.shards import Event, shard_of
 
@@ -306,6 +309,9 @@ class Ingress:
         images = [u.image for u in uploads if u.image is not None]
         features, valid = await self.image_encoder.encode.remote(images) if images else (None, None)
         items, refused = encoded_items(uploads, await text_call, features, valid)
+        images = {u.item_id: u.image for i, u in enumerate(uploads) if u.image is not None and i not in refused}
+        if images:  # before the item: once the item says it has an image, the image is there
+            await self.fusion.keep_images.remote(images)
         if items:
             await self.fusion.upsert.remote(items)
         return refused
@@ -361,6 +367,34 @@ class Ingress:
             return error(404, f"unknown or hidden item_id '{item_id}'")
         return SimilarResponse(item_id=item_id, items=[RecommendedItem(**asdict(r)) for r in items])
 
+    @api.get("/v1/items/{item_id}/image", response_class=Response, responses={
+        200: {"description": "the image file as uploaded or imported",
+              "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in inspector.IMAGE_MEDIA_TYPES}},
+        **ERRORS})
+    async def item_image(self, item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        """The item's image file (the inspector's item page shows it). 404 for an unknown item, one
+        without an image, or one imported before the store kept images (`dynrec import` again)."""
+        image = await self.ranker.item_image.remote(item_id)
+        if image is None:
+            return error(404, f"no image kept for item_id '{item_id}' (unknown, or without an image)")
+        return Response(image, media_type=inspector.image_media_type(image), headers=inspector.IMAGE_HEADERS)
+
+    @api.get("/v1/items/{item_id}/activity", response_model=ItemActivityResponse, responses=ERRORS)
+    async def item_activity(
+        self,
+        item_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN),
+        bucket: Literal["hour", "day"] = Query("day"),
+        buckets: int = Query(30, ge=1, le=744),
+    ):
+        """The item's logged events (impressions, clicks, ratings, views...) per hour or per day, by
+        type, over the `buckets` buckets ending with its newest event, their totals, and where the
+        item stands with exploration."""
+        activity = await self.ranker.item_activity.remote(item_id, BUCKETS[bucket], buckets)
+        if activity is None:
+            return error(404, f"unknown item_id '{item_id}'")
+        series, exploration = activity
+        return ItemActivityResponse(bucket=bucket, **asdict(series), exploration=asdict(exploration))
+
     @api.get("/v1/users/{user_id}", responses=ERRORS)
     async def get_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
         summary, embedding = await self._shard(user_id).describe.remote(user_id)
@@ -393,11 +427,13 @@ class Ingress:
         """The inspector's health page: this Ingress replica's requests per route (rate, p50/p99
         latency, per-second counts) over the last `window_s` seconds, the users the shards hold,
         and the state store's position and item count."""
-        version, shards, store = await asyncio.gather(
+        version, shards, lags, store = await asyncio.gather(
             self.ranker.version.remote(), asyncio.gather(*(shard.status.remote() for shard in self.user_shards)),
-            self.segments.store_status.remote())
+            asyncio.gather(*(shard.lag.remote() for shard in self.user_shards)), self.segments.store_status.remote())
+        user_shards = [ShardStatus(shard=i, users=s["users"], replayed_on_start=s["replayed_on_start"],
+                                   model_version=s.get("model_version"), **lag) for i, (s, lag) in enumerate(zip(shards, lags))]
         return StatsResponse(model_version=version, **REQUEST_STATS.summary(window_s), users=sum(s["users"] for s in shards),
-                             user_shards=shards, store=store, sync_interval_s=self.config.sync_interval_s)
+                             user_shards=user_shards, store=store, sync_interval_s=self.config.sync_interval_s)
 
     @api.get("/v1/segments/{segment_id}", response_model=SegmentOut, responses=ERRORS)
     async def get_segment(self, segment_id: int = Path(ge=0, le=10_000)):

@@ -22,6 +22,7 @@ from deployments.common import (
     state_store,
 )
 from dynrec.artifacts.versions import ModelWatcher, PublishedModel
+from dynrec.items.activity import ActivitySeries, EventTimeline, ExplorationStatus, exploration_status
 from dynrec.items.catalog import Catalog, ItemDetail
 from dynrec.ranking.attribution import RecommendationLog
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings
@@ -49,6 +50,7 @@ class Ranker:
         self.indexed = -1  # the gauge's last value: it is set when the count changes, not on every request
         self.explored = metrics.Counter("dynrec_explored", description="exploration picks mixed into results")
         self.store = state_store(served.config)
+        self.timeline = EventTimeline(self.store)  # the item page's behaviour over time: read on its first request
         catalog = served.catalog(self.store)
         catalog.start_refreshing(compact=True)
         # newest first: the served model's catalogue, and the previous model's while views still need it
@@ -126,3 +128,21 @@ class Ranker:
 
     def version(self) -> str:
         return self.catalog.model_version
+
+    def item_image(self, item_id: str) -> bytes | None:
+        """The item's image file, when its catalogue entry says it has one and the store keeps it."""
+        catalog = self.catalog
+        catalog.sync()
+        item = catalog.describe(item_id)
+        return self.store.item_image(item_id) if item is not None and item.has_image else None
+
+    def item_activity(self, item_id: str, bucket_s: int, buckets: int) -> tuple[ActivitySeries, ExplorationStatus] | None:
+        """The item's logged events per bucket (EventTimeline.series) and its place in exploration
+        under the service's settings; None for an unknown item."""
+        catalog, bandits = self.catalog, self.bandits
+        catalog.sync()
+        if item_id not in catalog:
+            return None
+        now = time.time()
+        return (self.timeline.series(item_id, bucket_s, buckets, int(now)),
+                exploration_status(catalog, bandits[catalog.model_version], item_id, self.exploration.max_age_days, now))

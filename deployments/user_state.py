@@ -81,6 +81,15 @@ class UserState:
             time.sleep(self.config.state.snapshot_every_s)
             self.sessions.save_snapshot(self.store, self.snapshot_name)
 
+    def lag(self) -> dict[str, int]:
+        """How far this shard's replica is behind the state store: the item-log and event-log
+        positions its catalogue has applied (the items, and their behaviour statistics, that its
+        users are embedded against) and how many entries the store holds past each."""
+        applied = self.catalog.positions
+        latest = self.store.latest()
+        return {"item_log_seq": applied[0], "event_log_seq": applied[1],
+                "item_lag": max(0, latest[0] - applied[0]), "event_lag": max(0, latest[1] - applied[1])}
+
     def apply(self, events: list[tuple[int, Event]]) -> Applied:
         """Check, attribute and apply (request index, event) pairs."""
         self.catalog.sync(force=True)

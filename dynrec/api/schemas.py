@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -167,6 +167,30 @@ class ItemOut(BaseModel):
     new: bool
     has_image: bool
     model_version: str
+    text: str = Field("", description="the item's text as stored (an upload's `text`, an import's description)")
+
+
+class ItemExploration(BaseModel):
+    explorable: bool = Field(description="visible and created within max_age_days: explored slots may show it now")
+    max_age_days: float = Field(description="the service's exploration.max_age_days")
+    shown: int = Field(description="impressions attributed to a recommendation that held the item")
+    clicks: int = Field(description="clicks attributed the same way")
+    ctr_mean: float = Field(description="the mean of the click-through posterior exploration draws from")
+
+
+class ItemActivityResponse(BaseModel):
+    item_id: str
+    bucket: Literal["hour", "day"]
+    bucket_s: int = Field(description="seconds in a bucket: 3600 or 86400; buckets are aligned to UTC")
+    start: int = Field(description="unix seconds at which the first bucket starts")
+    counts: dict[str, list[int]] = Field(
+        description="event type -> the item's events in each bucket, oldest first; the last bucket holds its newest "
+                    "event (or now, when it has none)")
+    totals: dict[str, int] = Field(description="event type -> every logged event of the item")
+    first_event: int | None = Field(description="unix seconds of the item's oldest logged event")
+    last_event: int | None = Field(description="unix seconds of the item's newest logged event")
+    exploration: ItemExploration
+
 
 
 class SimilarResponse(BaseModel):
@@ -235,11 +259,24 @@ class StoreStatus(BaseModel):
     hidden_items: int
 
 
+class ShardStatus(BaseModel):
+    """One UserState shard (one replica) as the health page shows it."""
+
+    shard: int
+    users: int = Field(description="user states the shard holds")
+    replayed_on_start: int = Field(description="events replayed after its snapshot when the replica started")
+    model_version: str | None = Field(description="the model its users are embedded with")
+    item_log_seq: int = Field(description="the item-log position its catalogue has applied")
+    event_log_seq: int = Field(description="the event-log position its catalogue has applied")
+    item_lag: int = Field(description="item-log entries the store holds past item_log_seq")
+    event_lag: int = Field(description="event-log entries the store holds past event_log_seq")
+
+
 class StatsResponse(BaseModel):
     model_version: str
     window_s: int
     routes: dict[str, RouteStats] = Field(description="this Ingress replica's requests, by method and route")
     users: int = Field(description="user states the UserState shards hold, summed over shards")
-    user_shards: list[dict[str, int]]
+    user_shards: list[ShardStatus]
     store: StoreStatus
     sync_interval_s: float = Field(description="Ranker replicas read the store's changes at most this often (0: every request)")

@@ -53,6 +53,7 @@ class ItemDetail:
     new: bool
     has_image: bool
     model_version: str
+    text: str = ""
 
 
 class Catalog:
@@ -157,6 +158,11 @@ class Catalog:
                 self.compact()
 
     @property
+    def positions(self) -> tuple[int, int]:
+        """The (item log, event log) sequence numbers applied so far."""
+        return self._seen
+
+    @property
     def dim(self) -> int:
         return self.index.dim
 
@@ -174,7 +180,7 @@ class Catalog:
             return None
         meta = self.item(item_id)
         return ItemDetail(item_id, meta.title, meta.categories, meta.attributes, item_id in self.hidden,
-                          self.is_new(item_id), bool(self.image_mask[self.row[item_id]]), self.model_version)
+                          self.is_new(item_id), bool(self.image_mask[self.row[item_id]]), self.model_version, meta.text)
 
     def vector(self, item_id: str) -> np.ndarray:
         return self.vectors([item_id])[0]

@@ -24,7 +24,7 @@ function h(tag, attrs, ...children) {
     else if (name in el && !svg) el[name] = value;
     else el.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -65,8 +65,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+async function call(method, path, body, accept) {
+  const headers = { Accept: accept };
   if (apiKey) headers["X-API-Key"] = apiKey;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
@@ -76,10 +76,23 @@ async function api(method, path, body) {
   } catch (e) {
     throw new ApiError(0, null);
   }
-  const data = await response.json().catch(() => null);
   if (response.status === 401) $("#key-form").classList.add("needed");
-  if (!response.ok) throw new ApiError(response.status, data);
-  return data;
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  return response;
+}
+
+async function api(method, path, body) {
+  const response = await call(method, path, body, "application/json");
+  return response.json().catch(() => null);
+}
+
+// A file the API serves (an item's image) as a blob: URL, fetched with the key like any read (an
+// <img src> could not send it); every such URL is released when the page is left.
+let objectUrls = [];
+async function apiFile(path) {
+  const url = URL.createObjectURL(await (await call("GET", path, undefined, "*/*")).blob());
+  objectUrls.push(url);
+  return url;
 }
 
 function showKeyState() {
@@ -95,6 +108,8 @@ function route() {
   generation += 1;
   clearInterval(refreshTimer);
   refreshTimer = null;
+  objectUrls.forEach((url) => URL.revokeObjectURL(url));
+  objectUrls = [];
   const [, page = "user", ...rest] = location.hash.replace(/^#/, "").split("/");
   const name = PAGES[page] ? page : "user";
   const arg = rest.length ? decodeURIComponent(rest.join("/")) : "";
@@ -145,7 +160,8 @@ async function userPage(view, userId, gen) {
           ? seg.label || "–" : h("a", { href: "#/segments" }, `#${seg.segment_id}: ${seg.label}`)),
         h("dt", {}, "attributes"), h("dd", {}, Object.keys(user.attributes || {}).length
           ? Object.entries(user.attributes).map(([k, v]) => h("span", { class: "tag" }, `${k}: ${v}`)) : "none"),
-        h("dt", {}, "embedding norm"), h("dd", {}, fmt(user.embedding_norm))));
+        h("dt", {}, "embedding norm"), h("dd", {}, fmt(user.embedding_norm))),
+      ...[interests(user.interests)].filter(Boolean));
     const recent = user.recent || [];
     history.replaceChildren(h("h2", {}, "History (newest first)"), recent.length
       ? h("ol", { class: "timeline", id: "timeline" }, recent.map((e) => h("li", { "data-item-id": e.item_id },
@@ -227,11 +243,27 @@ async function userPage(view, userId, gen) {
   }
 }
 
+// The user's interests, when the service describes them (`interests` in GET /v1/users/{id}): each
+// with its share of the user's history as a bar. Nothing at all when the field is absent or empty.
+function interests(list) {
+  if (!Array.isArray(list) || !list.length) return null;
+  return h("div", { id: "user-interests" }, h("h2", {}, "Interests"),
+    h("ul", { class: "interests" }, list.map((interest) => {
+      const share = Math.max(0, Math.min(1, Number(interest.share) || 0));
+      const bar = h("span", { class: "share-bar" }, h("span", {}));
+      bar.firstChild.style.width = `${(share * 100).toFixed(1)}%`;
+      return h("li", {},
+        h("span", { class: "interest-label" }, interest.label || "–"), " ", bar, " ",
+        h("span", { class: "muted" }, `${(share * 100).toFixed(0)}%`), " ",
+        (interest.top_categories || []).map((c) => h("span", { class: "tag" }, c)));
+    })));
+}
+
 // ---- Item ---------------------------------------------------------------------------------
 async function itemPage(view, itemId, gen) {
   view.append(lookupForm("item id, e.g. 50", itemId, "item"));
   if (!itemId) {
-    view.append(h("p", { class: "muted" }, "Look up an item to see what it is and what it sits next to."));
+    view.append(h("p", { class: "muted" }, "Look up an item to see what it is, how it has been used and what it sits next to."));
     return;
   }
   const id = encodeURIComponent(itemId);
@@ -241,25 +273,99 @@ async function itemPage(view, itemId, gen) {
   ]);
   if (!current(gen)) return;
   const flag = (on, text) => h("span", { class: on ? "tag flag" : "tag off" }, on ? text : `not ${text}`);
+  const picture = h("div", { id: "item-image", class: "picture" },
+    h("span", { class: "muted" }, item.has_image ? "loading the image…" : "no image"));
+  const exploration = h("dd", { id: "item-exploration" }, "…");
+  const activity = h("div", { class: "card", id: "item-activity" });
   view.append(h("div", { class: "grid" },
     h("div", { class: "card", id: "item-detail" },
       h("h2", {}, item.title),
+      h("div", { class: "item-head" }, picture,
+        h("p", { id: "item-text", class: item.text ? "" : "muted" }, item.text || "No text.")),
       h("dl", { class: "kv" },
         h("dt", {}, "item id"), h("dd", {}, item.item_id),
         h("dt", {}, "categories"), h("dd", {}, item.categories.length ? item.categories.map((c) => h("span", { class: "tag" }, c)) : "none"),
-        h("dt", {}, "flags"), h("dd", {}, flag(item.new, "new"), flag(item.hidden, "hidden"), flag(item.has_image, "with image")),
+        h("dt", {}, "flags"), h("dd", { id: "item-flags" }, flag(item.new, "new"), flag(item.hidden, "hidden"),
+          flag(item.has_image, "with image")),
+        h("dt", {}, "exploration"), exploration,
         h("dt", {}, "attributes"), h("dd", {}, Object.keys(item.attributes).length
           ? Object.entries(item.attributes).map(([k, v]) => h("span", { class: "tag" }, `${k}: ${v}`)) : "none"),
         h("dt", {}, "model version"), h("dd", {}, h("code", {}, item.model_version))),
-      h("p", { class: "muted" }, "new: embedded from its content alone (no trained id embedding). ",
-        "The API does not serve the item's text, image or behaviour statistics, so they are not shown.")),
-    h("div", { class: "card", id: "item-similar" },
-      h("h2", {}, "Similar items"),
-      similar.error ? h("p", { class: "muted" }, similar.error) : h("table", {},
-        h("thead", {}, h("tr", {}, h("th", {}, "item"), h("th", { class: "num" }, "score"), h("th", {}, "reason"))),
-        h("tbody", {}, similar.items.map((s) => h("tr", {}, h("td", {}, itemLink(s.item_id, s.title)),
-          h("td", { class: "num" }, fmt(s.score)), h("td", {}, s.reason))))))));
+      h("p", { class: "muted" }, "new: embedded from its content alone (no trained id embedding).")),
+    h("div", {}, activity,
+      h("div", { class: "card", id: "item-similar" },
+        h("h2", {}, "Similar items"),
+        similar.error ? h("p", { class: "muted" }, similar.error) : h("table", {},
+          h("thead", {}, h("tr", {}, h("th", {}, "item"), h("th", { class: "num" }, "score"), h("th", {}, "reason"))),
+          h("tbody", {}, similar.items.map((s) => h("tr", {}, h("td", {}, itemLink(s.item_id, s.title)),
+            h("td", { class: "num" }, fmt(s.score)), h("td", {}, s.reason)))))))));
+
+  if (item.has_image) {
+    apiFile(`/v1/items/${id}/image`).then((url) => {
+      if (current(gen)) picture.replaceChildren(h("img", { src: url, alt: `image of ${item.title}` }));
+    }).catch((e) => picture.replaceChildren(h("span", { class: "muted" }, e.message)));
+  }
+
+  const bucket = h("select", { id: "activity-bucket", onchange: () => loadActivity().catch((e) => say(e.message)) },
+    h("option", { value: "day:30" }, "per day, 30 days"), h("option", { value: "hour:48" }, "per hour, 48 hours"));
+  const chartBox = h("div", { id: "activity-box" }, h("span", { class: "muted" }, "loading…"));
+  activity.append(h("h2", {}, "Behaviour over time"), h("div", { class: "controls" }, bucket), chartBox);
+
+  async function loadActivity() {
+    const [unit, count] = bucket.value.split(":");
+    const answer = await api("GET", `/v1/items/${id}/activity?bucket=${unit}&buckets=${count}`);
+    if (!current(gen)) return;
+    const ex = answer.exploration;
+    exploration.replaceChildren(flag(ex.explorable, "explorable"), " ",
+      h("span", { class: "muted" }, ex.explorable ? `created within ${ex.max_age_days} days: explored slots may show it. `
+        : `not visible, or older than ${ex.max_age_days} days: no explored slot shows it. `,
+      `${ex.shown} attributed impressions, ${ex.clicks} clicks, click-through posterior mean ${fmt(ex.ctr_mean)}`));
+    chartBox.replaceChildren(activityChart(answer));
+  }
+  await loadActivity();
 }
+
+// The item's events per bucket, one line per event type, the newest bucket on the right.
+const TYPE_ORDER = ["impression", "click", "rating", "view"];
+function activityChart(answer) {
+  const types = Object.keys(answer.counts).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  const totals = Object.keys(answer.totals).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  const unit = answer.bucket;
+  const day = (ts) => when(ts).slice(0, unit === "day" ? 10 : 16);
+  const summary = h("p", { class: "muted", id: "activity-summary" }, totals.length
+    ? ["All time: ", totals.map((t, i) => [i ? ", " : "", h("span", { "data-type": t }, `${answer.totals[t]} ${t}`)]),
+      ` · first event ${day(answer.first_event)}, newest ${day(answer.last_event)}`]
+    : "No events logged for this item yet.");
+  if (!types.length) {
+    return h("div", {}, summary, h("p", { class: "muted", id: "activity-empty" }, `Nothing in the window (per ${unit}).`));
+  }
+  const n = answer.counts[types[0]].length;
+  const width = 560, height = 150, left = 30, bottom = 20, top = 8;
+  const highest = Math.max(1, ...types.flatMap((t) => answer.counts[t]));
+  const x = (i) => left + (n > 1 ? i / (n - 1) : 0.5) * (width - left - 8);
+  const y = (v) => top + (1 - v / highest) * (height - top - bottom);
+  const start = (i) => answer.start + i * answer.bucket_s;
+  const chart = h("svg", { class: "activity", id: "activity-chart", viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `events per ${unit}`, "data-buckets": n },
+    h("line", { x1: left, y1: y(0), x2: width - 8, y2: y(0), class: "axis" }),
+    h("text", { x: left - 4, y: y(highest) + 4, class: "tick", "text-anchor": "end" }, highest),
+    h("text", { x: left - 4, y: y(0) + 4, class: "tick", "text-anchor": "end" }, 0),
+    h("text", { x: left, y: height - 6, class: "tick" }, day(start(0))),
+    h("text", { x: width - 8, y: height - 6, class: "tick", "text-anchor": "end" }, day(start(n - 1))),
+    types.map((t) => h("g", { class: "series", "data-type": t, "data-counts": answer.counts[t].join(",") },
+      h("polyline", { points: answer.counts[t].map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
+        stroke: typeColour(t) }),
+      answer.counts[t].map((v, i) => v ? h("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: typeColour(t) },
+        h("title", {}, `${day(start(i))}: ${v} ${t}`)) : null))));
+  const legend = h("div", { class: "legend", id: "activity-legend" }, types.map((t) => {
+    const i = h("i");
+    i.style.background = typeColour(t);
+    return h("span", { "data-type": t }, i, `${t}: ${answer.counts[t].reduce((a, b) => a + b, 0)} in the window`);
+  }));
+  return h("div", {}, chart, legend, summary);
+}
+const rank = (type) => (TYPE_ORDER.includes(type) ? TYPE_ORDER.indexOf(type) : TYPE_ORDER.length);
+const typeColour = (type) => PALETTE[rank(type) < TYPE_ORDER.length ? rank(type) : 4 + (type.length % 10)];
 
 // ---- Segments -----------------------------------------------------------------------------
 async function segmentsPage(view, _arg, gen) {
@@ -350,6 +456,20 @@ async function healthPage(view, _arg, gen) {
             `${stats.store.backend}: item log at ${stats.store.item_log_seq}, event log at ${stats.store.event_log_seq}; `
             + `read in ${fmt(stats.store.read_ms, 2)} ms; Ranker replicas catch up with it `
             + (stats.sync_interval_s > 0 ? `at most every ${stats.sync_interval_s} s` : "on every request")))),
+      h("div", { class: "card" }, h("h2", {}, "UserState shards: how far each is behind the store"),
+        h("table", { id: "shard-lag" },
+          h("thead", {}, h("tr", {}, h("th", {}, "shard"), h("th", { class: "num" }, "users"), h("th", {}, "model"),
+            h("th", { class: "num" }, "event log applied"), h("th", { class: "num" }, "events behind"),
+            h("th", { class: "num" }, "item log applied"), h("th", { class: "num" }, "items behind"),
+            h("th", { class: "num" }, "replayed on start"))),
+          h("tbody", {}, stats.user_shards.map((s) => h("tr", {},
+            h("td", {}, s.shard), h("td", { class: "num" }, s.users), h("td", {}, h("code", {}, s.model_version || "–")),
+            h("td", { class: "num" }, s.event_log_seq), h("td", { class: s.event_lag ? "num behind" : "num" }, s.event_lag),
+            h("td", { class: "num" }, s.item_log_seq), h("td", { class: s.item_lag ? "num behind" : "num" }, s.item_lag),
+            h("td", { class: "num" }, s.replayed_on_start))))),
+        h("p", { class: "muted" }, `The store's event log is at ${stats.store.event_log_seq}. A shard applies its own users' events `
+          + "as it writes them; the rest of the log (other shards' events, imports, item changes) reaches its catalogue on "
+          + "its next sync: on a request, and in the background every serving.behaviour_refresh_s seconds.")),
       h("div", {}, headline("events (POST /v1/events)", pick("POST /v1/events"), "health-events"),
         headline("recommendations (POST /v1/recommendations)", pick("POST /v1/recommendations"), "health-recommendations")),
       h("div", { class: "card" }, h("h2", {}, `Every route, last ${stats.window_s} s (this Ingress replica)`),
