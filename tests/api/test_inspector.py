@@ -36,8 +36,8 @@ def test_the_page_and_its_assets_are_open_and_its_data_is_not():
     keys = ApiKeys(["k"], protect_reads=True)
     assert not keys.required("GET", "/ui")
     assert not keys.required("GET", "/ui/static/app.js")
-    for path in ("/v1/users/1", "/v1/stats", "/v1/segments/projection", "/v1/segments", "/v1/items/1", "/ui/../v1/stats",
-                 "/uiv1", "/ui/other"):
+    for path in ("/v1/users/1", "/v1/stats", "/v1/segments/projection", "/v1/segments", "/v1/items/1", "/v1/items/1/image",
+                 "/v1/items/1/activity", "/ui/../v1/stats", "/uiv1", "/ui/other"):
         assert keys.required("GET", path), path
     assert keys.required("POST", "/v1/events")
     assert not ApiKeys(["k"], protect_reads=False).required("GET", "/v1/stats")
