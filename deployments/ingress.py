@@ -52,6 +52,7 @@ from dynrec.api.schemas import (
     ShardStatus,
     SimilarResponse,
     StatsResponse,
+    UserOut,
 )
 from dynrec.api.security import ApiKeys, RateLimiter, bucket_id, presented_key
 from dynrec.api.stats import RequestStats, RequestTimer
@@ -395,11 +396,13 @@ class Ingress:
         series, exploration = activity
         return ItemActivityResponse(bucket=bucket, **asdict(series), exploration=asdict(exploration))
 
-    @api.get("/v1/users/{user_id}", responses=ERRORS)
+    @api.get("/v1/users/{user_id}", response_model=UserOut, responses=ERRORS)
     async def get_user(self, user_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN)):
+        """The user's recent history, attributes, long-term interests (each with a readable label, its
+        top categories and its share of the history) and segment."""
         summary, embedding = await self._shard(user_id).describe.remote(user_id)
         described = asdict(summary) if summary is not None else \
-            {"user_id": user_id, "known": False, "attributes": {}, "history_length": 0, "recent": []}
+            {"user_id": user_id, "known": False, "attributes": {}, "history_length": 0, "recent": [], "interests": []}
         described["segment"] = asdict(await self.segments.assign.remote(user_id, embedding, described["attributes"]))
         return described
 

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -227,12 +228,8 @@ def profile_segments(users: UserTable, labels: np.ndarray, k: int, items: dict[s
     for s in range(k):
         member_rows = np.flatnonzero(labels == s)
         seg_items: Counter = Counter(i for r in member_rows for i in users.histories[r])
-        categories: Counter = Counter()
         seg_terms: Counter = Counter()
         for item_id, count in seg_items.items():
-            info = items.get(item_id)
-            if info:
-                categories.update({c: count for c in info.categories})
             for term, n in item_terms.get(item_id, {}).items():
                 seg_terms[term] += n * count
         seg_total = sum(seg_terms.values()) or 1
@@ -254,10 +251,20 @@ def profile_segments(users: UserTable, labels: np.ndarray, k: int, items: dict[s
                 lift = (n / len(member_rows)) / (overall_attrs[(key, value)] / len(users.user_ids))
                 if lift >= 1.25 and n / len(member_rows) >= 0.2:
                     attrs[key] = value
-        top_categories = [c for c, _ in categories.most_common(top)]
-        profiles.append(SegmentProfile(s, segment_label(top_categories, attrs, distinct), len(member_rows),
-                                       top_categories, top_items, distinct, attrs))
+        categories = top_categories(seg_items.items(), lambda i: items[i].categories if i in items else [], top)
+        profiles.append(SegmentProfile(s, segment_label(categories, attrs, distinct), len(member_rows),
+                                       categories, top_items, distinct, attrs))
     return profiles
+
+
+def top_categories(weighted_items: Iterable[tuple[str, float]], categories_of: Callable[[str], list[str]], top: int) -> list[str]:
+    """The `top` categories by the weight of the items that carry them (an item counts in full
+    for each of its categories): what labels a segment, and a user's interest."""
+    weights: Counter = Counter()
+    for item_id, weight in weighted_items:
+        for category in categories_of(item_id):
+            weights[category] += weight
+    return [c for c, _ in weights.most_common(top)]
 
 
 def segment_label(categories: list[str], attributes: dict[str, str], terms: list[str]) -> str:

@@ -193,6 +193,46 @@ class ItemActivityResponse(BaseModel):
 
 
 
+class HistoryEntryOut(BaseModel):
+    item_id: str
+    title: str
+    event_type: str
+    timestamp: int
+    value: float
+
+
+class InterestOut(BaseModel):
+    """One of a user's long-term interests: a cluster of the items they liked (`interests.*`)."""
+
+    label: str = Field(description="its first two top categories and an item of theirs it holds, "
+                                   "e.g. \"Sci-Fi & Action, like “Alien (1979)”\"")
+    top_categories: list[str] = Field(description="the categories its items carry most, by their weight "
+                                                  "(up to interests.top_categories)")
+    share: float = Field(ge=0, le=1, description="its share of the user's liked history, each event's weight halving "
+                                                 "every interests.half_life_events liked events; a user's shares sum to 1")
+
+
+class SegmentAssignmentOut(BaseModel):
+    segment_id: int | None = Field(description="null before there are segments (too few users)")
+    label: str
+    version: int | None
+
+
+class UserOut(BaseModel):
+    user_id: str
+    known: bool = Field(description="whether the service holds a state for the user (events, or stored attributes)")
+    attributes: dict[str, str]
+    history_length: int = Field(description="distinct items in the user's history")
+    events_since_start: int | None = Field(None, description="events the user's shard received since it started "
+                                                             "(null for an unknown user)")
+    recent: list[HistoryEntryOut] = Field(description="the newest events first, up to 10")
+    embedding_norm: float | None = Field(None, description="the length of the user's embedding (null without events)")
+    interests: list[InterestOut] = Field(default_factory=list, description=(
+        "the user's long-term interests beside the sequence model's state (up to interests.k), the largest first; "
+        "empty for a user without liked events"))
+    segment: SegmentAssignmentOut
+
+
 class SimilarResponse(BaseModel):
     item_id: str
     items: list[RecommendedItem]

@@ -10,7 +10,7 @@ import numpy as np
 
 from dynrec.items.catalog import Catalog
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots
-from dynrec.ranking.prior import blend_weight, blended
+from dynrec.ranking.prior import blend_weight, blended, standardise
 from dynrec.users.shards import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
@@ -61,14 +61,17 @@ def matching_catalogue(user: UserView, catalogs: list[Catalog]) -> tuple[Catalog
     holding that embedding, so no score mixes item vectors of one model with a user vector of
     another. With none in common (a replica started on a model the user's shard has not switched
     to yet) the newest catalogue and the view without an embedding: the user is ranked as a
-    newcomer (prior, popularity) until the shard catches up."""
+    newcomer (prior, popularity) until the shard catches up. The interests come only under the
+    model that made the embedding: ranked with the earlier one, the user is ranked without them."""
     embeddings = dict(user.earlier)
     if user.embedding is not None:
         embeddings[user.model_version] = user.embedding
     for catalog in catalogs:
         if catalog.model_version in embeddings:
-            return catalog, replace(user, embedding=embeddings[catalog.model_version], model_version=catalog.model_version, earlier={})
-    return catalogs[0], replace(user, embedding=None, model_version=None, earlier={})
+            own = catalog.model_version == user.model_version
+            return catalog, replace(user, embedding=embeddings[catalog.model_version], model_version=catalog.model_version, earlier={},
+                                    interests=user.interests if own else None, interest_shares=user.interest_shares if own else None)
+    return catalogs[0], replace(user, embedding=None, model_version=None, earlier={}, interests=None, interest_shares=None)
 
 
 def titled(catalog: Catalog, ranked: list[Ranked]) -> list[Ranked]:
@@ -114,9 +117,11 @@ def recommend(
     if user.embedding is None:
         ranked = cold_start(catalog, user, k_main, exclude, accept)
     else:
-        ids, scores = retrieve(catalog, user, max(k_main, candidates) if diversity > 0 else k_main, exclude, accept)
+        wide = diversity > 0 or user.interests is not None
+        ids, scores = retrieve(catalog, user, max(k_main, candidates) if wide else k_main, exclude, accept)
         if diversity > 0 and len(ids) > k_main:
             ids, scores = mmr(catalog, ids, scores, k_main, diversity)
+        ids, scores = ids[:k_main], scores[:k_main]
         ranked = [Ranked(i, float(s), r) for i, s, r in zip(ids, scores, reasons_for(catalog, ids, user))]
         slots = new_item_slots * k // 10
         if slots and len(catalog.fresh_index):
@@ -126,7 +131,8 @@ def recommend(
 
 
 def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> tuple[list[str], np.ndarray]:
-    """The user's top k from the index; for a user with only a few events, blended with the prior.
+    """The user's top k from the index (with the user's long-term interests, when the view carries
+    them: see `with_interests`); for a user with only a few events, blended with the prior.
 
     Both scores are standardised (the model's against a fixed sample of items, the prior's over
     every item) and the prior's is added at `blend_weight`; the candidates are the model's top and
@@ -134,6 +140,8 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     """
     weight = blend_weight(user.history_length, catalog.config.cold_start)
     if not weight:
+        if user.interests is not None:
+            return with_interests(catalog, user, k, exclude, accept)
         return catalog.index.search(user.embedding, k, exclude, accept)
     pool = max(k, catalog.config.serving.candidates)
     ids, scores = catalog.index.search(user.embedding, pool, exclude, accept)
@@ -150,6 +158,39 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
                      user.history_length, catalog.config.cold_start)
     order = np.argsort(-scores, kind="stable")[:k]
     return [pooled[o] for o in order], scores[order]
+
+
+def with_interests(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> tuple[list[str], np.ndarray]:
+    """k candidates ranked by both of the user's states: the user embedding's top k - r, and r
+    more retrieved along the long-term interests, each its share of them (r is
+    `interests.candidate_share` of k). Each candidate scores the user embedding's standardised
+    score plus `interests.weight` times its best interest's: that interest's standardised score
+    plus the log of its share, so a small interest must match better to count as much."""
+    settings = catalog.config.interests
+    reserved = round(k * settings.candidate_share)
+    ids, _ = catalog.index.search(user.embedding, k - reserved, exclude, accept)
+    taken = exclude | set(ids)
+    for direction, quota in zip(user.interests, quotas(reserved, user.interest_shares)):
+        if quota:
+            found, _ = catalog.index.search(direction, int(quota), taken, accept)
+            ids += found
+            taken.update(found)
+    if not ids:
+        return [], np.zeros(0)
+    vectors = catalog.vectors(ids)
+    by_interest = np.stack([standardise(vectors @ d, catalog.score_sample @ d) for d in user.interests], axis=1)
+    scores = (standardise(vectors @ user.embedding, catalog.score_sample @ user.embedding)
+              + settings.weight * (by_interest + np.log(user.interest_shares)).max(axis=1))
+    order = np.argsort(-scores, kind="stable")
+    return [ids[o] for o in order], scores[order]
+
+
+def quotas(total: int, shares: np.ndarray) -> np.ndarray:
+    """`total` split by `shares` (summing to 1), largest remainder first: 10 by (0.5, 0.3, 0.2) is 5, 3, 2."""
+    exact = total * np.asarray(shares, dtype=np.float64)
+    counts = np.floor(exact).astype(np.int64)
+    counts[np.argsort(-(exact - counts), kind="stable")[: total - int(counts.sum())]] += 1
+    return counts
 
 
 def prior_top(catalog: Catalog, order: np.ndarray, k: int, exclude: set[str], accept) -> list[int]:

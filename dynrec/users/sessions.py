@@ -1,4 +1,4 @@
-"""Per-user state for serving: recent history, seen items, profile and embedding.
+"""Per-user state for serving: recent history, seen items, embedding and long-term interests.
 
 `apply` appends events in order and re-embeds each user it touched once, over that user's last
 `max_length` events, through the runtime's user graph (ONNX Runtime by default, so this process
@@ -6,11 +6,16 @@ never loads torch). On this CPU one 200-event window takes 2.4 ms on ONNX Runtim
 for torch eager to rebuild a key/value cache and 1.2-1.8 ms for each cached torch step after it,
 so the cache was dropped.
 
-Boot: from the shard's snapshot when one exists (every user's window, seen items, profile and
-embedding, as of an event sequence number: a compacted state, so start-up reads the users, not
+Boot: from the shard's snapshot when one exists (every user's window, seen items, embedding and
+interests, as of an event sequence number: a compacted state, so start-up reads the users, not
 their whole history), else from the store's events, embedded in batches; then the shard's events
 logged after that point are replayed. Durability: `record` writes events to the state store and
 applies them under one lock, so a `save_snapshot` never misses an acknowledged event.
+
+Long-term interests (dynrec.users.interests) sit beside the embedding: every liked event moves
+them, and start-up builds them from the user's whole stored history, not only the window. After
+a model switch they are rebuilt under the new model's item vectors on the user's next event (and
+on the fly for a view until then).
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from dynrec.data import Interactions
 from dynrec.data.schemas import NOT_INTERACTIONS
 from dynrec.items.catalog import Catalog
 from dynrec.memory import release_unused_memory
+from dynrec.ranking.ranker import liked
 from dynrec.segments import UserTable
 from dynrec.state import StateStore, StoredEvent
 from dynrec.state.imports import stored_dataset
+from dynrec.users.interests import ItemSpace, UserInterests, interests_of
 from dynrec.users.shards import Erasure, Event, HistoryEntry, UserSummary, UserView
 
 
@@ -41,7 +48,7 @@ class UserRecord:
     history: deque  # (item_id, event_type, timestamp, value), the newest last, at most max_length
     seen: set[str] = field(default_factory=set)
     embedding: np.ndarray | None = None
-    profile: np.ndarray | None = None  # long-term interest: an exponential moving average of items
+    interests: UserInterests | None = None  # long-term: clusters of what they liked (dynrec.users.interests)
     events: int = 0  # events received while serving
     attributes: dict[str, str] = field(default_factory=dict)  # e.g. gender, age, occupation
 
@@ -56,20 +63,21 @@ class Overlap:
     until: float  # time.monotonic() after which it is dropped
 
 
-SNAPSHOT_VERSION = 2  # every user's state; version 1 held only the users changed while serving
+# every user's state; version 1 held only the users changed while serving, 2 a moving-average profile
+# where 3 holds the interests
+SNAPSHOT_VERSION = 3
 
 
 class UserSessions:
-    def __init__(self, config: DynrecConfig, catalog: Catalog, snapshot: str | None = None, mine=None,
-                 profile_decay: float = 0.9):
+    def __init__(self, config: DynrecConfig, catalog: Catalog, snapshot: str | None = None, mine=None):
         """Boot from the catalogue's store: snapshot `snapshot` if it exists, else the stored
         events; then replay the events logged after that point whose user `mine` accepts (this
         shard's; default all). `replayed` counts them."""
         self.config, self.catalog, self.store = config, catalog, catalog.store
         self.types = config.model.event_types
         self.max_length = config.model.max_length
-        self.profile_decay = profile_decay
         self.users: dict[str, UserRecord] = {}
+        self._space: ItemSpace | None = None
         self._dirty: set[str] = set()  # users changed since the last snapshot
         self._pickled: dict[str, bytes] = {}  # each user's state as of the last snapshot
         self._lock = threading.RLock()
@@ -99,8 +107,8 @@ class UserSessions:
             if not self.mine(user_id):  # a snapshot written before shards kept only their own users
                 continue
             self._pickled[user_id] = entry
-            history, seen, embedding, profile, events, attributes = pickle.loads(entry)
-            self.users[user_id] = UserRecord(user_id, deque(history, maxlen=self.max_length), set(seen), embedding, profile,
+            history, seen, embedding, interests, events, attributes = pickle.loads(entry)
+            self.users[user_id] = UserRecord(user_id, deque(history, maxlen=self.max_length), set(seen), embedding, interests,
                                              events, dict(attributes))
         if saved.get("model_version") != self.catalog.model_version:  # another model: same windows, new embeddings
             self._embed_all(list(self.users))
@@ -108,8 +116,8 @@ class UserSessions:
         return after
 
     def _load_histories(self) -> int:
-        """Every user of this shard (`mine`) from the store's events; returns the event sequence
-        number they are complete to."""
+        """Every user of this shard (`mine`) from the store's events, their interests from the whole
+        history; returns the event sequence number they are complete to."""
         dataset, (_, after) = stored_dataset(self.store, self.config.source.label)
         interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
         names = interactions.event_type_names
@@ -120,12 +128,10 @@ class UserSessions:
             lo, hi = interactions.indptr[u], interactions.indptr[u + 1]
             items = interactions.item_ids[interactions.items[lo:hi]]
             record = UserRecord(str(user_id), deque(maxlen=self.max_length), set(items.tolist()), attributes=attributes.get(str(user_id), {}))
-            start = max(lo, hi - self.max_length)
-            for at in range(start, hi):
-                record.history.append(
-                    (interactions.item_ids[interactions.items[at]], names[interactions.event_types[at]],
-                     int(interactions.timestamps[at]), float(interactions.values[at]))
-                )
+            history = [(interactions.item_ids[interactions.items[at]], names[interactions.event_types[at]],
+                        int(interactions.timestamps[at]), float(interactions.values[at])) for at in range(lo, hi)]
+            record.history.extend(history[-self.max_length :])
+            record.interests = interests_of(self.space, history, self.config.interests)
             self.users[str(user_id)] = record
         for user_id, attributes_only in attributes.items():  # users the store knows without events yet
             if self.mine(user_id):
@@ -144,15 +150,13 @@ class UserSessions:
         return vectors, types, gaps, values
 
     def _embed_all(self, user_ids: list[str], batch: int = 32) -> None:
-        """Embeddings and profiles for many users at once (start-up). Batches stay small: ONNX
+        """Embeddings for many users at once (start-up). Batches stay small: ONNX
         Runtime keeps its peak activation memory for the life of the session, and 256 histories
         of 200 events held 400 MB more for a 2.4 s faster start."""
         for start in range(0, len(user_ids), batch):
             records = [self.users[u] for u in user_ids[start : start + batch] if self.users[u].history]
             if records:
-                windows = self._embed(records)
-                for record, window in zip(records, windows):
-                    record.profile = window.mean(axis=0)
+                self._embed(records)
 
     def _embed(self, records: list[UserRecord]) -> list[np.ndarray]:
         """Sets each record's embedding from its window; returns the windows' item vectors. While
@@ -257,15 +261,30 @@ class UserSessions:
                 self._embed(records[start : start + 32])
 
     def _append(self, record: UserRecord, event: Event) -> None:
-        vector = self.catalog.vector(event.item_id)
         last_time = record.history[-1][2] if record.history else event.timestamp
         timestamp = max(event.timestamp, last_time)  # late events keep the sequence's time order
         record.history.append((event.item_id, event.event_type, timestamp, float(event.value)))
         record.seen.add(event.item_id)
         record.events += 1
-        record.profile = vector.copy() if record.profile is None else (
-            self.profile_decay * record.profile + (1 - self.profile_decay) * vector
-        )
+        if liked(self.catalog, record.history[-1]):
+            interests = self._interests(record) or UserInterests((), 0, self.catalog.model_version)
+            record.interests = interests.updated(event.item_id, self.space, self.config.interests)
+
+    @property
+    def space(self) -> ItemSpace:
+        """The current model's item space, as interests read it (made again after a model switch)."""
+        space = self._space
+        if space is None or space.catalog is not self.catalog:
+            space = self._space = ItemSpace.of(self.catalog)
+        return space
+
+    def _interests(self, record: UserRecord) -> UserInterests | None:
+        """The record's interests under the current model: rebuilt from their kept items when they
+        were made under another (a model switch), without storing them (see `view`)."""
+        interests = record.interests
+        if interests is None or interests.model_version == self.catalog.model_version:
+            return interests
+        return interests.rebased(self.space)
 
     def record(self, store: StateStore, events: list[Event]) -> int:
         """Write events durably, then apply them; returns the store's sequence number. One lock
@@ -289,7 +308,7 @@ class UserSessions:
                 r = self.users.get(user_id)
                 if r is not None:
                     self._pickled[user_id] = pickle.dumps(
-                        (list(r.history), r.seen, r.embedding, r.profile, r.events, r.attributes), protocol=5)
+                        (list(r.history), r.seen, r.embedding, r.interests, r.events, r.attributes), protocol=5)
             self._dirty.clear()
             users = dict(self._pickled)
         payload = {"version": SNAPSHOT_VERSION, "model_version": self.catalog.model_version, "users": users}
@@ -339,9 +358,13 @@ class UserSessions:
         window = list(islice(reversed(record.history), self.config.serving.reason_window))[::-1]
         overlap = self._previous
         earlier = overlap.embeddings.get(user_id) if overlap is not None else None
-        return UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history),
+        view = UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history),
                         self.catalog.model_version if record.embedding is not None else None,
                         {overlap.catalog.model_version: earlier} if earlier is not None else {}, window=window)
+        interests = self._interests(record) if self.config.interests.retrieval and record.embedding is not None else None
+        if interests is not None and interests.interests:
+            view.interests, view.interest_shares = interests.directions(), interests.shares(self.config.interests)
+        return view
 
     def export(self, history: int = 50) -> UserTable:
         """Every user with an embedding, for segmentation: their last `history` items too."""
@@ -360,8 +383,11 @@ class UserSessions:
             if record is None:
                 return None
             recent = list(reversed(record.history))[:10]
+            interests = record.interests.summaries(self.config.interests, lambda i: self.catalog.item(i).categories,
+                                                   lambda i: self.catalog.item(i).title) if record.interests else []
             return UserSummary(
                 user_id, True, dict(record.attributes), len(record.seen), record.events,
                 [HistoryEntry(i, self.catalog.item(i).title, t, ts, v) for i, t, ts, v in recent],
                 float(np.linalg.norm(record.embedding)) if record.embedding is not None else None,
+                interests,
             )

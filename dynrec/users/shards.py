@@ -71,6 +71,10 @@ class UserView:
     # while a shard overlaps two models after a switch: the user's embeddings under the earlier one, by
     # model version, for Ranker replicas that still serve it
     earlier: dict[str, np.ndarray] = field(default_factory=dict)
+    # with `interests.retrieval`: the long-term interests' unit directions (interests, dim), under
+    # `model_version` like the embedding, and each one's share of the history
+    interests: np.ndarray | None = None
+    interest_shares: np.ndarray | None = None
     # oldest first, the newest `serving.reason_window` events: what a reason's leave-one-out re-embeds
     window: list[tuple[str, str, int, float]] = field(default_factory=list)
 
@@ -85,6 +89,15 @@ class HistoryEntry:
 
 
 @dataclass
+class InterestSummary:
+    """One of a user's long-term interests, readable (dynrec.users.interests)."""
+
+    label: str
+    top_categories: list[str]
+    share: float  # of the user's decayed history; a user's shares sum to 1
+
+
+@dataclass
 class UserSummary:
     """A user as `GET /v1/users/{id}` describes them (the Ingress adds the segment)."""
 
@@ -95,6 +108,7 @@ class UserSummary:
     events_since_start: int
     recent: list[HistoryEntry]  # newest first, up to 10
     embedding_norm: float | None
+    interests: list[InterestSummary] = field(default_factory=list)  # the largest first
 
 
 @dataclass

@@ -64,6 +64,30 @@ def test_unknown_user_gets_cold_start_then_adapts_from_the_first_event(service):
     assert all("“" in item["reason"] for item in warm["items"])  # now explained by the user's own history
 
 
+def test_a_user_shows_long_term_interests_with_labels_and_shares(service, ml100k):
+    """GET /v1/users/{id} lists the user's interests, the largest first, each with the categories
+    its items carry most, a label naming the first two, and its share of the history (the shares
+    sum to 1); events move them; an unknown user has none; the OpenAPI document describes them."""
+    interests = service.get("/v1/users/21").json()["interests"]
+    assert 1 <= len(interests) <= 4 and sum(i["share"] for i in interests) == pytest.approx(1.0, abs=1e-6)
+    assert [i["share"] for i in interests] == sorted((i["share"] for i in interests), reverse=True)
+    known = {c for r in ml100k.items.select(["categories"]).to_pylist() for c in r["categories"] or []}
+    for interest in interests:
+        assert interest["top_categories"] and set(interest["top_categories"]) <= known
+        assert interest["label"].startswith(" & ".join(interest["top_categories"][:2]) + ", like “")
+    children = [r["item_id"] for r in ml100k.items.select(["item_id", "categories"]).to_pylist() if "Children's" in r["categories"]][:15]
+    events = [{"user_id": "interests-new-user", "item_id": item, "event_type": "rating", "value": 5} for item in children]
+    assert service.post("/v1/events", json={"events": events}).json()["accepted"] == 15
+    (only,) = service.get("/v1/users/interests-new-user").json()["interests"]  # 15 liked events: one interest
+    assert only["share"] == pytest.approx(1.0) and only["top_categories"][0] == "Children's"
+    assert service.get("/v1/users/never-seen-user").json()["interests"] == []
+    schema = service.get("/openapi.json").json()
+    body = schema["paths"]["/v1/users/{user_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    user = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    interest = schema["components"]["schemas"][user["properties"]["interests"]["items"]["$ref"].rsplit("/", 1)[1]]
+    assert set(interest["properties"]) == {"label", "top_categories", "share"} and interest["properties"]["share"]["maximum"] == 1
+
+
 def test_events_for_unknown_items_are_rejected_and_the_rest_accepted(service):
     events = [
         {"user_id": "9", "item_id": "50", "event_type": "view"},
