@@ -284,7 +284,7 @@ class Ingress:
         )
         return RecommendationResponse(
             recommendation_id=ranked.recommendation_id, user_id=body.user_id, model_version=ranked.model_version,
-            user_model_version=ranked.user_model_version,
+            user_model_version=ranked.user_model_version, user_state_version=view.state_version,
             items=[RecommendedItem(**asdict(r)) for r in ranked.items], note=ranked.note,
         )
 

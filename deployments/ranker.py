@@ -30,11 +30,13 @@ from dynrec.ranking.ranker import (
     Filters,
     Ranked,
     Ranking,
+    SegmentDraws,
     for_segment,
     matching_catalogue,
     recommend,
     similar_items,
 )
+from dynrec.segments import SegmentationFollower
 from dynrec.users.shards import UserView
 
 
@@ -59,6 +61,9 @@ class Ranker:
         self.previous_needed = 0.0  # when a request last needed the previous catalogue (time.monotonic)
         self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.model_poll_s, self._adopt)
         self.issued = RecommendationLog(self.store, self.exploration.recommendation_ttl_s)
+        self.segments = SegmentationFollower(self.store, served.config.segments.reload_every_s)
+        self.segment_draws = SegmentDraws(served.config.cold_start.segment_weight,
+                                          served.config.cold_start.segment_weight_without_events)
 
     @property
     def catalog(self) -> Catalog:
@@ -94,9 +99,10 @@ class Ranker:
         catalog, user = matching_catalogue(user, catalogs)
         catalog.sync()
         settings = ExplorationSettings.from_config(self.exploration, **exploration)
+        segment = self.segment_draws.draw(catalog, self.segments.current, user)
         ranked = recommend(catalog, user, num_results, Filters(**filters), exclude_seen, self.config.candidates,
                            self.config.diversity if diversity is None else diversity, self.config.new_item_slots,
-                           settings, self.rng, bandits[catalog.model_version])
+                           settings, self.rng, bandits[catalog.model_version], segment)
         if len(catalogs) > 1:
             self._drop_previous(catalogs, catalog)
         if len(catalog.index) != self.indexed:

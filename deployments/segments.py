@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import REPLICA_HEALTH_CHECK_PERIOD_S, load_config, state_store
+from dynrec.artifacts.versions import published_model
 from dynrec.projection import ProjectedUser, project_users
 from dynrec.segments import (
     ItemInfo,
@@ -39,6 +40,7 @@ class Segments:
         self.current: Segmentation | None = Segmentation.load(self.store)
         self._fitting = asyncio.Lock()
         self._schedule: asyncio.Task | None = None
+        self._following: asyncio.Task | None = None
         self._tally: dict[str, bool] = {}  # item id -> hidden, from the item log up to _tally_seq (store_status)
         self._tally_seq = 0
         self._tallying = asyncio.Lock()
@@ -56,11 +58,13 @@ class Segments:
         tables = await asyncio.gather(*(shard.export.remote() for shard in self.shards))
         if owners_only:
             tables = [owned_rows(t, i, len(self.shards)) for i, t in enumerate(tables)]
+        versions = {t.model_version for t in tables}
         return UserTable(
             [u for t in tables for u in t.user_ids],
             np.concatenate([t.embeddings for t in tables]),
             [a for t in tables for a in t.attributes],
             [h for t in tables for h in t.histories],
+            versions.pop() if len(versions) == 1 else None,  # shards mid-switch: several models
         )
 
     async def recompute(self) -> dict:
@@ -75,6 +79,8 @@ class Segments:
     async def _segmentation(self) -> Segmentation:
         if self._schedule is None and self.config.segments.recompute_every_s > 0:
             self._schedule = asyncio.get_running_loop().create_task(self._recompute_periodically())
+        if self._following is None and self.config.serving.model_poll_s > 0:
+            self._following = asyncio.get_running_loop().create_task(self._follow_the_model())
         if self.current is None:
             await self.recompute()
         return self.current
@@ -83,6 +89,19 @@ class Segments:
         while True:
             await asyncio.sleep(self.config.segments.recompute_every_s)
             await self.recompute()
+
+    async def _follow_the_model(self) -> None:
+        """Refit once every shard serves a newly published model: centroids fitted among one
+        model's user embeddings say nothing about another's (until then, `Segmentation.assign`
+        places users of the new model by their attributes)."""
+        while True:
+            await asyncio.sleep(self.config.serving.model_poll_s)
+            published = await asyncio.to_thread(published_model, self.store)
+            if published is None or self.current is None or self.current.model_version == published.fingerprint:
+                continue
+            shards = await asyncio.gather(*(shard.status.remote() for shard in self.shards))
+            if all(s["model_version"] == published.fingerprint for s in shards):
+                await self.recompute()
 
     @staticmethod
     def _summary(segmentation: Segmentation) -> dict:
@@ -161,4 +180,4 @@ def owned_rows(table: UserTable, shard: int, shards: int) -> UserTable:
     if len(rows) == len(table.user_ids):
         return table
     return UserTable([table.user_ids[r] for r in rows], table.embeddings[rows], [table.attributes[r] for r in rows],
-                     [table.histories[r] for r in rows])
+                     [table.histories[r] for r in rows], table.model_version)

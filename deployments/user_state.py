@@ -120,4 +120,5 @@ class UserState:
         return self.sessions.erase(self.store, user_id, self.snapshot_name)
 
     def status(self) -> dict:
-        return {"users": len(self.sessions.users), "replayed_on_start": self.sessions.replayed}
+        return {"users": len(self.sessions.users), "replayed_on_start": self.sessions.replayed,
+                "model_version": self.catalog.model_version}

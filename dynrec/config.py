@@ -296,6 +296,7 @@ class SegmentConfig:
     attribute_weight: float = 0.5  # weight of the one-hot attributes against the unit embedding
     sample: int = 2000  # users the silhouette is scored on (a seeded sample)
     recompute_every_s: float = 3600.0  # the service recomputes segments this often (0: only on request)
+    reload_every_s: float = 30.0  # Rankers re-read the store's segments this often, to place new users (0: at start only)
     top: int = 5  # categories, items and terms per profile
 
 
@@ -337,6 +338,11 @@ class ColdStartConfig:
     # weight blend / n to the model's: one or three events say little yet (bench/cold_users.py)
     blend: float = 4.0
     blend_max_events: int = 20
+    # the user's segment's popular items drawn into the prior at these weights (0: off): placed by their
+    # embedding once they act, the segment lifts NDCG@10 at 3 and 5 events; placed by attributes
+    # alone, it adds little to the attribute groups, so it counts less (bench/cold_users.py)
+    segment_weight: float = 1.0
+    segment_weight_without_events: float = 0.25
 
 
 @dataclass(slots=True)

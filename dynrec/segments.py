@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ STOP_WORDS = frozenset(
 
 
 SNAPSHOT = "segments"  # the state-store snapshot a fit is saved as
-SNAPSHOT_VERSION = 2  # 2: with each segment's popular items
+SNAPSHOT_VERSION = 3  # 2: with each segment's popular items; 3: with the model the embeddings came from
 
 @dataclass
 class UserTable:
@@ -43,6 +44,7 @@ class UserTable:
     embeddings: np.ndarray  # (n, d)
     attributes: list[dict[str, str]]
     histories: list[list[str]]  # item ids, newest last
+    model_version: str | None = None  # the model that made the embeddings (None: unknown, or several)
 
 
 @dataclass
@@ -84,6 +86,9 @@ class Segmentation:
     members: dict[str, int]
     # per segment: its members' most common items, as the share of members who interacted with each
     popular: list[dict[str, float]] = field(default_factory=list)
+    # the model whose user embeddings the centroids live among: another model's embedding is not
+    # comparable with them (see `assign`)
+    model_version: str | None = None
 
     @property
     def k(self) -> int:
@@ -102,11 +107,15 @@ class Segmentation:
             row[dim + c] = self.attribute_weight * (str(attributes.get(key)) == value)
         return row, mask
 
-    def assign(self, embedding: np.ndarray | None, attributes: dict[str, str]) -> int | None:
+    def assign(self, embedding: np.ndarray | None, attributes: dict[str, str], model_version: str | None = None) -> int | None:
         """The nearest segment; a user with neither embedding nor attributes goes to the largest;
-        None before there are any segments (too few users to fit them)."""
+        None before there are any segments (too few users to fit them). An embedding made by another
+        model than the fit's (`model_version`, when given) is left out: the user is placed by their
+        attributes until the segments are refitted under that model."""
         if self.k == 0:
             return None
+        if model_version is not None and self.model_version is not None and model_version != self.model_version:
+            embedding = None
         if embedding is None and not any(k in attributes for k, _ in self.columns):
             return int(np.argmax([p.size for p in self.profiles]))
         row, mask = self.features(embedding, attributes)
@@ -138,6 +147,31 @@ class Segmentation:
             return None
         payload = pickle.loads(saved[1])
         return payload[1] if isinstance(payload, tuple) and payload[0] == SNAPSHOT_VERSION else None
+
+
+class SegmentationFollower:
+    """The store's segmentation, for a replica that only reads it (a Ranker placing new users):
+    reloaded every `every_s` on a daemon thread, so a request never waits on the read."""
+
+    def __init__(self, store: StateStore, every_s: float):
+        self.store, self.every_s = store, every_s
+        self.current = Segmentation.load(store)
+        self._stop = threading.Event()
+        if every_s > 0:
+            threading.Thread(target=self._loop, name="segments-follower", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                loaded = Segmentation.load(self.store)
+            except Exception as error:  # a store hiccup: keep the segments held and read again next time
+                print(f"segments follower: could not read the segments ({type(error).__name__}: {error})", flush=True)
+                continue
+            if loaded is not None and (self.current is None or loaded.version != self.current.version):
+                self.current = loaded
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +232,7 @@ def fit_segments(users: UserTable, items: dict[str, ItemInfo], config: SegmentCo
     profiles = profile_segments(users, labels, len(centroids), items, config.top)
     members = {u: int(s) for u, s in zip(users.user_ids, labels)}
     return Segmentation(version, config.seed, score, centroids.astype(np.float32), columns, config.attribute_weight,
-                        profiles, members, popular_items(users, labels, len(centroids)))
+                        profiles, members, popular_items(users, labels, len(centroids)), users.model_version)
 
 
 def popular_items(users: UserTable, labels: np.ndarray, k: int, top: int = 200) -> list[dict[str, float]]:

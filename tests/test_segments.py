@@ -75,3 +75,20 @@ def test_assign_save_load_and_plot(users_and_items, tmp_path):
     assert np.allclose(loaded.centroids, segmentation.centroids)
     path = plot_segments(users, segmentation, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_an_embedding_from_another_model_places_a_user_by_attributes_alone(users_and_items):
+    """Centroids fitted among one model's user embeddings say nothing of another model's: such an
+    embedding is left out, and the user lands where their attributes alone put them."""
+    users, items = users_and_items
+    fitted = fit_segments(UserTable(users.user_ids, users.embeddings, users.attributes, users.histories, "model-a"),
+                          items, SegmentConfig(k=4, sample=500))
+    assert fitted.model_version == "model-a"
+    # a user whose embedding alone puts them elsewhere than their attributes do
+    row = next(r for r in range(len(users.user_ids))
+               if fitted.assign(users.embeddings[r], users.attributes[r], "model-a") != fitted.assign(None, users.attributes[r]))
+    embedding, attributes = users.embeddings[row], users.attributes[row]
+    by_attributes = fitted.assign(None, attributes)
+    assert fitted.assign(embedding, attributes, "model-a") != by_attributes
+    assert fitted.assign(embedding, attributes, "model-b") == by_attributes
+    assert fitted.assign(embedding, attributes) == fitted.assign(embedding, attributes, "model-a")  # version unknown: trusted

@@ -86,6 +86,9 @@ class RecommendationResponse(BaseModel):
     model_version: str
     user_model_version: str | None = Field(
         None, description="the model that embedded the user: always model_version, or null for a user ranked as a newcomer")
+    user_state_version: int | None = Field(
+        None, description="the event-log sequence number of the newest event the user's state reflects (null for an "
+                          "unknown user): it changes once an event posted for the user has been applied")
     items: list[RecommendedItem]
     note: str | None = Field(None, description="why the list is empty or short, when it is")
 
@@ -230,6 +233,8 @@ class UserOut(BaseModel):
     interests: list[InterestOut] = Field(default_factory=list, description=(
         "the user's long-term interests beside the sequence model's state (up to interests.k), the largest first; "
         "empty for a user without liked events"))
+    state_version: int | None = Field(None, description="the event-log sequence number of the newest event the user's "
+                                                        "state reflects: it changes once a posted event has been applied")
     segment: SegmentAssignmentOut
 
 

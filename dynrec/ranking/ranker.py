@@ -10,7 +10,8 @@ import numpy as np
 
 from dynrec.items.catalog import Catalog
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots
-from dynrec.ranking.prior import blend_weight, blended, standardise
+from dynrec.ranking.prior import PriorRanking, blend_weight, blended, segment_shares, segment_term, standardise, with_segment
+from dynrec.segments import Segmentation
 from dynrec.users.shards import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
@@ -56,6 +57,50 @@ class Ranking:
     recommendation_id: str = ""  # what feedback on this list names (dynrec.ranking.attribution)
 
 
+@dataclass(frozen=True)
+class SegmentDraw:
+    """A new or light user's segment, drawn into their prior: the prior with it (`with_segment`),
+    the segment's label, and its term alone, which says when an item is there for the segment."""
+
+    label: str
+    prior: PriorRanking
+    term: np.ndarray
+    weight: float
+
+
+class SegmentDraws:
+    """`SegmentDraw`s for users without enough events of their own, cached per catalogue, segment
+    version, segment, attribute groups and weight (a fit and a prior do not change), so a request
+    does not sort the catalogue. `weight` applies to users placed by their embedding,
+    `weight_without_events` to those placed by their attributes alone."""
+
+    def __init__(self, weight: float, weight_without_events: float | None = None):
+        self.weight = weight
+        self.weight_without_events = weight if weight_without_events is None else weight_without_events
+        self._cache: dict[tuple, SegmentDraw] = {}
+
+    def draw(self, catalog: Catalog, segmentation: Segmentation | None, user: UserView) -> SegmentDraw | None:
+        """The user's segment drawn into their prior; None when they rank on their own state alone,
+        before any segments, or at weight 0."""
+        weight = self.weight_without_events if user.embedding is None else self.weight
+        if not weight or segmentation is None or segmentation.k == 0:
+            return None
+        if user.embedding is not None and not blend_weight(user.history_length, catalog.config.cold_start):
+            return None
+        segment = segmentation.assign(user.embedding, user.attributes, user.model_version)
+        known = tuple(catalog.prior.known(user.attributes))
+        key = (id(catalog.prior), segmentation.version, segment, known, weight)
+        cached = self._cache.get(key)
+        if cached is None:
+            if len(self._cache) > 4096:  # old versions' entries
+                self._cache.clear()
+            prior = catalog.prior.ranking(user.attributes)
+            term = segment_term(segment_shares(segmentation.basis(segment)[1], catalog.row, len(prior.scores)))
+            cached = self._cache[key] = SegmentDraw(segmentation.profile(segment).label, with_segment(prior, term, weight),
+                                                    term, weight)
+        return cached
+
+
 def matching_catalogue(user: UserView, catalogs: list[Catalog]) -> tuple[Catalog, UserView]:
     """The newest of `catalogs` (newest first) whose model also embedded the user, with the view
     holding that embedding, so no score mixes item vectors of one model with a user vector of
@@ -92,9 +137,11 @@ def recommend(
     exploration: ExplorationSettings | None = None,
     rng: np.random.Generator | None = None,
     bandit: ClickBandit | None = None,
+    segment: SegmentDraw | None = None,
 ) -> list[Ranked]:
     """Top-k for `user`; users without an embedding (unknown, or no events yet) get the prior of
-    their attributes (what new users in their groups took to first, see dynrec.ranking.prior).
+    their attributes (what new users in their groups took to first, see dynrec.ranking.prior),
+    with their `segment` drawn in when given (and for light users, blended with their own state).
 
     Up to `new_item_slots` per 10 results go to new items (added while serving, so without
     behaviour or a trained ID) whose content is closest to the user's recent history: they are
@@ -115,10 +162,10 @@ def recommend(
         exclude = exclude | {e.item_id for e in explored}
     k_main = k - len(explored)
     if user.embedding is None:
-        ranked = cold_start(catalog, user, k_main, exclude, accept)
+        ranked = cold_start(catalog, user, k_main, exclude, accept, segment)
     else:
         wide = diversity > 0 or user.interests is not None
-        ids, scores = retrieve(catalog, user, max(k_main, candidates) if wide else k_main, exclude, accept)
+        ids, scores = retrieve(catalog, user, max(k_main, candidates) if wide else k_main, exclude, accept, segment)
         if diversity > 0 and len(ids) > k_main:
             ids, scores = mmr(catalog, ids, scores, k_main, diversity)
         ids, scores = ids[:k_main], scores[:k_main]
@@ -130,9 +177,11 @@ def recommend(
     return titled(catalog, ranked[:k_main] + explored)
 
 
-def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> tuple[list[str], np.ndarray]:
+def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept,
+             segment: SegmentDraw | None = None) -> tuple[list[str], np.ndarray]:
     """The user's top k from the index (with the user's long-term interests, when the view carries
-    them: see `with_interests`); for a user with only a few events, blended with the prior.
+    them: see `with_interests`); for a user with only a few events, blended with the prior (with
+    their `segment` drawn in, when given).
 
     Both scores are standardised (the model's against a fixed sample of items, the prior's over
     every item) and the prior's is added at `blend_weight`; the candidates are the model's top and
@@ -146,7 +195,7 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
     pool = max(k, catalog.config.serving.candidates)
     ids, scores = catalog.index.search(user.embedding, pool, exclude, accept)
     model = dict(zip(ids, scores.tolist()))
-    prior = catalog.prior.ranking(user.attributes)
+    prior = segment.prior if segment is not None else catalog.prior.ranking(user.attributes)
     missing = [catalog.ids[row] for row in prior_top(catalog, prior.order, pool, exclude, accept) if catalog.ids[row] not in model]
     model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
     pooled = list(model)
@@ -205,12 +254,22 @@ def prior_top(catalog: Catalog, order: np.ndarray, k: int, exclude: set[str], ac
     return rows
 
 
-def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> list[Ranked]:
-    """A user without events: the best of their attribute prior (see dynrec.ranking.prior), then
-    what is popular now among items the prior does not know (those added while serving)."""
-    prior = catalog.prior.ranking(user.attributes)
+def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept,
+               segment: SegmentDraw | None = None) -> list[Ranked]:
+    """A user without events: the best of their attribute prior (see dynrec.ranking.prior), with
+    their `segment` drawn in when given, then what is popular now among items the prior does not
+    know (those added while serving). An item is "popular with <segment>" when the segment's pull
+    on it outweighs their attribute groups'."""
+    groups = catalog.prior.ranking(user.attributes)
+    prior = segment.prior if segment is not None else groups
     reason = sentence(f"popular with {catalog.prior.label(user.attributes)}")
-    picked = [Ranked(catalog.ids[row], float(prior.scores[row]), reason) for row in prior_top(catalog, prior.order, k, exclude, accept)]
+
+    def why(row: int) -> str:
+        if segment is not None and segment.weight * segment.term[row] >= groups.standardised[row]:
+            return sentence(f"popular with {segment.label}")
+        return reason
+
+    picked = [Ranked(catalog.ids[row], float(prior.scores[row]), why(row)) for row in prior_top(catalog, prior.order, k, exclude, accept)]
     exclude = exclude | {p.item_id for p in picked}
     return picked + [Ranked(i, 0.0, "Popular right now") for i in catalog.popular(exclude, k - len(picked), accept)]
 

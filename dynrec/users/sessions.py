@@ -88,9 +88,14 @@ class UserSessions:
         after = self._load_snapshot(snapshot) if snapshot else None
         if after is None:
             after = self._load_histories()
-        replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id)
-                    for _, e in self.store.events(after) if e.user_id and self.mine(e.user_id) and e.item_id in catalog]
+        # each user's state version: the store sequence number of the newest event it reflects (at
+        # least the point the boot read the store to), so a client sees when an event has landed
+        self._boot_seq = after
+        self._as_of: dict[str, int] = {}
+        logged = [(seq, e) for seq, e in self.store.events(after) if e.user_id and self.mine(e.user_id) and e.item_id in catalog]
+        replayed = [Event(e.user_id, e.item_id, e.event_type, e.ts, e.value, e.recommendation_id) for _, e in logged]
         self.apply(replayed)
+        self._as_of.update((e.user_id, seq) for seq, e in logged)
         self.replayed = len(replayed)
         release_unused_memory()  # the store's reads
 
@@ -293,6 +298,7 @@ class UserSessions:
             seq = store.add_events([StoredEvent(e.item_id, e.timestamp, e.value, e.event_type, e.user_id, e.recommendation_id,
                                                 position=e.position) for e in events])
             self.apply(events)
+            self._as_of.update((e.user_id, seq) for e in events)
             return seq
 
     def save_snapshot(self, store: StateStore, name: str) -> int:
@@ -327,6 +333,7 @@ class UserSessions:
         """Drop the user's state; returns whether there was any."""
         with self._lock:
             self._dirty.discard(user_id)
+            self._as_of.pop(user_id, None)
             self._pickled.pop(user_id, None)
             if self._previous is not None:
                 self._previous.embeddings.pop(user_id, None)
@@ -360,7 +367,8 @@ class UserSessions:
         earlier = overlap.embeddings.get(user_id) if overlap is not None else None
         view = UserView(user_id, record.embedding, set(record.seen), recent, merged, len(record.history),
                         self.catalog.model_version if record.embedding is not None else None,
-                        {overlap.catalog.model_version: earlier} if earlier is not None else {}, window=window)
+                        {overlap.catalog.model_version: earlier} if earlier is not None else {},
+                        self._as_of.get(user_id, self._boot_seq), window=window)
         interests = self._interests(record) if self.config.interests.retrieval and record.embedding is not None else None
         if interests is not None and interests.interests:
             view.interests, view.interest_shares = interests.directions(), interests.shares(self.config.interests)
@@ -375,6 +383,7 @@ class UserSessions:
                 np.stack([r.embedding for _, r in rows]) if rows else np.zeros((0, self.catalog.dim), np.float32),
                 [dict(r.attributes) for _, r in rows],
                 [[h[0] for h in list(r.history)[-history:]] for _, r in rows],
+                self.catalog.model_version,
             )
 
     def describe(self, user_id: str) -> UserSummary | None:
@@ -390,4 +399,5 @@ class UserSessions:
                 [HistoryEntry(i, self.catalog.item(i).title, t, ts, v) for i, t, ts, v in recent],
                 float(np.linalg.norm(record.embedding)) if record.embedding is not None else None,
                 interests,
+                state_version=self._as_of.get(user_id, self._boot_seq),
             )

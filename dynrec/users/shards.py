@@ -71,6 +71,8 @@ class UserView:
     # while a shard overlaps two models after a switch: the user's embeddings under the earlier one, by
     # model version, for Ranker replicas that still serve it
     earlier: dict[str, np.ndarray] = field(default_factory=dict)
+    # the store sequence number of the newest event the user's state reflects: it changes when an event lands
+    state_version: int | None = None
     # with `interests.retrieval`: the long-term interests' unit directions (interests, dim), under
     # `model_version` like the embedding, and each one's share of the history
     interests: np.ndarray | None = None
@@ -109,6 +111,7 @@ class UserSummary:
     recent: list[HistoryEntry]  # newest first, up to 10
     embedding_norm: float | None
     interests: list[InterestSummary] = field(default_factory=list)  # the largest first
+    state_version: int | None = None  # as UserView's
 
 
 @dataclass

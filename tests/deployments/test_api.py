@@ -45,13 +45,17 @@ def test_events_move_the_users_interest_not_only_exclude_what_they_rated(service
     moving. A second request with no event between is the control: it changes nothing."""
     item_categories = {r["item_id"]: r["categories"] for r in ml100k.items.select(["item_id", "categories"]).to_pylist()}
     before = recommend(service, "13", num_results=20, exploration={"weight": 0})
-    assert ids(recommend(service, "13", num_results=20, exploration={"weight": 0})) == ids(before)  # the control
+    control = recommend(service, "13", num_results=20, exploration={"weight": 0})
+    assert ids(control) == ids(before) and control["user_state_version"] == before["user_state_version"]  # the control
     shown = set(ids(recommend(service, "13", num_results=200, exploration={"weight": 0})))
     liked = [i for i, cats in item_categories.items() if "Children's" in cats and i not in shown][:5]
     events = [{"user_id": "13", "item_id": item, "event_type": "rating", "value": 5} for item in liked]
     assert service.post("/v1/events", json={"events": events}).json()["accepted"] == 5
     after = recommend(service, "13", num_results=20, exploration={"weight": 0})
     assert ids(after) != ids(before) and not set(liked) & set(ids(after))
+    # the state version says the events landed, in the response and on the user
+    assert after["user_state_version"] > before["user_state_version"]
+    assert service.get("/v1/users/13").json()["state_version"] == after["user_state_version"]
 
 
 def test_unknown_user_gets_cold_start_then_adapts_from_the_first_event(service):

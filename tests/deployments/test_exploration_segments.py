@@ -7,7 +7,11 @@ def test_a_new_user_with_attributes_gets_their_groups_prior_then_their_own_state
     off = {"weight": 0}  # no exploration slots, so every result comes from the prior
     women = recommend(service, "new-woman", num_results=10, context={"gender": "F", "age": "25"}, exploration=off)
     men = recommend(service, "new-man", num_results=10, context={"gender": "M", "age": "25"}, exploration=off)
-    assert all(item["reason"].startswith("Popular with new users who are women aged 25") for item in women["items"])
+    # each item is there for the attribute groups, or for the segment the attributes place her in
+    segments = {f"Popular with {s['label']}" for s in service.get("/v1/segments").json()["segments"]}
+    reasons = [item["reason"] for item in women["items"]]
+    assert all(r.startswith("Popular with new users who are women aged 25") or r in segments for r in reasons)
+    assert any(r.startswith("Popular with new users who are women aged 25") for r in reasons)
     assert ids(women) != ids(men)
     service.post("/v1/events", json={"events": [{"user_id": "new-woman", "item_id": "50", "event_type": "view"}]})
     after = recommend(service, "new-woman", num_results=10, context={"gender": "F", "age": "25"})

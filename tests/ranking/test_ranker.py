@@ -207,3 +207,31 @@ def test_a_reason_cites_the_history_event_whose_removal_lowers_the_score_most(se
             checked += 1
             not_closest += entry != recent[candidates[near]]
     assert checked >= 20 and not_closest >= 10 and disliked_dropping_more >= 10
+
+
+def test_a_new_users_list_draws_on_their_segment_and_says_so(served, fill, tmp_path):
+    """A user without events is placed in a segment by their attributes; the segment's popular
+    items are drawn into their prior, and the items there for the segment give it as the reason."""
+    from dynrec.config import SegmentConfig
+    from dynrec.ranking.ranker import SegmentDraws
+    from dynrec.segments import ItemInfo, fit_segments
+
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
+    sessions = UserSessions(served.config, catalog)
+    items = {m.item_id: ItemInfo(m.title, m.categories, m.text) for m in catalog.meta}
+    segmentation = fit_segments(sessions.export(), items, SegmentConfig(k=4))
+    newcomer = sessions.view("nobody", {"gender": "F", "age": "25"})
+    draw = SegmentDraws(weight=1.0).draw(catalog, segmentation, newcomer)
+    segment = segmentation.assign(None, newcomer.attributes)
+    assert draw is not None and draw.label == segmentation.profile(segment).label
+    plain = recommend(catalog, newcomer, 10, Filters(), True, 200, 0.0, 0)
+    drawn = recommend(catalog, newcomer, 10, Filters(), True, 200, 0.0, 0, segment=draw)
+    assert [r.item_id for r in drawn] != [r.item_id for r in plain]
+    for_segment = [r for r in drawn if r.reason == f"Popular with {draw.label}"]
+    assert for_segment and all(r.reason.startswith("Popular with new users who are women") for r in plain)
+    popular = segmentation.basis(segment)[1]
+    assert all(popular.get(r.item_id, 0) > 0 for r in for_segment)  # named for the segment: its members chose it
+    assert SegmentDraws(weight=0.0).draw(catalog, segmentation, newcomer) is None
+    sessions.apply([Event("regular", catalog.ids[40 + n], "rating", 1_000_000 + n, 5.0)
+                    for n in range(served.config.cold_start.blend_max_events + 1)])
+    assert SegmentDraws(weight=1.0).draw(catalog, segmentation, sessions.view("regular")) is None  # their own state suffices
