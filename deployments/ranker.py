@@ -145,10 +145,10 @@ class Ranker:
     def item_activity(self, item_id: str, bucket_s: int, buckets: int) -> tuple[ActivitySeries, ExplorationStatus] | None:
         """The item's logged events per bucket (EventTimeline.series) and its place in exploration
         under the service's settings; None for an unknown item."""
-        catalog, bandits = self.catalog, self.bandits
+        catalog = self.catalog
         catalog.sync()
         if item_id not in catalog:
             return None
         now = time.time()
         return (self.timeline.series(item_id, bucket_s, buckets, int(now)),
-                exploration_status(catalog, bandits[catalog.model_version], item_id, self.exploration.max_age_days, now))
+                exploration_status(catalog, item_id, self.exploration.max_age_days, now))

@@ -178,7 +178,6 @@ class ItemExploration(BaseModel):
     max_age_days: float = Field(description="the service's exploration.max_age_days")
     shown: int = Field(description="impressions attributed to a recommendation that held the item")
     clicks: int = Field(description="clicks attributed the same way")
-    ctr_mean: float = Field(description="the mean of the click-through posterior exploration draws from")
 
 
 class ItemActivityResponse(BaseModel):

@@ -20,7 +20,6 @@ from dynrec.state import StateStore
 
 if TYPE_CHECKING:
     from dynrec.items.catalog import Catalog
-    from dynrec.ranking.bandit import ClickBandit
 
 BUCKETS = {"hour": 3600, "day": 86400}
 
@@ -103,17 +102,16 @@ class EventTimeline:
 @dataclass
 class ExplorationStatus:
     """An item as exploration sees it: whether it may take an explored slot now, and the attributed
-    feedback its click-through posterior is drawn from."""
+    feedback the exploration policy learns its click-through rate from."""
 
     explorable: bool  # visible and created within `max_age_days`: the pool explored slots are drawn from
     max_age_days: float
     shown: int  # impressions attributed to a recommendation that held the item (explored or not)
     clicks: int  # clicks attributed the same way
-    ctr_mean: float  # the posterior's mean click-through rate
 
 
-def exploration_status(catalog: Catalog, bandit: ClickBandit, item_id: str, max_age_days: float, now: float) -> ExplorationStatus:
+def exploration_status(catalog: Catalog, item_id: str, max_age_days: float, now: float) -> ExplorationStatus:
     """The item's place in exploration by the catalogue's own test (`created_since`), as ranking applies it."""
     shown, clicks = catalog.feedback.shown_and_clicked(item_id)
     explorable = item_id in catalog.created_since(now - max_age_days * 86400)
-    return ExplorationStatus(explorable, max_age_days, shown, clicks, round(bandit.mean(item_id), 6))
+    return ExplorationStatus(explorable, max_age_days, shown, clicks)

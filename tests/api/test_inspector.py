@@ -59,7 +59,7 @@ def test_an_images_media_type_comes_from_its_bytes(kind, media):
 
 SERIES = ActivitySeries("film", 86400, 1_699_920_000, {"rating": [0, 2], "click": [1, 0]}, {"rating": 5, "click": 1},
                         1_600_000_000, 1_700_010_000)
-EXPLORATION = ExplorationStatus(True, 30.0, 4, 1, 0.08)
+EXPLORATION = ExplorationStatus(True, 30.0, 4, 1)
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_the_activity_route_passes_the_bucket_and_gives_the_series(served):
     assert answer.json() == {"item_id": "film", "bucket": "hour", "bucket_s": 86400, "start": 1_699_920_000,
                              "counts": {"rating": [0, 2], "click": [1, 0]}, "totals": {"rating": 5, "click": 1},
                              "first_event": 1_600_000_000, "last_event": 1_700_010_000,
-                             "exploration": {"explorable": True, "max_age_days": 30.0, "shown": 4, "clicks": 1, "ctr_mean": 0.08}}
+                             "exploration": {"explorable": True, "max_age_days": 30.0, "shown": 4, "clicks": 1}}
     assert ("item_activity", ("film", 3600, 48)) in served.servable.ranker.calls
     assert served.get("/v1/items/film/activity").status_code == 200
     assert ("item_activity", ("film", 86400, 30)) in served.servable.ranker.calls  # a day, 30 of them, by default

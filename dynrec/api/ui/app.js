@@ -319,7 +319,7 @@ async function itemPage(view, itemId, gen) {
     exploration.replaceChildren(flag(ex.explorable, "explorable"), " ",
       h("span", { class: "muted" }, ex.explorable ? `created within ${ex.max_age_days} days: explored slots may show it. `
         : `not visible, or older than ${ex.max_age_days} days: no explored slot shows it. `,
-      `${ex.shown} attributed impressions, ${ex.clicks} clicks, click-through posterior mean ${fmt(ex.ctr_mean)}`));
+      `${ex.shown} attributed impressions, ${ex.clicks} clicks`));
     chartBox.replaceChildren(activityChart(answer));
   }
   await loadActivity();
