@@ -238,13 +238,18 @@ class Catalog:
             self._checked = clock
             latest = self.store.latest()
             changed = latest != self._seen
-            if latest[0] > self._seen[0]:
+            items_seen, events_seen = self._seen
+            # the reads return whatever was written up to them, past `latest` too: the position kept
+            # is the last one applied, so a write landing between the reads is never applied twice
+            if latest[0] > items_seen:
                 for change in self.store.item_changes(self._seen[0]):
                     self._apply(change)
-            if latest[1] > self._seen[1]:
-                for _, event in self.store.events(self._seen[1]):
+                    items_seen = max(items_seen, change.seq)
+            if latest[1] > events_seen:
+                for seq, event in self.store.events(self._seen[1]):
                     self._apply_event(event)
-            self._seen = latest
+                    events_seen = max(events_seen, seq)
+            self._seen = (items_seen, events_seen)
             return changed
 
     def _apply_event(self, event: StoredEvent) -> None:

@@ -113,3 +113,30 @@ def test_an_upsert_carrying_its_vectors_is_applied_without_fusing_again(served, 
     store.put_item(change("from-another-model", "another model"))
     replica.sync(force=True)
     assert fusions and replica.visible("from-another-model")
+
+
+def test_an_event_written_while_a_sync_reads_is_applied_once(served, fill, tmp_path):
+    """A click stored between the sync's read of the newest position and its read of the log is
+    picked up by that read; the next sync must not apply it a second time (two clicks stored, two
+    counted)."""
+    from dynrec.state import StoredEvent
+
+    store = fill(SqliteStore(tmp_path / "state.sqlite"))
+    catalog = served.catalog(store)
+    item = catalog.ids[0]
+    before = catalog.feedback.shown_and_clicked(item)
+    click = StoredEvent(item, 1_000_000, 1.0, "click", "racer", "a-list", position=3)
+    latest = store.latest
+
+    def latest_then_a_write():
+        position = latest()
+        store.add_events([click])  # lands after the position was read, before the log is
+        return position
+
+    store.add_events([click._replace(recommendation_id="earlier")])  # so that the sync has events to read
+    store.latest = latest_then_a_write
+    catalog.sync(force=True)
+    store.latest = latest
+    catalog.sync(force=True)
+    catalog.sync(force=True)
+    assert catalog.feedback.shown_and_clicked(item) == (before[0] + 2, before[1] + 2)
