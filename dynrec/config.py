@@ -270,6 +270,10 @@ class ServingConfig:
     # long, for Ranker replicas that have not switched yet (and Rankers keep the previous catalogue
     # while views still need it): no response mixes an item vector of one model with a user vector of another
     model_overlap_s: float = 60.0
+    # a UserState shard keeps the user model's keys and values (up to 200 KB a user at dim 64, 2 layers
+    # and a 200-event window) for this many of its most recently updated users, so their next event
+    # costs one step rather than a re-encode of the window (dynrec.users.incremental; 0: none kept)
+    user_cache_users: int = 1000
 
 
 @dataclass(slots=True)

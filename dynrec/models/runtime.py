@@ -1,8 +1,8 @@
 """The trained fusion and user models behind numpy calls, on torch or ONNX Runtime.
 
-Serving and batch encoding call `embed_items` and `embed_users` and never care which backend
-runs; `RuntimeConfig.backend` decides. ONNX files are named by a fingerprint of the weights, so a
-retrained model is re-exported and a stale export is never picked up.
+Serving and batch encoding call `embed_items`, `embed_users` and `step_user` and never care which
+backend runs; `RuntimeConfig.backend` decides. ONNX files are named by a fingerprint of the weights,
+so a retrained model is re-exported and a stale export is never picked up.
 
 A checkpoint's `ModelManifest` (beside it, `serving.json`) records what serving needs to know
 without loading it, so a replica that only fuses or ranks items runs the exported graphs on ONNX
@@ -72,9 +72,12 @@ class ModelManifest:
         os.replace(temp, path)
 
 
+GRAPHS = ("fusion", "user", "user_step")  # every graph a runtime runs, exported as <graph>-<fingerprint>.onnx
+
+
 def exported_graphs(runtime: RuntimeConfig, fingerprint: str) -> list[Path] | None:
-    """The fusion and user graphs exported for weights `fingerprint`, or None unless both exist."""
-    paths = [Path(runtime.onnx_dir) / f"{graph}-{fingerprint}.onnx" for graph in ("fusion", "user")]
+    """The graphs (`GRAPHS`, in order) exported for weights `fingerprint`, or None unless all exist."""
+    paths = [Path(runtime.onnx_dir) / f"{graph}-{fingerprint}.onnx" for graph in GRAPHS]
     return paths if all(p.is_file() for p in paths) else None
 
 
@@ -86,9 +89,17 @@ class ModelRuntime:
         self.dim = model.config.dim
         fusion = model.fusion
         self.input_dims = {m: fusion.projections[m][0].in_features for m in fusion.projections}
-        self.fusion_session = self.user_session = None
+        self.fusion_session = self.user_session = self.step_session = None
         if self.runtime.backend == "onnx":
-            from dynrec.onnx.export import FusionGraph, UserGraph, export_graph, fusion_example, user_example
+            from dynrec.onnx.export import (
+                FusionGraph,
+                UserGraph,
+                UserStepGraph,
+                export_graph,
+                fusion_example,
+                user_example,
+                user_step_example,
+            )
             from dynrec.onnx.session import exported_session
 
             self.fusion_session = exported_session(
@@ -100,6 +111,12 @@ class ModelRuntime:
                 self.runtime,
                 f"user-{self.fingerprint}",
                 lambda path: export_graph(UserGraph(model.user), user_example(model.user), path),
+            )
+            self.step_session = exported_session(
+                self.runtime,
+                f"user_step-{self.fingerprint}",
+                lambda path: export_graph(UserStepGraph(model.user), user_step_example(model.user), path),
+                int8=False,  # see step_user
             )
 
     @classmethod
@@ -117,7 +134,9 @@ class ModelRuntime:
         self = cls.__new__(cls)
         self.model, self.runtime = None, runtime
         self.fingerprint, self.dim, self.input_dims = manifest.fingerprint, manifest.dim, dict(manifest.input_dims)
-        self.fusion_session, self.user_session = (exported_session(runtime, path.stem, missing) for path in graphs)
+        fusion, user, step = graphs
+        self.fusion_session, self.user_session = (exported_session(runtime, path.stem, missing) for path in (fusion, user))
+        self.step_session = exported_session(runtime, step.stem, missing, int8=False)
         return self
 
     def manifest(self, checkpoint: str | Path, item_ids: list[str]) -> ModelManifest:
@@ -180,3 +199,42 @@ class ModelRuntime:
         with torch.inference_mode():
             tensors = [torch.from_numpy(feeds[name]) for name in UserGraph.inputs]
             return UserGraph(self.model.user)(*tensors).numpy()
+
+    @property
+    def user_layers(self) -> int:
+        """The user model's layers: a cached event is (layers, 2, dim) keys and values (`step_user`)."""
+        if self.step_session is not None:
+            return sum(name.startswith("past_keys_") for name in self.step_session.input_names)
+        return len(self.model.user.blocks)
+
+    def step_user(
+        self, items: np.ndarray, event_types: np.ndarray, gaps: np.ndarray, values: np.ndarray, past: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One user's next events (items (T, dim), the rest (T,)) after the events whose keys and
+        values are `past` (layers, 2, P, dim; P may be 0; each (P, dim) slab contiguous, as a prefix
+        of a larger cache is): the user embedding at the last of them (dim,), as `embed_users`
+        gives it for the whole window, and the new events' keys and values (layers, 2, T, dim). Its
+        cost follows T, and hardly P: no re-encode (dynrec.users.incremental).
+
+        Always fp32, even with `runtime.int8`: quantising activations per call would give each
+        step its own rounding, and the few rows of a step gain nothing from int8."""
+        feeds = {
+            "items": np.ascontiguousarray(items, np.float32),
+            "event_types": np.asarray(event_types, np.int64),
+            "gaps": np.asarray(gaps, np.float32),
+            "values": np.asarray(values, np.float32),
+        }
+        for layer, (keys, values_) in enumerate(past):
+            feeds[f"past_keys_{layer}"] = np.ascontiguousarray(keys, np.float32)
+            feeds[f"past_values_{layer}"] = np.ascontiguousarray(values_, np.float32)
+        if self.step_session is not None:
+            embedding, present = self.step_session.session.run(None, feeds)
+        else:
+            import torch
+
+            from dynrec.onnx.export import UserStepGraph
+
+            graph = UserStepGraph(self.model.user)
+            with torch.inference_mode():
+                embedding, present = (y.numpy() for y in graph(*(torch.from_numpy(feeds[name]) for name in graph.inputs)))
+        return embedding, present.reshape(len(present), len(past), 2, -1).transpose(1, 2, 0, 3)

@@ -1,7 +1,9 @@
 """UserEncoder: a causal Transformer over the user's recent items, event types and time gaps.
 
-The output at the last position is the user embedding. Serving re-encodes a user's window on
-each change through the exported graph (see dynrec.users.sessions for why not a key/value cache).
+The output at the last position is the user embedding. `extend` appends events to a sequence whose
+earlier positions are given only by their keys and values (a key/value cache), so serving pays for
+the new events, not the whole window, and gets the same states as `forward` over the whole window
+(dynrec.users.incremental keeps the caches; dynrec.onnx.export.UserStepGraph exports the step).
 """
 
 from __future__ import annotations
@@ -45,6 +47,35 @@ class CausalBlock(nn.Module):
         x = x + self.dropout(self.attn_out(attended.transpose(1, 2).reshape(b, t, -1)))
         return x + self.dropout(self.ffn(self.norm_ffn(x)))
 
+    def extend(
+        self, x: torch.Tensor, past_keys: torch.Tensor, past_values: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sequence's new positions x (T, dim) after P earlier ones, given by this block's keys
+        and values of them (P, dim each): new position i attends to every earlier one and to new
+        ones up to i (`positions`, (T,)), as in `forward` over the whole sequence. Returns the new
+        positions' outputs (T, dim), keys (T, dim) and values (T, dim)."""
+        dim = self.attn_out.in_features  # a number, not a traced shape: fewer nodes in the exported graph
+        qkv = self.qkv(self.norm_attn(x))
+        q, k, v = qkv[:, :dim], qkv[:, dim : 2 * dim], qkv[:, 2 * dim :]
+        t, p, width = x.shape[0], past_keys.shape[0], dim // self.heads
+        future = positions[None, :] > positions[:, None]  # among the new ones; every earlier one is before
+
+        def heads(y: torch.Tensor) -> torch.Tensor:  # (n, dim) -> (heads, n, dim / heads)
+            return y if self.heads == 1 else y.reshape(y.shape[0], self.heads, width).transpose(0, 1)
+
+        # attention written out rather than F.scaled_dot_product_attention (the same sums), with the
+        # earlier and the new positions' scores apart, so the cached keys and values are read where
+        # they lie and never copied: what a one-event step costs on ONNX Runtime hardly grows with P
+        q = heads(q) * (1.0 / math.sqrt(width))
+        earlier = q @ heads(past_keys).transpose(-1, -2)
+        new = (q @ heads(k).transpose(-1, -2)).masked_fill(future, float("-inf"))
+        weights = torch.cat([earlier, new], dim=-1).softmax(dim=-1)
+        attended = weights[..., :p] @ heads(past_values) + weights[..., p:] @ heads(v)
+        if self.heads > 1:
+            attended = attended.transpose(0, 1).reshape(t, -1)
+        x = x + self.attn_out(attended)
+        return x + self.ffn(self.norm_ffn(x)), k, v
+
 
 class UserEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
@@ -67,8 +98,10 @@ class UserEncoder(nn.Module):
         nn.init.normal_(self.value.weight, std=0.02)
         nn.init.zeros_(self.value.bias)
 
-    def _inputs(self, items, event_types, gaps, values) -> torch.Tensor:
-        positions = torch.arange(items.shape[1], device=items.device)
+    def _inputs(self, items, event_types, gaps, values, positions=None) -> torch.Tensor:
+        """Input vectors (..., T, dim) of the events at `positions` (default: 0 .. T - 1)."""
+        if positions is None:
+            positions = torch.arange(items.shape[-2], device=items.device)
         x = (
             items * self.input_scale
             + self.position(positions)
@@ -87,3 +120,20 @@ class UserEncoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         return F.normalize(self.norm(x), dim=-1)
+
+    def extend(
+        self, items: torch.Tensor, event_types: torch.Tensor, gaps: torch.Tensor, values: torch.Tensor,
+        past: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One user's next T events (items (T, dim), the rest (T,)) after P events given by each
+        layer's (keys, values) of them, (P, dim) each (P may be 0): the embedding at the last new
+        event (dim,), equal to `forward`'s there over all P + T events, and the new events' keys and
+        values, (T, layers * 2 * dim): each event's layer 0 keys, layer 0 values, layer 1 keys, ...
+        Inference only (no dropout); P + T must not exceed max_length."""
+        positions = torch.arange(items.shape[0], device=items.device) + past[0][0].shape[0]
+        x = self._inputs(items, event_types, gaps, values, positions)
+        present = []
+        for block, (keys, values_) in zip(self.blocks, past):
+            x, k, v = block.extend(x, keys, values_, positions)
+            present += [k, v]
+        return F.normalize(self.norm(x[-1]), dim=-1), torch.cat(present, dim=1)

@@ -1,4 +1,4 @@
-"""torch -> ONNX export of the four inference graphs, with dynamic batch and sequence axes.
+"""torch -> ONNX export of the five inference graphs, with dynamic batch and sequence axes.
 
 Each graph is a thin module with a fixed, named signature, so the torch path and the ONNX path
 are called the same way. Exports go through the TorchScript exporter (`dynamo=False`): it needs
@@ -85,6 +85,30 @@ class UserGraph(nn.Module):
         return states.gather(1, last).squeeze(1)
 
 
+class UserStepGraph(nn.Module):
+    """One user's new events after the earlier events of the window, given by each layer's cached
+    keys and values of them (`past_keys_<layer>`, `past_values_<layer>`: (P, dim)) -> the embedding
+    at the last new event (dim,) and the new events' keys and values (`present`: (T, layers * 2 *
+    dim)): UserEncoder.extend. With no earlier events (P = 0) it encodes a whole window and
+    returns every event's keys and values."""
+
+    outputs = ("embedding", "present")
+
+    def __init__(self, user: UserEncoder):
+        super().__init__()
+        self.user = user
+        self.past = [name for layer in range(len(user.blocks)) for name in (f"past_keys_{layer}", f"past_values_{layer}")]
+        self.inputs = ("items", "event_types", "gaps", "values", *self.past)
+        self.dynamic_axes = {
+            **{name: {0: "new"} for name in ("items", "event_types", "gaps", "values")},
+            **{name: {0: "past"} for name in self.past},
+            "present": {0: "new"},
+        }
+
+    def forward(self, items, event_types, gaps, values, *past) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.extend(items, event_types, gaps, values, list(zip(past[0::2], past[1::2])))
+
+
 def fusion_example(fusion: ItemFusion, n: int = 3, behaviour_dim: int | None = None) -> dict[str, torch.Tensor]:
     """Random inputs of the right shapes for `fusion` (unused modalities get 1-wide placeholders)."""
     dims = {m: p[0].in_features for m, p in fusion.projections.items()}
@@ -111,6 +135,18 @@ def user_example(user: UserEncoder, batch: int = 2, length: int = 5) -> dict[str
     }
 
 
+def user_step_example(user: UserEncoder, past: int = 4, new: int = 2) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(past * 100 + new)
+    dim = user.position.embedding_dim
+    return {
+        "items": torch.nn.functional.normalize(torch.randn(new, dim, generator=generator), dim=-1),
+        "event_types": torch.zeros(new, dtype=torch.long),
+        "gaps": torch.rand(new, generator=generator) * 86400,
+        "values": torch.randint(1, 6, (new,), generator=generator).float(),
+        **{name: torch.randn(past, dim, generator=generator) for name in UserStepGraph(user).past},
+    }
+
+
 DYNAMIC_AXES = {
     TextGraph: {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
     ImageGraph: {"pixels": {0: "batch"}},
@@ -132,18 +168,21 @@ def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], path: str |
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     kind = type(graph)
+    outputs = getattr(graph, "outputs", ("embedding",))
+    # a graph whose inputs depend on the model (UserStepGraph: one pair per layer) names its own axes
+    axes = getattr(graph, "dynamic_axes", None) or {**DYNAMIC_AXES[kind], "embedding": {0: OUTPUT_AXIS[kind]}}
     graph = graph.eval()
     with warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter warns about its own deprecation and about traced shape arithmetic
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
-            tuple(example[name] for name in kind.inputs),
+            tuple(example[name] for name in graph.inputs),
             str(temp),
             dynamo=False,
-            input_names=list(kind.inputs),
-            output_names=["embedding"],
-            dynamic_axes={**DYNAMIC_AXES[kind], "embedding": {0: OUTPUT_AXIS[kind]}},
+            input_names=list(graph.inputs),
+            output_names=list(outputs),
+            dynamic_axes=axes,
             opset_version=OPSET,
         )
     os.replace(temp, path)

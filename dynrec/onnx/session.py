@@ -156,17 +156,17 @@ class OnnxSession:
 
 
 def exported_session(
-    runtime, name: str, export: Callable[[Path], object], int8_skip: str | None = None
+    runtime, name: str, export: Callable[[Path], object], int8_skip: str | None = None, int8: bool = True
 ) -> OnnxSession:
     """A session on `<runtime.onnx_dir>/<name>.onnx`, exported by `export(path)` on first use.
 
-    With `runtime.int8` the quantised copy (`<name>.int8.onnx`, see `quantize_int8` for
-    `int8_skip`) is made once and used instead.
+    With `runtime.int8` (unless `int8` is False: a graph may opt out) the quantised copy
+    (`<name>.int8.onnx`, see `quantize_int8` for `int8_skip`) is made once and used instead.
     """
     path = Path(runtime.onnx_dir) / f"{name}.onnx"
     if not path.is_file():
         export(path)
-    if runtime.int8:
+    if runtime.int8 and int8:
         quantised = path.with_name(f"{name}.int8.onnx")
         if not quantised.is_file() or quantised.stat().st_mtime < path.stat().st_mtime:
             quantize_int8(path, quantised, int8_skip)

@@ -1,10 +1,16 @@
 """Per-user state for serving: recent history, seen items, embedding and long-term interests.
 
-`apply` appends events in order and re-embeds each user it touched once, over that user's last
-`max_length` events, through the runtime's user graph (ONNX Runtime by default, so this process
-never loads torch). On this CPU one 200-event window takes 2.4 ms on ONNX Runtime, against 4.1 ms
-for torch eager to rebuild a key/value cache and 1.2-1.8 ms for each cached torch step after it,
-so the cache was dropped.
+`apply` appends events in order, then updates the embedding of each user it touched by one step of
+the user model over the events just appended, after the keys and values it keeps for the rest of
+the user's window (dynrec.users.incremental: for the `serving.user_cache_users` users updated most
+recently, and per model), or by one encode of the window where it keeps none. Both run on the
+runtime's graphs (ONNX Runtime by default, so this process never loads torch). At a 200-event
+window a step costs 0.08 ms against 0.92 ms for the re-encode that every event used to cost, and
+0.15 against 1.21 ms with this class's own work around them (bench/results/user_update.json:
+medians over a stream of ML-1M events, 2 CPUs). A full history's window is its newest events from
+a first event that the history alone decides (between max_length // 2 + 1 and max_length of
+them), so a user's embedding is the same whether it was stepped or encoded, on any replica and
+after any restart.
 
 Boot: from the shard's snapshot when one exists (every user's window, seen items, embedding and
 interests, as of an event sequence number: a compacted state, so start-up reads the users, not
@@ -38,6 +44,7 @@ from dynrec.ranking.ranker import liked
 from dynrec.segments import UserTable
 from dynrec.state import StateStore, StoredEvent
 from dynrec.state.imports import stored_dataset
+from dynrec.users.incremental import UserStates, window_start
 from dynrec.users.interests import ItemSpace, UserInterests, interests_of
 from dynrec.users.shards import Erasure, Event, HistoryEntry, UserSummary, UserView
 
@@ -84,6 +91,7 @@ class UserSessions:
         self._generation = 0  # odd while a model switch is being applied (see `view`)
         self._previous: Overlap | None = None
         self._changed_while_adopting: set[str] | None = None
+        self._states: dict[str, UserStates] = {}  # key/value caches, by model version (see _update)
         self.mine = mine or (lambda user_id: True)
         after = self._load_snapshot(snapshot) if snapshot else None
         if after is None:
@@ -146,12 +154,21 @@ class UserSessions:
         return after
 
     def _window(self, record: UserRecord, catalog: Catalog):
-        items = [h[0] for h in record.history]
-        vectors = catalog.vectors(items)
-        types = np.array([self._code(h[1]) for h in record.history])
-        times = np.array([h[2] for h in record.history], dtype=np.float64)
-        gaps = np.diff(times, prepend=times[:1]).clip(min=0)
-        values = np.array([h[3] for h in record.history], dtype=np.float32)
+        """The record's window (dynrec.users.incremental.window_start) as the user graph's inputs."""
+        history = list(record.history)
+        return self._inputs(history[window_start(history, self.max_length) :], catalog)
+
+    def _inputs(self, entries: list, catalog: Catalog, before: tuple | None = None):
+        """The user graph's inputs for consecutive history entries, under `catalog`'s item vectors:
+        each gap counts from the event before, `before` for the first (none at a window's start: 0)."""
+        vectors = catalog.vectors([h[0] for h in entries])
+        types = np.array([self._code(h[1]) for h in entries])
+        times = np.array([h[2] for h in entries], dtype=np.float64)
+        gaps = np.empty_like(times)  # np.diff, without its overhead on the one-event step
+        gaps[:1] = 0.0 if before is None else times[:1] - float(before[2])
+        np.subtract(times[1:], times[:-1], out=gaps[1:])
+        np.maximum(gaps, 0.0, out=gaps)
+        values = np.array([h[3] for h in entries], dtype=np.float32)
         return vectors, types, gaps, values
 
     def _embed_all(self, user_ids: list[str], batch: int = 32) -> None:
@@ -177,6 +194,28 @@ class UserSessions:
             for row, record in enumerate(records):
                 overlap.embeddings[record.user_id] = earlier[row]
         return batch[0]
+
+    def _update(self, records: list[UserRecord]) -> None:
+        """Sets each record's embedding after events were appended to it: a step of its key/value
+        cache under the model (dynrec.users.incremental), or one encode of its window where there
+        is none. While an earlier model overlaps, the records' embeddings under it too."""
+        overlap = self._previous
+        if overlap is not None and records:
+            overlap.catalog.sync(force=True)  # items added since the switch
+        for record in records:
+            record.embedding = self._step(record, self.catalog)
+            if overlap is not None:
+                overlap.embeddings[record.user_id] = self._step(record, overlap.catalog)
+
+    def _step(self, record: UserRecord, catalog: Catalog) -> np.ndarray:
+        live = {self.catalog.model_version} | ({self._previous.catalog.model_version} if self._previous else set())
+        for version in [v for v in self._states if v not in live]:  # a cache belongs to one model
+            del self._states[version]
+        states = self._states.get(catalog.model_version)
+        if states is None:
+            states = self._states[catalog.model_version] = UserStates(self.max_length, self.config.serving.user_cache_users)
+        return states.embed(catalog.runtime, record.user_id, record.history,
+                            lambda entries, before: self._inputs(entries, catalog, before))
 
     def _batch(self, records: list[UserRecord], catalog: Catalog) -> tuple:
         """The records' windows under `catalog`'s item vectors, right-padded into one batch: (each
@@ -245,9 +284,9 @@ class UserSessions:
         return self.types.index(event_type) if event_type in self.types else len(self.types)
 
     def apply(self, events: list[Event]) -> None:
-        """Append events (already validated) to their users, in the order given, then re-embed
-        each user touched. Impressions are skipped: being shown an item is not an interaction
-        with it (the bandit counts them)."""
+        """Append events (already validated) to their users, in the order given, then update the
+        embedding of each user touched (`_update`). Impressions are skipped: being shown an item
+        is not an interaction with it (the bandit counts them)."""
         with self._lock:
             touched: dict[str, UserRecord] = {}
             for event in events:
@@ -261,9 +300,7 @@ class UserSessions:
             self._dirty.update(touched)
             if self._changed_while_adopting is not None:
                 self._changed_while_adopting.update(touched)
-            records = list(touched.values())
-            for start in range(0, len(records), 32):
-                self._embed(records[start : start + 32])
+            self._update(list(touched.values()))
 
     def _append(self, record: UserRecord, event: Event) -> None:
         last_time = record.history[-1][2] if record.history else event.timestamp
@@ -337,6 +374,8 @@ class UserSessions:
             self._pickled.pop(user_id, None)
             if self._previous is not None:
                 self._previous.embeddings.pop(user_id, None)
+            for states in self._states.values():
+                states.forget(user_id)
             return self.users.pop(user_id, None) is not None
 
     def view(self, user_id: str, attributes: dict[str, str] | None = None) -> UserView:

@@ -32,3 +32,34 @@ def test_states_are_causal_and_normalised():
 def test_time_gap_buckets_are_logarithmic_and_capped():
     buckets = time_gap_bucket(torch.tensor([0.0, 1.0, 3.0, 60.0, 1e12, -5.0]), 24)
     assert buckets.tolist() == [0, 1, 2, 5, 23, 0]
+
+
+def test_extending_cached_keys_and_values_gives_the_whole_sequences_states():
+    """Any split of a sequence into a first encode and later steps gives, at each step's last event,
+    the state `forward` gives there over the whole sequence; and a step reads the cache it is given."""
+    encoder = make()
+    items, types, gaps, values, _ = sequence()
+    layers, dim = len(encoder.blocks), items.shape[-1]
+
+    def extend(start, end, past, items=items):  # past and present as (layers, 2, events, dim)
+        embedding, present = encoder.extend(items[0, start:end], types[0, start:end], gaps[0, start:end],
+                                            values[0, start:end], [(past[layer, 0], past[layer, 1]) for layer in range(layers)])
+        assert present.shape == (end - start, layers * 2 * dim)
+        return embedding, present.reshape(end - start, layers, 2, dim).permute(1, 2, 0, 3)
+
+    with torch.no_grad():
+        states = encoder(items, types, gaps, values)[0]
+        past = torch.zeros(layers, 2, 0, dim)
+        for start, end in ((0, 3), (3, 4), (4, 6), (6, 7), (7, 8)):
+            embedding, present = extend(start, end, past)
+            assert present.shape == (layers, 2, end - start, dim)
+            assert torch.allclose(embedding, states[end - 1], atol=1e-5), (start, end)
+            past = torch.cat([past, present], dim=2)
+        _, whole = extend(0, 8, torch.zeros(layers, 2, 0, dim))
+        assert torch.allclose(past, whole, atol=1e-5)  # a step's keys and values are the full encode's
+        changed = items.clone()
+        changed[0, 2] = -changed[0, 2]  # another history before the last event: other keys and values
+        _, other_past = extend(0, 7, torch.zeros(layers, 2, 0, dim), changed)
+        other, _ = extend(7, 8, other_past)
+        assert torch.allclose(other, encoder(changed, types, gaps, values)[0, 7], atol=1e-5)
+        assert not torch.allclose(other, states[7], atol=1e-3)

@@ -158,3 +158,63 @@ def test_exports_are_reused_and_follow_the_weights(model, runtimes, tmp_path):
     assert Path(first.fusion_session.path).stat().st_mtime_ns == stamp  # reused, not re-exported
     changed = DynrecModel(ModelConfig(dim=32, max_length=50), 60, 384, 1280, 8).eval()
     assert ModelRuntime(changed, runtime).fusion_session.path != first.fusion_session.path
+
+
+def test_user_steps_match_a_full_encode_of_the_window_on_both_backends(model_runtimes, ml100k_interactions):
+    """A window encoded once and then stepped event by event (and a few events at once) gives, at
+    each event, the full user graph's embedding of the window so far: on ONNX as on torch."""
+    rng = np.random.default_rng(4)
+    table = rng.standard_normal((60, 32)).astype(np.float32)
+    table /= np.linalg.norm(table, axis=1, keepdims=True)
+    window = user_windows(ml100k_interactions, table, np.array([0]), 50)  # ML-100k user 1: a full window
+    assert window["lengths"][0] == 50
+    inputs = [window[k][0] for k in ("items", "event_types", "gaps", "values")]
+    prefixes = [np.repeat(v[None], 50, axis=0) for v in inputs]  # row n, right-padded: the first n + 1 events
+    full = {name: runtime.embed_users(*prefixes, np.arange(1, 51)) for name, runtime in model_runtimes.items()}
+    for name, runtime in model_runtimes.items():
+        past = np.zeros((runtime.user_layers, 2, 0, 32), np.float32)
+        for start, end in [(0, 20)] + [(n, n + 1) for n in range(20, 45)] + [(45, 48), (48, 50)]:
+            embedding, present = runtime.step_user(*(v[start:end] for v in inputs), past)
+            assert present.shape == (2, 2, end - start, 32)  # layers, keys and values, events, dim
+            for reference in (name, "torch"):
+                assert np.abs(embedding - full[reference][end - 1]).max() <= FP32_TOLERANCE, (name, reference, end)
+            past = np.concatenate([past, present], axis=2)
+
+
+def test_the_step_graph_is_exported_and_loaded_with_the_others(model, tmp_path):
+    """Serving loads the step graph from the exports alone, and a checkpoint whose step graph is
+    missing (exported before it existed) counts as not exported, so it is exported again."""
+    from dynrec.models.runtime import ModelManifest, exported_graphs
+
+    config = RuntimeConfig(backend="onnx", onnx_dir=str(tmp_path))
+    runtime = ModelRuntime(model, config)
+    graphs = exported_graphs(config, runtime.fingerprint)
+    assert [p.name for p in graphs] == [f"{g}-{runtime.fingerprint}.onnx" for g in ("fusion", "user", "user_step")]
+    manifest = ModelManifest("", runtime.fingerprint, runtime.dim, runtime.input_dims, [])
+    served = ModelRuntime.exported(manifest, config)
+    assert served.model is None and Path(served.step_session.path) == graphs[2]
+    feeds = user_step_feeds(runtime)
+    for got, expected in zip(served.step_user(**feeds), ModelRuntime(model, RuntimeConfig(backend="torch")).step_user(**feeds)):
+        assert np.abs(got - expected).max() <= FP32_TOLERANCE
+    graphs[2].unlink()
+    assert exported_graphs(config, runtime.fingerprint) is None and ModelRuntime.exported(manifest, config) is None
+    assert ModelRuntime(model, config).step_session is not None and graphs[2].is_file()
+
+
+def test_the_step_graph_stays_fp32_under_int8(model, runtimes):
+    """int8 quantises activations per call, so a stepped state would round differently from the
+    window's encode: the step graph opts out and keeps matching the fp32 model."""
+    quantised = ModelRuntime(model, runtimes["int8"])
+    assert quantised.user_session.path.name.endswith(".int8.onnx")
+    assert quantised.step_session.path.name == f"user_step-{quantised.fingerprint}.onnx"
+    feeds = user_step_feeds(quantised)
+    for got, expected in zip(quantised.step_user(**feeds), ModelRuntime(model, RuntimeConfig(backend="torch")).step_user(**feeds)):
+        assert np.abs(got - expected).max() <= FP32_TOLERANCE
+
+
+def user_step_feeds(runtime, past=7, new=2):
+    rng = np.random.default_rng(past)
+    return {"items": rng.standard_normal((new, runtime.dim)).astype(np.float32),
+            "event_types": np.zeros(new, np.int64), "gaps": rng.uniform(0, 1e5, new).astype(np.float32),
+            "values": np.full(new, 4.0, np.float32),
+            "past": rng.standard_normal((runtime.user_layers, 2, past, runtime.dim)).astype(np.float32)}
