@@ -241,12 +241,12 @@ class UserSessions:
         with self._lock:
             self._changed_while_adopting = set()
             user_ids = [u for u, r in self.users.items() if r.history]
-        fresh: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # user: (embedding, profile) under `catalog`
+        fresh: dict[str, np.ndarray] = {}  # user: embedding under `catalog`
 
         def embed(records: list[UserRecord], batch: tuple) -> None:
-            windows, *inputs = batch
-            for record, embedding, window in zip(records, catalog.runtime.embed_users(*inputs), windows):
-                fresh[record.user_id] = (embedding, window.mean(axis=0))
+            _, *inputs = batch
+            for record, embedding in zip(records, catalog.runtime.embed_users(*inputs)):
+                fresh[record.user_id] = embedding
 
         for start in range(0, len(user_ids), 32):
             with self._lock:
@@ -261,10 +261,10 @@ class UserSessions:
                 embed(changed[start : start + 32], self._batch(changed[start : start + 32], catalog))
             previous = {u: r.embedding for u, r in self.users.items() if r.embedding is not None}
             self._generation += 1  # views taken from here until the switch is whole wait for the lock
-            for user_id, (embedding, profile) in fresh.items():
+            for user_id, embedding in fresh.items():
                 record = self.users.get(user_id)
                 if record is not None:
-                    record.embedding, record.profile = embedding, profile
+                    record.embedding = embedding
             self._previous = Overlap(self.catalog, previous, time.monotonic() + overlap_s) if overlap_s > 0 else None
             self.catalog = catalog
             self._dirty.update(self.users)
