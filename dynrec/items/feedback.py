@@ -22,6 +22,8 @@ def examined(position: int | None) -> float:
 
 
 class FeedbackCounts:
+    version = 0  # counts the records: what the bandit's content fit is kept against (0 in a snapshot from before it)
+
     def __init__(self):
         self.impressions: Counter[str] = Counter()  # times shown
         self.looked_at: Counter[str] = Counter()  # the same, each weighted by `examined(position)`
@@ -34,6 +36,9 @@ class FeedbackCounts:
             self.looked_at[item_id] += examined(position)
         elif event_type == "click":
             self.clicks[item_id] += 1
+        else:
+            return
+        self.version += 1
 
     def shown_and_clicked(self, item_id: str) -> tuple[int, int]:
         """(times shown, clicks), as counted. A click implies an impression, even when the client sent none."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dynrec.items.catalog import Catalog
-from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots
+from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots, place
 from dynrec.ranking.prior import PriorRanking, blend_weight, blended, segment_shares, segment_term, standardise, with_segment
 from dynrec.segments import Segmentation
 from dynrec.users.shards import UserView
@@ -146,8 +146,8 @@ def recommend(
     Up to `new_item_slots` per 10 results go to new items (added while serving, so without
     behaviour or a trained ID) whose content is closest to the user's recent history: they are
     served from content alone from the moment they are upserted. With `exploration`, a share of
-    the slots goes to young items picked by `bandit`'s Thompson sampling (see dynrec.ranking.bandit);
-    those come last and are flagged.
+    the slots goes to young items picked by `bandit`'s Thompson sampling (see dynrec.ranking.bandit),
+    each taking a random slot of the list, flagged.
     """
     # hidden items are out of every index and skipped where the prior or popularity is read, so
     # they stay out of `exclude`: a request's cost must not grow with the number of hidden items
@@ -160,7 +160,7 @@ def recommend(
     if exploration is not None and bandit is not None:
         explored = explore(catalog, bandit, user, exploration_slots(k, exploration.weight, rng), exclude, accept, exploration, rng)
         exclude = exclude | {e.item_id for e in explored}
-    k_main = k - len(explored)
+    k_main = k  # ranked in full: explored items then take some of its slots (bandit.place)
     if user.embedding is None:
         ranked = cold_start(catalog, user, k_main, exclude, accept, segment)
     else:
@@ -174,7 +174,7 @@ def recommend(
         if slots and len(catalog.fresh_index):
             fresh = [f for f in new_items_for(catalog, user, slots, exclude, accept) if f.item_id not in set(ids)]
             ranked = ranked[: k_main - len(fresh)] + fresh
-    return titled(catalog, ranked[:k_main] + explored)
+    return titled(catalog, place(ranked[:k_main], explored, k, rng))
 
 
 def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept,
@@ -277,22 +277,24 @@ def cold_start(catalog: Catalog, user: UserView, k: int, exclude: set[str], acce
 def explore(
     catalog: Catalog, bandit: ClickBandit, user: UserView, slots: int, exclude: set[str], accept, settings: ExplorationSettings, rng
 ) -> list[Ranked]:
-    """`slots` items younger than `settings.max_age_days`: of the `pool` most relevant to the user
-    (all equal for a user without an embedding), those with the highest draws from their CTR posterior."""
+    """Up to `slots` unsettled items younger than `settings.max_age_days`: of the `pool` most
+    relevant to the user (all of them for a user without an embedding), those with the highest
+    draws from the bandit's posteriors, its content fit made over every young item (see
+    dynrec.ranking.bandit)."""
     if slots <= 0:
         return []
-    young = [i for i in catalog.created_since(time.time() - settings.max_age_days * 86400)
-             if i not in exclude and (accept is None or accept(i))]
+    everyone = catalog.created_since(time.time() - settings.max_age_days * 86400)
+    young = [i for i in everyone if i not in exclude and (accept is None or accept(i))]
     if not young:
         return []
+    vectors = catalog.vectors(young)
     if user.embedding is not None and len(young) > settings.pool:
-        relevance = catalog.vectors(young) @ user.embedding
-        young = [young[r] for r in np.argsort(-relevance, kind="stable")[: settings.pool]]
-    draws = bandit.sample(young, rng)
-    order = np.argsort(-draws, kind="stable")[:slots]
-    picked = [young[r] for r in order]
+        nearest = np.argsort(-(vectors @ user.embedding), kind="stable")[: settings.pool]
+        young, vectors = [young[r] for r in nearest], vectors[nearest]
+    rows, draws = bandit.choose(young, vectors, slots, bandit.fit(everyone, catalog.vectors), rng)
+    picked = [young[r] for r in rows]
     reasons = reasons_for(catalog, picked, user)
-    return [Ranked(i, float(d), exploring(bandit, i, r), explored=True) for i, d, r in zip(picked, draws[order], reasons)]
+    return [Ranked(i, float(d), exploring(bandit, i, r), explored=True) for i, d, r in zip(picked, draws, reasons)]
 
 
 def exploring(bandit: ClickBandit, item_id: str, reason: str) -> str:
