@@ -53,7 +53,6 @@ import argparse
 import collections
 import dataclasses
 import statistics
-from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -161,7 +160,7 @@ class Half:
     holds: np.ndarray  # (users, new items): whether the user's logged future holds the item
 
     @classmethod
-    def of(cls, world: World, half: int) -> "Half":
+    def of(cls, world: World, half: int) -> Half:
         arrivals = np.flatnonzero(world.half == half)
         future = collections.defaultdict(set)
         for a in arrivals:

@@ -25,8 +25,8 @@ steady rate (epsilon-greedy): bench/results/exploration.json.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
