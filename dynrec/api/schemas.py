@@ -194,7 +194,6 @@ class ItemActivityResponse(BaseModel):
     exploration: ItemExploration
 
 
-
 class HistoryEntryOut(BaseModel):
     item_id: str
     title: str
