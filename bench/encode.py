@@ -2,7 +2,7 @@
 against fp32, Ray Data vs a plain ONNX Runtime loop over the whole catalogue (fp32 and fast), ONNX
 vs torch per exported model, int8 vs fp32 quality, and the item index at 1M items.
 
-    .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,index,put,...]
+    .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,index,put,...] [--results NAME]
     .venv/bin/python -m bench.encode --calibrate   # re-measure the int8 image ranges on ML-1M posters
 
 Uses the trained ML-1M model (`dynrec train --config configs/ml-1m.yaml`); without one, the timing
@@ -492,6 +492,8 @@ def main() -> None:
     parser.add_argument("--index-items", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help=f"comma-separated steps to skip: {','.join(STEPS)}")
     parser.add_argument("--calibrate", action="store_true", help="only re-measure the int8 image ranges on ML-1M posters")
+    parser.add_argument("--results", default="encode",
+                        help="results file name under bench/results (a host of another kind keeps its own file)")
     args = parser.parse_args()
     config = DynrecConfig.load(args.config)
     if args.calibrate:
@@ -526,7 +528,7 @@ def main() -> None:
     if "put" not in skip:
         print("item upserts over HTTP against the no-op floor ...", flush=True)
         results.update(bench_put_item(config))
-    path = write_results("encode", results, merge=True)
+    path = write_results(args.results, results, merge=True)
     print(f"\n{'figure':<28} {'value':>12}")
     for key in (
         "text_titles_per_s", "text_titles_per_s_before", "text_abstracts_per_s", "text_abstracts_per_s_before",

@@ -4,14 +4,16 @@
 
 - `fp32` (the default): today's paths. `runtime.backend` picks torch eager or ONNX Runtime, and
   `runtime.int8` the dynamically quantised text MatMuls.
-- `auto`: the fastest path this host runs well. On a CPU with AMX (bf16 and int8 tile units) the
-  text transformer runs in bf16 through torch (inductor-compiled with `runtime.compile`) and the
-  image CNN as a statically quantised int8 ONNX graph, calibrated on real posters. A CUDA host,
-  or a CPU without AMX, keeps the fp32 paths: bf16 without AMX is slower than fp32, and the int8
-  CNN loses its margin without int8 dot-product units.
-- `fast`: the AMX paths whatever the host (for parity tests, or a host whose flags are hidden).
+- `auto`: the fastest path this host runs well. Where the CPU multiplies bf16 natively (AMX, or
+  AVX-512 BF16) the text transformer runs in bf16 through torch (inductor-compiled with
+  `runtime.compile`); where it has int8 dot-product units (AMX, or VNNI) the image CNN runs as a
+  statically quantised int8 ONNX graph, calibrated on real posters. Each falls back to fp32
+  alone: bf16 emulated without those units is slower than fp32, and so is the int8 CNN without
+  int8 dot products. A CUDA host keeps the fp32 paths.
+- `fast`: the bf16 and int8 paths whatever the host (for parity tests, or a host whose flags are hidden).
 
-Figures behind the choice: bench/results/encode.json (`python -m bench.encode --skip ray,latency,int8,index`).
+Figures behind the choice: bench/results/encode.json (an AMX host) and encode_avx512.json (AVX-512
+BF16 and VNNI, no AMX): `python -m bench.encode --skip ray,latency,int8,index,put [--results NAME]`.
 Every path keeps its own cache file (see `precision_suffix`), so vectors of two precisions never
 mix.
 """
@@ -19,10 +21,13 @@ mix.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 PRECISIONS = ("fp32", "auto", "fast")
 AMX_FLAGS = frozenset({"amx_tile", "amx_bf16", "amx_int8"})
+BF16_FLAGS = frozenset({"avx512_bf16"})  # native bf16 dot products without AMX (Cooper Lake, Zen 4)
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})  # int8 dot-product units without AMX
 
 TEXT_FP32_TORCH, TEXT_FP32_ONNX, TEXT_INT8_ONNX, TEXT_BF16_TORCH = "torch-fp32", "onnx-fp32", "onnx-int8-dynamic", "torch-bf16"
 IMAGE_FP32_TORCH, IMAGE_FP32_ONNX, IMAGE_INT8_STATIC = "torch-fp32", "onnx-fp32", "onnx-int8-static"
@@ -43,7 +48,29 @@ def cpu_flags() -> frozenset[str]:
 
 def has_amx(flags: frozenset[str] | None = None) -> bool:
     """Whether the CPU has the AMX tile unit with its bf16 and int8 instructions."""
-    return AMX_FLAGS <= (cpu_flags() if flags is None else flags)
+    return AMX_FLAGS <= _flags(flags)
+
+
+def _flags(flags: frozenset[str] | None) -> frozenset[str]:
+    return cpu_flags() if flags is None else flags
+
+
+def native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU multiplies bf16 in hardware (AMX, or AVX-512 BF16)."""
+    return has_amx(flags) or bool(BF16_FLAGS & _flags(flags))
+
+
+def native_int8(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU has int8 dot-product units (AMX, or VNNI)."""
+    return has_amx(flags) or bool(INT8_FLAGS & _flags(flags))
+
+
+def cpu_label() -> str:
+    """The host's units that decide the paths: "cpu amx", "cpu avx512-bf16 vnni", "cpu vnni" or "cpu"."""
+    if has_amx():
+        return "cpu amx"
+    units = [name for name, present in (("avx512-bf16", native_bf16()), ("vnni", native_int8())) if present]
+    return " ".join(["cpu", *units])
 
 
 def has_cuda() -> bool:
@@ -55,16 +82,16 @@ def has_cuda() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _fast(runtime) -> bool:
+def _fast(runtime, native: Callable[[], bool]) -> bool:
     precision = getattr(runtime, "precision", "fp32")
     if precision == "fast":
         return True
-    return precision == "auto" and not has_cuda() and has_amx()
+    return precision == "auto" and not has_cuda() and native()
 
 
 def text_path(runtime) -> str:
     """The text encoder's path under `runtime` (one of the TEXT_* names)."""
-    if _fast(runtime):
+    if _fast(runtime, native_bf16):
         return TEXT_BF16_TORCH
     if runtime.backend == "torch":
         return TEXT_FP32_TORCH
@@ -73,7 +100,7 @@ def text_path(runtime) -> str:
 
 def image_path(runtime) -> str:
     """The image encoder's path under `runtime` (one of the IMAGE_* names)."""
-    if _fast(runtime):
+    if _fast(runtime, native_int8):
         return IMAGE_INT8_STATIC
     return IMAGE_FP32_TORCH if runtime.backend == "torch" else IMAGE_FP32_ONNX
 
@@ -101,7 +128,7 @@ def chosen_path(runtime=None) -> str:
         from dynrec.config import RuntimeConfig
 
         runtime = RuntimeConfig()
-    host = "cuda" if has_cuda() else ("cpu amx" if has_amx() else "cpu")
+    host = "cuda" if has_cuda() else cpu_label()
     precision = getattr(runtime, "precision", "fp32")
     text = text_path(runtime)
     if text == TEXT_BF16_TORCH and getattr(runtime, "compile", False):

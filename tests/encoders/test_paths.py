@@ -1,4 +1,5 @@
-"""Which encoder path a host gets: the AMX paths only where AMX is, fp32 everywhere else."""
+"""Which encoder path a host gets: bf16 text where the CPU multiplies bf16 natively, int8 images
+where it has int8 dot products, fp32 everywhere else."""
 
 import pytest
 
@@ -8,7 +9,9 @@ from dynrec.encoders.content import CachedImageEncoder, CachedTextEncoder, Embed
 from dynrec.encoders.image import image_encoder_cache_name, resolved_image_path
 
 AMX_HOST = frozenset({"sse4_2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
-AVX512_HOST = frozenset({"sse4_2", "avx512f", "avx512_vnni", "avx512_bf16"})  # Ice Lake-like: no AMX
+ZEN4_HOST = frozenset({"sse4_2", "avx512f", "avx512_vnni", "avx512_bf16"})  # AVX-512 BF16 and VNNI, no AMX
+ICE_LAKE_HOST = frozenset({"sse4_2", "avx512f", "avx512_vnni"})  # VNNI without bf16
+AVX2_HOST = frozenset({"sse4_2", "avx2", "fma"})
 
 
 @pytest.fixture
@@ -28,9 +31,24 @@ def test_auto_takes_the_amx_paths_on_an_amx_cpu(host):
     assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
 
 
-def test_auto_falls_back_to_fp32_without_amx(host):
-    host(AVX512_HOST)
+def test_auto_takes_bf16_text_and_int8_images_on_avx512_bf16_and_vnni_without_amx(host):
+    host(ZEN4_HOST)
     assert not paths.has_amx()
+    runtime = RuntimeConfig(precision="auto")
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
+    assert paths.chosen_path(runtime) == "text=torch-bf16 image=onnx-int8-static (cpu avx512-bf16 vnni, precision=auto)"
+
+
+def test_auto_takes_int8_images_alone_where_the_cpu_has_vnni_but_no_bf16(host):
+    host(ICE_LAKE_HOST)
+    runtime = RuntimeConfig(precision="auto")
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_FP32_ONNX, paths.IMAGE_INT8_STATIC)
+    assert paths.chosen_path(runtime) == "text=onnx-fp32 image=onnx-int8-static (cpu vnni, precision=auto)"
+
+
+def test_auto_falls_back_to_fp32_without_bf16_or_int8_units(host):
+    host(AVX2_HOST)
+    assert not paths.native_bf16() and not paths.native_int8()
     onnx, torch_, int8 = (RuntimeConfig(precision="auto"), RuntimeConfig("torch", precision="auto"),
                           RuntimeConfig(int8=True, precision="auto"))
     assert (paths.text_path(onnx), paths.image_path(onnx)) == (paths.TEXT_FP32_ONNX, paths.IMAGE_FP32_ONNX)
@@ -49,7 +67,7 @@ def test_a_cuda_host_keeps_fp32_even_with_amx(host):
     assert paths.chosen_path(runtime).endswith("(cuda, precision=auto)")
 
 
-def test_fp32_is_the_default_and_fast_forces_the_amx_paths(host):
+def test_fp32_is_the_default_and_fast_forces_the_bf16_and_int8_paths(host):
     host(frozenset())
     assert RuntimeConfig().precision == "fp32"
     assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=fp32)"
@@ -86,3 +104,4 @@ def test_cpu_flags_are_read_from_this_machine():
     flags = paths.cpu_flags()
     assert isinstance(flags, frozenset)
     assert paths.has_amx() == (paths.AMX_FLAGS <= flags)
+    assert paths.native_bf16() == (paths.has_amx() or "avx512_bf16" in flags)
