@@ -12,8 +12,9 @@ a greedy list moves with the user. A seeded sample of items with any future even
 fresh upsert. An item shown at position p is clicked when the user looks at the slot (with
 probability 1 / log2(p + 2), the examination model the service's evidence assumes; the draws are
 the same for every policy) and the item is in what the user has yet to do in the log, not
-clicked before. Feedback reaches the bandit as in the service: an impression for each explored
-item at its position (the service counts those itself), and every click on a new item in a list.
+clicked before. Feedback reaches the bandit as in the service: an impression of each new item
+the bandit has not settled, at its position, explored or not (the service counts those itself),
+and every click on a new item in a list.
 
 The halves. Arriving users are split in two, each half with its own new items (the other half's
 are kept out of its lists), so the halves share neither users nor items. Everything that is
@@ -247,7 +248,7 @@ def replay(world: World, half: Half, policy: str, exploration: ExplorationConfig
         for position, (item, flagged) in enumerate(shown):
             impressions += 1
             explored += flagged
-            if flagged:
+            if flagged or (str(item) in is_new and bandit.unsettled([str(item)])[0]):
                 feedback.record(str(item), "impression", position)
             if looks[step, position] < LOOKED_AT[position] and to_do[u][item] > 0 and item not in blocked[u]:
                 clicks += 1

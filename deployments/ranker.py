@@ -31,6 +31,7 @@ from dynrec.ranking.ranker import (
     Ranked,
     Ranking,
     SegmentDraws,
+    counted_impressions,
     for_segment,
     matching_catalogue,
     recommend,
@@ -111,7 +112,8 @@ class Ranker:
         explored = sum(r.explored for r in ranked)
         if explored:
             self.explored.inc(explored)
-        recommendation_id = self.issued.issue(user.user_id, [r.item_id for r in ranked], [r.explored for r in ranked])
+        counted = counted_impressions(catalog, bandits[catalog.model_version], ranked, settings.max_age_days)
+        recommendation_id = self.issued.issue(user.user_id, [r.item_id for r in ranked], counted)
         return Ranking(catalog.model_version, ranked, catalog.shortfall(len(ranked), num_results), user.model_version,
                        recommendation_id)
 

@@ -2,8 +2,8 @@
 
 A Ranker gives every list it returns an id and keeps it (`RecommendationLog`) in the state store
 for `exploration.recommendation_ttl_s`, together with the impressions it served itself: one per
-explored item, at its position (the service knows what it showed; clients need not post
-impressions). Feedback that names a recommendation is checked against it (`attribute`): the id
+young item still being explored by the bandit, at its position, whether the bandit chose it or
+its relevance did (the service knows what it showed; clients need not post impressions). Feedback that names a recommendation is checked against it (`attribute`): the id
 must exist, belong to the same user and hold the item. Then the item's position travels with the
 stored event, so the bandit can weigh it (dynrec.items.feedback). Anything else is stored as an
 ordinary, unattributed event, which never updates the bandit; the events response lists which
@@ -34,12 +34,12 @@ class RecommendationLog:
         self._lock = threading.Lock()
         threading.Thread(target=self._flush_loop, name="recommendation-log", daemon=True).start()
 
-    def issue(self, user_id: str, item_ids: list[str], explored: list[bool]) -> str:
-        """A new recommendation id for this list, queued for the store with the impressions of its
-        explored items."""
+    def issue(self, user_id: str, item_ids: list[str], counted: list[bool]) -> str:
+        """A new recommendation id for this list, queued for the store with an impression of each
+        item flagged in `counted`."""
         recommendation_id = uuid.uuid4().hex
         with self._lock:
-            self._pending.append(IssuedRecommendation(recommendation_id, user_id, item_ids, explored, time.time()))
+            self._pending.append(IssuedRecommendation(recommendation_id, user_id, item_ids, counted, time.time()))
         return recommendation_id
 
     def flush(self) -> None:
@@ -48,7 +48,7 @@ class RecommendationLog:
         if batch:
             self.store.put_recommendations(batch, self.ttl_s)
             served = [StoredEvent(item_id, int(r.ts), 1.0, "impression", r.user_id, r.recommendation_id, position=p)
-                      for r in batch for p, (item_id, shown) in enumerate(zip(r.item_ids, r.explored)) if shown]
+                      for r in batch for p, (item_id, shown) in enumerate(zip(r.item_ids, r.counted)) if shown]
             if served:
                 self.store.add_events(served)
 

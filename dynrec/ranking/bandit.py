@@ -75,9 +75,10 @@ class ClickBandit:
 
     def evidence(self, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(times looked at, clicks) per item: impressions weighted by position (a clicked one was
-        looked at), and clicks up to the impressions counted. The service counts the impressions
-        of the items it explores; a click on a young item shown for its relevance has none, and
-        would read as a CTR of 1."""
+        looked at), and clicks up to the impressions counted. The service counts an impression of
+        every unsettled young item it serves (dynrec.ranking.ranker.counted_impressions); a click
+        on an item served before it was young, or while settled, has none, and would read as a CTR
+        of 1."""
         counts = self.feedback
         clicks = np.array([min(counts.clicks.get(i, 0), counts.impressions.get(i, 0)) for i in item_ids], dtype=np.float64)
         looked_at = np.array([counts.looked_at.get(i, 0.0) for i in item_ids], dtype=np.float64)

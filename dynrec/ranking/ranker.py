@@ -297,6 +297,19 @@ def explore(
     return [Ranked(i, float(d), exploring(bandit, i, r), explored=True) for i, d, r in zip(picked, draws, reasons)]
 
 
+def counted_impressions(catalog: Catalog, bandit: ClickBandit, ranked: list[Ranked], max_age_days: float) -> list[bool]:
+    """Which items of a served list the service counts an impression of: every young item the
+    bandit has not settled, whether it was explored or placed by its relevance. Clicks on an item
+    count only up to its impressions, so a young item shown for its relevance and clicked would
+    otherwise add no evidence, and the bandit would keep exploring it."""
+    if not ranked:
+        return []
+    young = set(catalog.created_since(time.time() - max_age_days * 86400))
+    ids = [r.item_id for r in ranked]
+    unsettled = bandit.unsettled(ids)
+    return [r.explored or (r.item_id in young and bool(open_)) for r, open_ in zip(ranked, unsettled)]
+
+
 def exploring(bandit: ClickBandit, item_id: str, reason: str) -> str:
     """The flag on an explored item's reason: how much the bandit has seen of it so far."""
     shown, _ = bandit.feedback.shown_and_clicked(item_id)

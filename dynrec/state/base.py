@@ -51,7 +51,7 @@ class IssuedRecommendation:
     recommendation_id: str
     user_id: str
     item_ids: list[str]
-    explored: list[bool]
+    counted: list[bool]  # the items whose impression the service counted itself (dynrec.ranking.attribution)
     ts: float
 
 

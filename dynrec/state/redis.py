@@ -164,7 +164,7 @@ class RedisStore:
         ttl_ms = max(1, int(ttl_s * 1000))
         with self.client.pipeline(transaction=False) as pipe:
             for r in issued:
-                pipe.set(self.recommendation_prefix + r.recommendation_id, json.dumps([r.user_id, r.item_ids, r.explored, r.ts]), px=ttl_ms)
+                pipe.set(self.recommendation_prefix + r.recommendation_id, json.dumps([r.user_id, r.item_ids, r.counted, r.ts]), px=ttl_ms)
                 pipe.sadd(self.recommendation_prefix + "by-user:" + r.user_id, r.recommendation_id)
                 pipe.pexpire(self.recommendation_prefix + "by-user:" + r.user_id, ttl_ms)
             pipe.execute()
@@ -173,8 +173,8 @@ class RedisStore:
         value = self.client.get(self.recommendation_prefix + recommendation_id)
         if value is None:
             return None
-        user_id, item_ids, explored, ts = json.loads(value)
-        return IssuedRecommendation(recommendation_id, user_id, item_ids, explored, ts)
+        user_id, item_ids, counted, ts = json.loads(value)
+        return IssuedRecommendation(recommendation_id, user_id, item_ids, counted, ts)
 
     def close(self) -> None:
         self.client.close()

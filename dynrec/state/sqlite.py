@@ -242,7 +242,7 @@ class SqliteStore:
             self._db.execute("DELETE FROM recommendations WHERE expires_at < ?", (now,))
             self._db.executemany(
                 "INSERT OR REPLACE INTO recommendations (recommendation_id, user_id, items, ts, expires_at) VALUES (?, ?, ?, ?, ?)",
-                [(r.recommendation_id, r.user_id, json.dumps([r.item_ids, r.explored]), r.ts, now + ttl_s) for r in issued],
+                [(r.recommendation_id, r.user_id, json.dumps([r.item_ids, r.counted]), r.ts, now + ttl_s) for r in issued],
             )
             self._db.execute("COMMIT")
 
@@ -252,8 +252,8 @@ class SqliteStore:
                                    (recommendation_id, time.time())).fetchone()
         if row is None:
             return None
-        item_ids, explored = json.loads(row[1])
-        return IssuedRecommendation(recommendation_id, row[0], item_ids, explored, row[2])
+        item_ids, counted = json.loads(row[1])
+        return IssuedRecommendation(recommendation_id, row[0], item_ids, counted, row[2])
 
     def close(self) -> None:
         self._db.close()

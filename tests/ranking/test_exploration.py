@@ -9,7 +9,7 @@ import pytest
 from dynrec.config import ExplorationConfig
 from dynrec.items.feedback import FeedbackCounts
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots, place
-from dynrec.ranking.ranker import Filters, recommend
+from dynrec.ranking.ranker import Filters, Ranked, counted_impressions, recommend
 from dynrec.state import ItemChange, StoredEvent
 from dynrec.state.sqlite import SqliteStore
 from dynrec.users.sessions import UserSessions
@@ -240,3 +240,18 @@ def test_a_hidden_or_added_young_item_changes_what_may_be_explored_at_once(catal
     # a cutoff part-way through the second young-3 was created in leaves it out, as an uncached scan would
     assert "young-3" in catalog.created_since(catalog.item("young-3").created_at)
     assert "young-3" not in catalog.created_since(catalog.item("young-3").created_at + 0.5)
+
+
+def test_the_service_counts_impressions_of_every_unsettled_young_item_it_serves_explored_or_not(served, catalog_with_young_items):
+    catalog, store = catalog_with_young_items
+    bandit = ClickBandit(served.config.exploration, catalog.feedback)
+    old = catalog.ids[0]
+    ranked = [Ranked(old, 0.9, "relevant"), Ranked("young-0", 0.8, "relevant"), Ranked("young-1", 0.7, "exploring", explored=True),
+              Ranked("young-2", 0.6, "relevant")]
+    assert counted_impressions(catalog, bandit, ranked, max_age_days=30) == [False, True, True, True]
+    # a young item the bandit has settled is ranked like any other: its showings are no longer evidence
+    store.add_events([StoredEvent("young-2", 100, 1.0, "impression", "u", "rec-9", position=0)
+                      for _ in range(int(served.config.exploration.settle_after))])
+    catalog.sync(force=True)
+    assert counted_impressions(catalog, bandit, ranked, max_age_days=30) == [False, True, True, False]
+    assert counted_impressions(catalog, bandit, [], max_age_days=30) == []
