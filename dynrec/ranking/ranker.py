@@ -12,6 +12,7 @@ from dynrec.items.catalog import Catalog
 from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_slots, place
 from dynrec.ranking.prior import PriorRanking, blend_weight, blended, segment_shares, segment_term, standardise, with_segment
 from dynrec.segments import Segmentation
+from dynrec.users.incremental import event_features
 from dynrec.users.shards import UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
@@ -351,20 +352,16 @@ def liked(catalog: Catalog, entry: tuple[str, str, int, float]) -> bool:
 
 def leave_one_out_inputs(catalog: Catalog, window: list[tuple[str, str, int, float]], positions: list[int]) -> tuple:
     """The user graph's inputs (`ModelRuntime.embed_users`) for `window` (oldest first) in row 0,
-    then for the window without its entry at each of `positions`, encoded as `UserSessions`
-    encodes a window: each gap counts from the event kept before it, the first gap is 0. A row
-    without an entry is one shorter; its last column repeats an event, which the causal graph
-    never lets an earlier position see."""
-    event_types = catalog.config.model.event_types
+    then for the window without its entry at each of `positions`, each row encoded as a window of
+    its own (dynrec.users.incremental.event_features). A row without an entry is one shorter; its last
+    column repeats an event, which the causal graph never lets an earlier position see."""
     n = len(window)
     steps = np.arange(n)
     rows = np.vstack([steps, np.minimum(steps + (steps >= np.asarray(positions)[:, None]), n - 1)])
-    codes = np.array([event_types.index(e[1]) if e[1] in event_types else len(event_types) for e in window])
-    times = np.array([e[2] for e in window], np.float64)[rows]
-    values = np.array([e[3] for e in window], np.float32)[rows]
-    gaps = np.diff(times, axis=1, prepend=times[:, :1]).clip(min=0)
+    features = [event_features([window[c] for c in row], catalog.config.model.event_types) for row in rows]
+    codes, gaps, values = (np.stack(column) for column in zip(*features))
     lengths = np.array([n] + [n - 1] * len(positions))
-    return catalog.vectors([e[0] for e in window])[rows], codes[rows], gaps, values, lengths
+    return catalog.vectors([e[0] for e in window])[rows], codes, gaps, values, lengths
 
 
 def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[str, str, int, float] | None]:

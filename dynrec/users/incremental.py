@@ -39,6 +39,19 @@ import numpy as np
 # (None at its start): (item vectors (T, dim), event type codes, gaps in seconds, values)
 Inputs = Callable[[list, object], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
+def event_features(entries: list, event_types: tuple[str, ...], before: tuple | None = None):
+    """The user graph's per-event inputs besides the item vectors, for consecutive history entries
+    (item, type, time, value): type codes (an unknown type: len(event_types)), gaps in seconds
+    from the event before (`before` for the first; none at a window's start: 0), and values. One
+    encoding for every caller (embedding, the incremental step, leave-one-out reasons)."""
+    types = np.array([event_types.index(h[1]) if h[1] in event_types else len(event_types) for h in entries])
+    times = np.array([h[2] for h in entries], dtype=np.float64)
+    gaps = np.empty_like(times)  # np.diff, without its overhead on the one-event step
+    gaps[:1] = 0.0 if before is None else times[:1] - float(before[2])
+    np.subtract(times[1:], times[:-1], out=gaps[1:])
+    np.maximum(gaps, 0.0, out=gaps)
+    return types, gaps, np.array([h[3] for h in entries], dtype=np.float32)
+
 
 def anchor_key(entry: Sequence) -> int:
     """A pseudo-random key of a history entry (item, event type, time, ...) that every process

@@ -44,9 +44,10 @@ from dynrec.ranking.ranker import liked
 from dynrec.segments import UserTable
 from dynrec.state import StateStore, StoredEvent
 from dynrec.state.imports import stored_dataset
-from dynrec.users.incremental import UserStates, window_start
+from dynrec.users.incremental import UserStates, event_features, window_start
 from dynrec.users.interests import ItemSpace, UserInterests, interests_of
 from dynrec.users.shards import Erasure, Event, HistoryEntry, UserSummary, UserView
+
 
 
 @dataclass
@@ -159,17 +160,8 @@ class UserSessions:
         return self._inputs(history[window_start(history, self.max_length) :], catalog)
 
     def _inputs(self, entries: list, catalog: Catalog, before: tuple | None = None):
-        """The user graph's inputs for consecutive history entries, under `catalog`'s item vectors:
-        each gap counts from the event before, `before` for the first (none at a window's start: 0)."""
-        vectors = catalog.vectors([h[0] for h in entries])
-        types = np.array([self._code(h[1]) for h in entries])
-        times = np.array([h[2] for h in entries], dtype=np.float64)
-        gaps = np.empty_like(times)  # np.diff, without its overhead on the one-event step
-        gaps[:1] = 0.0 if before is None else times[:1] - float(before[2])
-        np.subtract(times[1:], times[:-1], out=gaps[1:])
-        np.maximum(gaps, 0.0, out=gaps)
-        values = np.array([h[3] for h in entries], dtype=np.float32)
-        return vectors, types, gaps, values
+        """The user graph's inputs for consecutive history entries, under `catalog`'s item vectors."""
+        return catalog.vectors([h[0] for h in entries]), *event_features(entries, self.types, before)
 
     def _embed_all(self, user_ids: list[str], batch: int = 32) -> None:
         """Embeddings for many users at once (start-up). Batches stay small: ONNX
@@ -279,9 +271,6 @@ class UserSessions:
                 return None
             self._previous = None
             return overlap.catalog
-
-    def _code(self, event_type: str) -> int:
-        return self.types.index(event_type) if event_type in self.types else len(self.types)
 
     def apply(self, events: list[Event]) -> None:
         """Append events (already validated) to their users, in the order given, then update the
