@@ -181,6 +181,9 @@ class TrainConfig:
     eval_every: int = 2
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     sampled_negatives: int = 0  # 0 = full softmax over all items
+    # item ID vectors start from the spectral factors of which items follow each other (cooccurrence,
+    # dynrec.models.item_init), or random: from random ones the first hundreds of steps sit at popularity
+    item_init: str = "cooccurrence"
     num_workers: int = 1
     use_gpu: bool = False
     threads_per_worker: int = 2
@@ -196,6 +199,10 @@ class TrainConfig:
     # which may be less than the threads it runs, and a nice value, so that serving keeps the CPU first
     cpus_per_worker: float = 0.0
     nice: int = 0
+
+    def __post_init__(self) -> None:
+        if self.item_init not in ("cooccurrence", "random"):
+            raise ValueError(f"train.item_init must be cooccurrence or random, got '{self.item_init}'")
 
 
 @dataclass(slots=True)

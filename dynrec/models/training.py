@@ -138,6 +138,11 @@ class SequenceTrainer:
         self.model = DynrecModel(
             config.model, train.n_items, catalogue.text.shape[1], catalogue.image.shape[1], behaviour.dim
         )
+        if config.train.item_init == "cooccurrence" and self.model.fusion.id_embedding is not None:
+            from dynrec.models.item_init import cooccurrence_factors
+
+            with torch.no_grad():
+                self.model.fusion.id_embedding.weight.copy_(torch.from_numpy(cooccurrence_factors(train, config.model.dim)))
         self.module = wrap_model(self.model) if wrap_model else self.model
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay

@@ -32,7 +32,9 @@ def config(epochs=4):
 
 def test_training_beats_the_untrained_start(small):
     split, catalogue, created_at = small
-    trainer = SequenceTrainer(config(epochs=6), split, catalogue, created_at)
+    cfg = config(epochs=6)
+    cfg.train.item_init = "random"  # the loop's own learning, from a start that knows nothing (see test_item_init)
+    trainer = SequenceTrainer(cfg, split, catalogue, created_at)
     untrained = trainer.validate()["ndcg@10"]
     reports = []
     best = trainer.fit(lambda report, _: reports.append(report), progress=False)
