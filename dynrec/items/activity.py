@@ -4,8 +4,9 @@ where it stands with exploration, for the inspector's item page.
 The store's event log is read into three compact arrays (item, event type, time: 14 bytes an
 event, so ML-1M's million events take 14 MB), a page at a time, once; later reads start where
 the last one stopped. One item's series is then a mask over those arrays and a bincount per event
-type. Counts stay as logged: events of a user erased since they were read are counted until the
-process restarts (they carry no user id here).
+type. The arrays carry no user ids, so when a user is erased (the store deletes their events) the
+next read starts again from the log's beginning: an erased user's events stop counting at once,
+for the price of one full read after each erasure.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class EventTimeline:
         self.type_names: list[str] = []
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (item code, type code, ts)
         self._read = 0  # the event-log sequence number read up to
+        self._erased: int | None = None  # how many users the store had erased at the last read
         self._lock = threading.Lock()
 
     def _code(self, codes: dict[str, int], name: str) -> int:
@@ -54,7 +56,11 @@ class EventTimeline:
         return code
 
     def sync(self) -> None:
-        """Read the events logged since the last read, a page at a time."""
+        """Read the events logged since the last read, a page at a time (all of them again after
+        an erasure)."""
+        erased = len(self.store.erased_users())
+        if erased != self._erased:
+            self._erased, self._read, self._chunks = erased, 0, []
         type_codes = {name: i for i, name in enumerate(self.type_names)}
         while True:
             rows = self.store.event_page(self._read, self.page)

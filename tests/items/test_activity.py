@@ -48,6 +48,18 @@ def test_events_logged_after_a_read_are_counted_by_the_next(tmp_path):
     assert later.counts == {"view": [2, 0], "click": [0, 1]} and later.totals == {"view": 2, "click": 1}
 
 
+def test_an_erased_users_events_stop_counting_at_once(tmp_path):
+    store = SqliteStore(tmp_path / "state.sqlite")
+    store.add_events([event("film", MIDNIGHT, "view", "keeps"), event("film", MIDNIGHT + 5, "view", "leaves"),
+                      event("film", MIDNIGHT + 9, "click", "leaves")])
+    timeline = EventTimeline(store)
+    assert timeline.series("film", DAY, 1, now=0).totals == {"view": 2, "click": 1}
+    store.erase_user("leaves")
+    store.add_events([event("film", MIDNIGHT + 60, "view", "keeps")])
+    after = timeline.series("film", DAY, 1, now=0)
+    assert after.totals == {"view": 2} and after.counts == {"view": [2]}
+
+
 def test_an_item_without_events_gets_an_empty_window_ending_now(tmp_path):
     store = SqliteStore(tmp_path / "state.sqlite")
     timeline = EventTimeline(store)
