@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dynrec.artifacts.prepare import Artifacts, vectors
@@ -32,7 +30,7 @@ from dynrec.state import StateStore
 from dynrec.state.imports import stored_dataset, vector_carrying
 
 SNAPSHOT = "catalogue"
-SNAPSHOT_VERSION = 2  # 2: position-weighted impressions in the feedback counts
+SNAPSHOT_VERSION = 3  # 2: position-weighted impressions in the feedback counts; 3: a rebuild keeps their positions
 
 
 @dataclass
@@ -122,10 +120,8 @@ hides it starts hidden."""
     ]
     interactions = Interactions.from_dataset(dataset, exclude_types=NOT_INTERACTIONS)
     feedback = FeedbackCounts()
-    attributed = dataset.events.filter(pc.and_(pc.is_valid(dataset.events["recommendation_id"]),
-                                               pc.is_in(dataset.events["event_type"], value_set=pa.array(FEEDBACK_TYPES))))
-    for item_id, event_type in zip(attributed["item_id"].to_pylist(), attributed["event_type"].to_pylist()):
-        feedback.record(item_id, event_type)
+    for item_id, event_type, position in store.attributed_events(positions[1], FEEDBACK_TYPES):
+        feedback.record(item_id, event_type, position)
     last = {c.item_id: c for c in changes}
     return CatalogueState(
         positions=positions, meta=meta, text=text, text_mask=text_mask, image=image, image_mask=image_mask,

@@ -76,6 +76,10 @@ class StateStore(Protocol):
         """(user_id, item_id, event_type, ts, value, recommendation_id) of every event up to `upto`,
         as plain tuples: a replica reads the whole log this way when it boots."""
 
+    def attributed_events(self, upto: int, event_types: tuple[str, ...]) -> list[tuple[str, str, int | None]]:
+        """(item_id, event_type, position) of every event up to `upto` that names a recommendation
+        and has one of `event_types`, in order: the feedback a rebuilt catalogue counts."""
+
     def event_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
         """(seq, item_id, event_type, ts) of at most `limit` events after `after`, in order: the
         whole log read a page at a time, without holding every event's full row at once."""

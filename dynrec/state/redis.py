@@ -100,6 +100,12 @@ class RedisStore:
         return [(e.get("user_id"), e["item_id"], e.get("event_type", "rating"), e["ts"], e["value"], e.get("recommendation_id"))
                 for e in (json.loads(fields[b"entry"]) for _, fields in rows)]
 
+    def attributed_events(self, upto: int, event_types: tuple[str, ...]) -> list[tuple[str, str, int | None]]:
+        rows = self.client.xrange(self.keys["item_events"], min="-", max=f"{upto}-1") if upto else []
+        entries = (json.loads(fields[b"entry"]) for _, fields in rows)
+        return [(e["item_id"], e.get("event_type", "rating"), e.get("position")) for e in entries
+                if e.get("recommendation_id") and e.get("event_type", "rating") in event_types]
+
     def event_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
         rows = self.client.xrange(self.keys["item_events"], min=f"({after}-1" if after else "-", max="+", count=limit)
         page = []

@@ -170,6 +170,15 @@ class SqliteStore:
                 (upto,),
             ).fetchall()
 
+    def attributed_events(self, upto: int, event_types: tuple[str, ...]) -> list[tuple[str, str, int | None]]:
+        marks = ",".join("?" * len(event_types))
+        with self._lock:
+            return self._db.execute(
+                "SELECT item_id, event_type, position FROM item_events WHERE seq <= ? AND recommendation_id IS NOT NULL"
+                f" AND event_type IN ({marks}) ORDER BY seq",
+                (upto, *event_types),
+            ).fetchall()
+
     def event_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
         with self._lock:
             return self._db.execute(

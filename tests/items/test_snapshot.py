@@ -26,6 +26,9 @@ class NoHistoryReads:
     def event_rows(self, upto):
         raise AssertionError("the catalogue read the whole event history instead of its snapshot")
 
+    def attributed_events(self, upto, event_types):
+        raise AssertionError("the catalogue read the whole feedback history instead of its snapshot")
+
 
 def boot(served, store) -> Catalog:
     return Catalog.boot(served.config, served.artifacts, served.runtime, served.item_ids, store)
@@ -39,6 +42,7 @@ def same_catalogue(a: Catalog, b: Catalog) -> None:
     np.testing.assert_allclose(a.content_vectors(visible), b.content_vectors(visible), atol=1e-5)
     assert set(a.fresh_index.ids()) == set(b.fresh_index.ids())
     assert dict(a.feedback.clicks) == dict(b.feedback.clicks) and dict(a.feedback.impressions) == dict(b.feedback.impressions)
+    assert dict(a.feedback.looked_at) == pytest.approx(dict(b.feedback.looked_at))  # weighted by the positions served
     rows = np.arange(len(a.ids))
     np.testing.assert_allclose(a.behaviour.snapshot(a.now)[rows], b.behaviour.snapshot(b.now)[rows])
     for x, y in zip(a.behaviour.counts(a.now, 30), b.behaviour.counts(b.now, 30)):  # what popularity ranks by
@@ -57,8 +61,8 @@ def changed_store(served, fill, tmp_path):
                               first.model_version))
     store.hide(first.ids[1])
     store.add_events([StoredEvent(first.ids[2], first.now + 10, 5.0, "rating", "1"),
-                      StoredEvent("api-item", first.now + 11, 1.0, "impression", "1", "rec-1"),
-                      StoredEvent("api-item", first.now + 12, 1.0, "click", "1", "rec-1")])
+                      StoredEvent("api-item", first.now + 11, 1.0, "impression", "1", "rec-1", position=3),
+                      StoredEvent("api-item", first.now + 12, 1.0, "click", "1", "rec-1", position=3)])
     return store, first
 
 

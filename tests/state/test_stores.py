@@ -126,3 +126,14 @@ def test_erasing_a_user_erases_the_recommendations_issued_to_them(open_backend):
                                IssuedRecommendation("theirs", "u2", ["a"], [False], 1.0)], ttl_s=60)
     store.erase_user("u1")
     assert store.recommendation("mine") is None and store.recommendation("theirs") is not None
+
+
+def test_attributed_events_come_back_with_their_positions_and_nothing_else(open_backend):
+    store = open_backend[0]()
+    last = store.add_events([StoredEvent("a", 1, 1.0, "impression", "u", "rec", position=2),
+                             StoredEvent("a", 2, 1.0, "click", "u", "rec", position=2),
+                             StoredEvent("b", 3, 1.0, "click", "u", None),  # names no recommendation
+                             StoredEvent("c", 4, 5.0, "rating", "u", "rec", position=0),  # not feedback
+                             StoredEvent("d", 5, 1.0, "impression", "u", "rec")])
+    assert store.attributed_events(last, ("impression", "click")) == [("a", "impression", 2), ("a", "click", 2), ("d", "impression", None)]
+    assert store.attributed_events(last - 4, ("impression", "click")) == [("a", "impression", 2)]
