@@ -298,34 +298,54 @@ def test_images_and_ray_versions_match_the_project(ray_objects, pyproject):
             assert obj["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["image"] == f"dynrec:{version}"
 
 
-def test_ray_containers_find_dynrec_home_data_and_config(ray_objects):
+def finds_home_data_and_config(where: str, spec: dict, container: dict) -> None:
+    """The pod runs as a user, and the container finds DYNREC_HOME on the shared writable claim,
+    the data on its claim and the config in the dynrec ConfigMap."""
     configmap = load_one(CONFIGMAP)
     claims = {doc["metadata"]["name"] for doc in yaml.safe_load_all((K8S / "storage.yaml").read_text())}
     assert claims == {"dynrec-home", "dynrec-data"}
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, where
+    env = {e["name"]: e["value"] for e in container["env"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {Path(m["mountPath"]): m for m in container["volumeMounts"]}
+
+    def volume_at(path: str) -> tuple[dict, dict]:
+        for mount_path, mount in mounts.items():
+            if Path(path) == mount_path or mount_path in Path(path).parents:
+                return mount, volumes[mount["name"]]
+        raise AssertionError(f"{where}: nothing mounted at {path}")
+
+    mount, volume = volume_at(env["DYNREC_HOME"])
+    assert volume["persistentVolumeClaim"]["claimName"] == "dynrec-home" and not mount.get("readOnly"), where
+    mount, volume = volume_at(env["DYNREC_DATA_DIR"])
+    assert volume["persistentVolumeClaim"]["claimName"] == "dynrec-data", where
+    mount, volume = volume_at(env["DYNREC_CONFIG"])
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"], where
+    assert Path(env["DYNREC_CONFIG"]).name in configmap["data"], where
+    assert all(v["persistentVolumeClaim"]["claimName"] in claims for v in spec["volumes"] if "persistentVolumeClaim" in v)
+
+
+def test_ray_containers_find_dynrec_home_data_and_config(ray_objects):
     for label, obj in ray_objects.items():
         for name, group in groups(obj).items():
-            where = f"{label}/{name}"
-            spec = group["template"]["spec"]
-            assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, where
-            container = ray_container(group)
-            env = {e["name"]: e["value"] for e in container["env"]}
-            volumes = {v["name"]: v for v in spec["volumes"]}
-            mounts = {Path(m["mountPath"]): m for m in container["volumeMounts"]}
+            finds_home_data_and_config(f"{label}/{name}", group["template"]["spec"], ray_container(group))
 
-            def volume_at(path: str) -> tuple[dict, dict]:
-                for mount_path, mount in mounts.items():
-                    if Path(path) == mount_path or mount_path in Path(path).parents:
-                        return mount, volumes[mount["name"]]
-                raise AssertionError(f"{where}: nothing mounted at {path}")
 
-            mount, volume = volume_at(env["DYNREC_HOME"])
-            assert volume["persistentVolumeClaim"]["claimName"] == "dynrec-home" and not mount.get("readOnly"), where
-            mount, volume = volume_at(env["DYNREC_DATA_DIR"])
-            assert volume["persistentVolumeClaim"]["claimName"] == "dynrec-data", where
-            mount, volume = volume_at(env["DYNREC_CONFIG"])
-            assert volume["configMap"]["name"] == configmap["metadata"]["name"], where
-            assert Path(env["DYNREC_CONFIG"]).name in configmap["data"], where
-            assert all(v["persistentVolumeClaim"]["claimName"] in claims for v in spec["volumes"] if "persistentVolumeClaim" in v)
+def test_the_training_schedule_runs_the_real_cli_alone_on_the_shared_home():
+    from dynrec_cli import build_parser
+
+    schedule = load_one(K8S / "train-schedule.yaml")
+    validate_core(schedule)  # batch/v1 CronJob, strict
+    assert schedule["spec"]["concurrencyPolicy"] == "Forbid"  # a run never overlaps the last
+    pod = schedule["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert container["command"][0] == "dynrec" and args.command == "train"
+    assert args.config == {e["name"]: e["value"] for e in container["env"]}["DYNREC_CONFIG"]
+    resources = container["resources"]
+    assert resources["requests"] == resources["limits"]  # a guaranteed pod: its local Ray sees exactly these CPUs
+    finds_home_data_and_config("train-schedule", pod, container)
 
 
 def test_serve_runs_in_the_mode_the_bench_measured(rayservice, gpu_rayservice):
