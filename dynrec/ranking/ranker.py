@@ -420,7 +420,8 @@ def for_segment(catalog: Catalog, centroid: np.ndarray, popular: dict[str, float
     items most common among its members, scored together as
     `(1 - popularity_weight) * relevance + popularity_weight * popularity`, both standardised (the
     relevance against the catalogue's score sample, the popularity, log of the share of members,
-    over the candidates). Filters and `exclude_item_ids` apply as for users."""
+    over the candidates). Each reason names the larger of the two weighted terms, what drove the
+    item's score. Filters and `exclude_item_ids` apply as for users."""
     exclude, accept = set(filters.exclude_item_ids), filters.accepts(catalog)
     retrieved, _ = catalog.index.search(centroid, candidates, exclude, accept)
     common = [i for i in popular if catalog.visible(i) and i not in exclude and (accept is None or accept(i))]
@@ -433,12 +434,13 @@ def for_segment(catalog: Catalog, centroid: np.ndarray, popular: dict[str, float
     share = np.array([popular.get(i, 0.0) for i in pooled])
     log_share = np.log(share + 1e-3)
     popularity = (log_share - log_share.mean()) / max(float(log_share.std()), 1e-6)
-    scores = (1 - popularity_weight) * relevance + popularity_weight * popularity
+    from_relevance, from_popularity = (1 - popularity_weight) * relevance, popularity_weight * popularity
+    scores = from_relevance + from_popularity
     order = np.argsort(-scores, kind="stable")[:k]
     ranked = []
     for o in order:
         item_id = pooled[o]
-        reason = (f"{100 * share[o]:.0f}% of this segment's members chose it" if share[o] >= 0.01 and popularity[o] >= relevance[o]
+        reason = (f"{100 * share[o]:.0f}% of this segment's members chose it" if share[o] >= 0.01 and from_popularity[o] >= from_relevance[o]
                   else "close to this segment's taste")
         ranked.append(Ranked(item_id, float(scores[o]), sentence(reason)))
     return titled(catalog, ranked)

@@ -130,7 +130,9 @@ def test_segment_recommendations_fit_the_segment_and_respect_filters(served, fil
     assert [r.item_id for r in list_a] != [r.item_id for r in list_b]
     only_popularity = for_segment(catalog, a, popular_a, 10, Filters(), 200, popularity_weight=1.0)
     assert only_popularity[0].item_id == next(i for i in popular_a if catalog.visible(i))  # its members' most common
-    assert "of this segment's members" in only_popularity[0].reason
+    assert all("of this segment's members" in r.reason for r in only_popularity)  # popularity alone drove them
+    only_relevance = for_segment(catalog, a, popular_a, 10, Filters(), 200, popularity_weight=0.0)
+    assert all(r.reason == "Close to this segment's taste" for r in only_relevance)
     genre = catalog.item(list_a[0].item_id).categories[0]
     filtered = for_segment(catalog, a, popular_a, 10, Filters(exclude_categories=[genre], exclude_item_ids=[list_a[1].item_id]), 200)
     assert len(filtered) == 10 and list_a[1].item_id not in {r.item_id for r in filtered}
