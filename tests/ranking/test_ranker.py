@@ -237,3 +237,13 @@ def test_a_new_users_list_draws_on_their_segment_and_says_so(served, fill, tmp_p
     sessions.apply([Event("regular", catalog.ids[40 + n], "rating", 1_000_000 + n, 5.0)
                     for n in range(served.config.cold_start.blend_max_events + 1)])
     assert SegmentDraws(weight=1.0).draw(catalog, segmentation, sessions.view("regular")) is None  # their own state suffices
+
+
+def test_users_with_long_histories_get_lists_of_their_own(served, fill, tmp_path):
+    """ML-100k users with their whole histories: no two share a top 5, and none is the popular list."""
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.sqlite")))
+    sessions = UserSessions(served.config, catalog)
+    tops = {user: tuple(r.item_id for r in recommend(catalog, sessions.view(user), 5, Filters(), True, 200, 0.0, 0))
+            for user in ("1", "13", "92", "200")}
+    assert len(set(tops.values())) == len(tops)
+    assert tuple(catalog.popular(set(), 5, None)) not in set(tops.values())
