@@ -305,10 +305,10 @@ def counted_impressions(catalog: Catalog, bandit: ClickBandit, ranked: list[Rank
     otherwise add no evidence, and the bandit would keep exploring it."""
     if not ranked:
         return []
-    young = set(catalog.created_since(time.time() - max_age_days * 86400))
-    ids = [r.item_id for r in ranked]
-    unsettled = bandit.unsettled(ids)
-    return [r.explored or (r.item_id in young and bool(open_)) for r, open_ in zip(ranked, unsettled)]
+    cutoff = time.time() - max_age_days * 86400  # as `Catalog.created_since` draws the explorable items
+    young = [r.item_id in catalog.row and catalog.behaviour.created_at[catalog.row[r.item_id]] >= cutoff for r in ranked]
+    unsettled = bandit.unsettled([r.item_id for r in ranked])
+    return [bool(r.explored or (new and open_)) for r, new, open_ in zip(ranked, young, unsettled)]
 
 
 def exploring(bandit: ClickBandit, item_id: str, reason: str) -> str:
