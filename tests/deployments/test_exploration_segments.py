@@ -25,13 +25,13 @@ def test_exploration_flags_young_items_and_learns_from_attributed_clicks(service
     response = service.put("/v1/items/explore-me", json={"title": "A brand new space adventure",
                                                          "categories": ["Sci-Fi", "Exploration-Test"]})
     assert response.status_code == 200, response.text
-    off = recommend(service, "31", num_results=10, exploration={"weight": 0}, filters=only)
-    assert not any(item["explored"] for item in off["items"])
     on = recommend(service, "31", num_results=10, exploration={"weight": 1.0}, filters=only)
     explored = [item for item in on["items"] if item["explored"]]
     assert explored and all(item["reason"].startswith("Exploring") for item in explored)
     assert "explore-me" in [item["item_id"] for item in explored]
     assert "(shown 0 times so far)" in next(i["reason"] for i in explored if i["item_id"] == "explore-me")
+    off = recommend(service, "31", num_results=10, exploration={"weight": 0}, filters=only)
+    assert not any(item["explored"] for item in off["items"])
     feedback = [{"user_id": "31", "item_id": "explore-me", "event_type": t, "recommendation_id": on["recommendation_id"]}
                 for t in ("impression", "click")]
     # the click is attributed; the client's impression is not: the service counted the one it served
