@@ -49,18 +49,10 @@ def machine() -> dict[str, Any]:
     """The host a figure came from: CPU count and model, and the units that pick the encoder paths."""
     import os
 
-    from dynrec.encoders.paths import cpu_label
+    from dynrec.encoders.paths import cpu_label, cpuinfo
 
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")), "")
-    return {"cpus": os.cpu_count(), "cpu_model": model, "cpu_units": cpu_label(), "python": platform.python_version(),
-            "machine": platform.machine()}
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
+    return {"cpus": os.cpu_count(), "cpu_model": cpuinfo().get("model name", ""), "cpu_units": cpu_label(),
+            "python": platform.python_version(), "machine": platform.machine()}
 
 
 ROOT = Path(__file__).resolve().parent.parent
