@@ -69,16 +69,18 @@ def haproxy_side_ports() -> dict[str, str]:
     return ports
 
 
-def start_serve(config: Path, log: Path, port: int = 8000) -> subprocess.Popen:
-    """`serve run <config>` in its own process group (so it can be stopped whole), logging to `log`.
+def start_serve(config: Path, log: Path, port: int = 8000, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`serve run <config>` in its own process group (so it can be stopped whole), logging to `log`,
+    with `env` added to this process's environment.
     Refuses to start while something listens on `port`: HAProxy binds with SO_REUSEPORT, so a
     second app on the port would silently take a share of the bench's requests."""
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise RuntimeError(f"port {port} is in use: stop the other service first")
-    env = {**SERVE_ENVIRONMENT, **os.environ, **haproxy_side_ports(), "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    environment = {**SERVE_ENVIRONMENT, **os.environ, **haproxy_side_ports(), "RAY_AUTH_MODE": "disabled",
+                   "PYTHONPATH": str(ROOT), **(env or {})}
     with open(log, "w") as out:
-        return subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=env,
+        return subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=ROOT, env=environment,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 

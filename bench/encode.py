@@ -3,6 +3,7 @@ against fp32, Ray Data vs a plain ONNX Runtime loop over the whole catalogue (fp
 vs torch per exported model, int8 vs fp32 quality, and the item index at 1M items.
 
     .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,index,put,...] [--results NAME]
+                                     [--put-precisions fp32,auto]
     .venv/bin/python -m bench.encode --calibrate   # re-measure the int8 image ranges on ML-1M posters
 
 Uses the trained ML-1M model (`dynrec train --config configs/ml-1m.yaml`); without one, the timing
@@ -13,7 +14,8 @@ and prints a table. Run torch steps with OMP_WAIT_POLICY=passive on a shared mac
 The `put` step starts the service (`serve run serve_config.yaml` on $DYNREC_HOME, with the no-op
 app of bench/noop_app.py beside it) and times one `PUT /v1/items/{id}` at a time, each with an
 ML-1M abstract and poster, alternating with the same request to the no-op app (the floor):
-`put_item_p50_ms`, `put_item_p99_ms`, `put_item_floor_p50_ms`.
+`put_item_p50_ms`, `put_item_p99_ms`, `put_item_floor_p50_ms`; once per `--put-precisions` entry
+(fp32 and auto by default: the auto run's keys end in `_auto`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.common import machine, write_results
+from deployments.common import CONFIG_ENV
 from dynrec.config import DynrecConfig, RuntimeConfig
 from dynrec.onnx.export import parity
 
@@ -82,9 +85,11 @@ def latency_ms(fn, repeats: int = 30, warmup: int = 3) -> float:
     return 1000 * statistics.median(times)
 
 
-def bench_put_item(config: DynrecConfig, trials: int = 100) -> dict:
+def bench_put_item(config: DynrecConfig, precision: str = "fp32", trials: int = 100) -> dict:
     """Item upserts over HTTP, one at a time against the idle service, each with its text and
-    poster, alternating with the same body sent to the no-op app (module docstring)."""
+    poster, alternating with the same body sent to the no-op app (module docstring). The service
+    runs the service config (`$DYNREC_CONFIG`, else the defaults) with `runtime.precision` set to
+    `precision`; figures for a precision other than fp32 carry it as a suffix."""
     import base64
 
     import requests
@@ -108,7 +113,10 @@ def bench_put_item(config: DynrecConfig, trials: int = 100) -> dict:
         served["http_options"]["port"] = port
         path.write_text(yaml.safe_dump(served))
         base = f"http://127.0.0.1:{port}"
-        server = start_serve(path, Path(folder) / "serve.log", port)
+        service_config = Path(folder) / "dynrec.yaml"
+        served_config = DynrecConfig.load(os.environ.get(CONFIG_ENV) or None).with_override(f"runtime.precision={precision}")
+        service_config.write_text(yaml.safe_dump(served_config.to_dict()))
+        server = start_serve(path, Path(folder) / "serve.log", port, env={CONFIG_ENV: str(service_config)})
         try:
             wait_until_ok(lambda: requests.post(f"{base}/noop/v1/recommendations", json={"user_id": "1"}, timeout=5), 900, 2)
             wait_until_ok(lambda: requests.get(f"{base}/healthz", timeout=5), 900, 2)
@@ -125,10 +133,12 @@ def bench_put_item(config: DynrecConfig, trials: int = 100) -> dict:
                 client.delete_item(f"bench-upsert-{n}")
         finally:
             stop_serve(server)
-    return {"put_item_p50_ms": float(np.percentile(timings[""], 50)), "put_item_p99_ms": float(np.percentile(timings[""], 99)),
-            "put_item_floor_p50_ms": float(np.percentile(timings["/noop"], 50)),
-            "put_item_floor_p99_ms": float(np.percentile(timings["/noop"], 99)),
-            "put_item_trials": len(bodies), "put_item_load_average": load_before}
+    suffix = "" if precision == "fp32" else f"_{precision}"
+    figures = {"put_item_p50_ms": float(np.percentile(timings[""], 50)), "put_item_p99_ms": float(np.percentile(timings[""], 99)),
+               "put_item_floor_p50_ms": float(np.percentile(timings["/noop"], 50)),
+               "put_item_floor_p99_ms": float(np.percentile(timings["/noop"], 99)),
+               "put_item_trials": len(bodies), "put_item_load_average": load_before}
+    return {f"{key}{suffix}": value for key, value in figures.items()}
 
 
 def catalogue_inputs(config: DynrecConfig):
@@ -491,6 +501,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--index-items", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help=f"comma-separated steps to skip: {','.join(STEPS)}")
+    parser.add_argument("--put-precisions", default="fp32,auto",
+                        help="the service's runtime.precision for each run of the put step (fp32 keeps the unsuffixed keys)")
     parser.add_argument("--calibrate", action="store_true", help="only re-measure the int8 image ranges on ML-1M posters")
     parser.add_argument("--results", default="encode",
                         help="results file name under bench/results (a host of another kind keeps its own file)")
@@ -526,8 +538,9 @@ def main() -> None:
         print(f"HNSW index at {args.index_items:,} items ...", flush=True)
         results.update(bench_index(args.index_items))
     if "put" not in skip:
-        print("item upserts over HTTP against the no-op floor ...", flush=True)
-        results.update(bench_put_item(config))
+        for precision in args.put_precisions.split(","):
+            print(f"item upserts over HTTP against the no-op floor (runtime.precision {precision}) ...", flush=True)
+            results.update(bench_put_item(config, precision))
     path = write_results(args.results, results, merge=True)
     print(f"\n{'figure':<28} {'value':>12}")
     for key in (
@@ -538,6 +551,7 @@ def main() -> None:
         "ray_data_items_per_s", "plain_ort_items_per_s", "ray_data_vs_plain", "text_onnx_speedup_b1",
         "image_onnx_speedup_b1", "text_int8_min_cosine", "int8_ndcg_delta", "index_1m_p50_ms",
         "index_1m_recall_at_100", "index_upsert_p50_ms", "put_item_p50_ms", "put_item_p99_ms", "put_item_floor_p50_ms",
+        "put_item_p50_ms_auto", "put_item_p99_ms_auto", "put_item_floor_p50_ms_auto",
     ):
         if key in results:
             print(f"{key:<28} {results[key]:>12.4f}")
