@@ -2,14 +2,16 @@
 
 `runtime.precision` says how far the encoders may trade exactness for speed:
 
-- `fp32` (the default): today's paths. `runtime.backend` picks torch eager or ONNX Runtime, and
+- `fp32`: the exact paths. `runtime.backend` picks torch eager or ONNX Runtime, and
   `runtime.int8` the dynamically quantised text MatMuls.
-- `auto`: the fastest path this host runs well. Where the CPU multiplies bf16 natively (AMX, or
+- `auto` (the default): the fastest path this host runs well. Where the CPU multiplies bf16 natively (AMX, or
   AVX-512 BF16) the text transformer runs in bf16 through torch (inductor-compiled with
   `runtime.compile`); where it has int8 dot-product units (AMX, or VNNI) the image CNN runs as a
   statically quantised int8 ONNX graph, calibrated on real posters. Each falls back to fp32
   alone: bf16 emulated without those units is slower than fp32, and so is the int8 CNN without
-  int8 dot products. A CUDA host keeps the fp32 paths.
+  int8 dot products. A CUDA host keeps the fp32 paths. On an AMX host it encodes the ML-1M
+  catalogue 2.6x faster than fp32, and a trained model ranks its vectors within 0.5 % of fp32's
+  NDCG@10 (bench/results/encode.json), so it is the default.
 - `fast`: the bf16 and int8 paths whatever the host (for parity tests, or a host whose flags are hidden).
 
 Figures behind the choice: bench/results/encode.json (an AMX host) and encode_avx512.json (AVX-512

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dynrec.config import EncoderConfig
+from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.data.schemas import ITEMS_SCHEMA
 from dynrec.encoders.content import (
     EmbeddingCache,
@@ -21,6 +21,10 @@ from dynrec.encoders.content import (
 )
 from dynrec.encoders.image import ImageEncoder
 from dynrec.encoders.text import TextEncoder
+
+# the exact paths: these tests compare a batch's vectors with single encodes and name the cache
+# files; the fast paths' parity with these is tests/onnx/test_fast_paths.py
+EXACT = RuntimeConfig(precision="fp32")
 
 
 def test_item_text_joins_the_present_parts():
@@ -157,7 +161,7 @@ def test_encode_catalogue_masks_and_warm_cache(catalogue, tmp_path, monkeypatch)
 
         monkeypatch.setattr(cls, "from_config", classmethod(counting))
 
-    cold = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False)
+    cold = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False, runtime=EXACT)
     assert {name: len(made) for name, made in built.items()} == {"TextEncoder": 1, "ImageEncoder": 1}
 
     rows = catalogue.to_pylist()
@@ -190,7 +194,7 @@ def test_encode_catalogue_masks_and_warm_cache(catalogue, tmp_path, monkeypatch)
 
     for cls in (TextEncoder, ImageEncoder):
         monkeypatch.setattr(cls, "from_config", classmethod(refuse))
-    warm = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False)
+    warm = encode_catalogue(catalogue, tmp_path, config=EncoderConfig(), progress=False, runtime=EXACT)
     for field in ("text", "text_mask", "image", "image_mask"):
         np.testing.assert_array_equal(getattr(warm, field), getattr(cold, field))
 
@@ -208,7 +212,7 @@ def test_encode_catalogue_without_images_or_text(ml100k, tmp_path, monkeypatch):
         raise AssertionError("the image encoder was built for a catalogue with no images")
 
     monkeypatch.setattr(ImageEncoder, "from_config", classmethod(refuse))
-    content = encode_catalogue(items, tmp_path, config=EncoderConfig(), progress=False)
+    content = encode_catalogue(items, tmp_path, config=EncoderConfig(), progress=False, runtime=EXACT)
     expected_text = [i not in (2, 7, 9) for i in range(len(rows))]
     assert content.text_mask.tolist() == expected_text
     np.testing.assert_allclose(np.linalg.norm(content.text[content.text_mask], axis=1), 1.0, atol=1e-5)

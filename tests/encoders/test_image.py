@@ -13,7 +13,7 @@ from dynrec.encoders.image import ImageEncoder
 
 @pytest.fixture(scope="module", params=["torch", "onnx"])
 def encoder(request):
-    return ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend=request.param))
+    return ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend=request.param, precision="fp32"))
 
 
 @pytest.fixture(scope="module")

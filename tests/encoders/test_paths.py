@@ -67,10 +67,12 @@ def test_a_cuda_host_keeps_fp32_even_with_amx(host):
     assert paths.chosen_path(runtime).endswith("(cuda, precision=auto)")
 
 
-def test_fp32_is_the_default_and_fast_forces_the_bf16_and_int8_paths(host):
+def test_auto_is_the_default_and_fast_forces_the_bf16_and_int8_paths(host):
     host(frozenset())
-    assert RuntimeConfig().precision == "fp32"
-    assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=fp32)"
+    assert RuntimeConfig().precision == "auto"
+    assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=auto)"
+    host(AMX_HOST)
+    assert paths.chosen_path() == "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)"
     fast = RuntimeConfig(precision="fast")
     assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
     with pytest.raises(ValueError, match="precision"):

@@ -9,7 +9,7 @@ from dynrec.encoders.text import TextEncoder
 
 @pytest.fixture(scope="module", params=["torch", "onnx"])
 def encoder(request):
-    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(backend=request.param))
+    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(backend=request.param, precision="fp32"))
 
 
 def test_unit_vectors_of_the_documented_shape(encoder):

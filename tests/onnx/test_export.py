@@ -22,10 +22,11 @@ FP32_TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def runtimes(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("onnx"))
+    # fp32 precision: `runtime.backend` and `runtime.int8` pick the encoders' paths only there
     return {
-        "torch": RuntimeConfig(backend="torch"),
-        "onnx": RuntimeConfig(backend="onnx", onnx_dir=folder),
-        "int8": RuntimeConfig(backend="onnx", int8=True, onnx_dir=folder),
+        "torch": RuntimeConfig(backend="torch", precision="fp32"),
+        "onnx": RuntimeConfig(backend="onnx", onnx_dir=folder, precision="fp32"),
+        "int8": RuntimeConfig(backend="onnx", int8=True, onnx_dir=folder, precision="fp32"),
     }
 
 

@@ -30,7 +30,7 @@ def texts(ml1m):
 
 @pytest.fixture(scope="module")
 def fp32_text():
-    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="torch"))
+    return TextEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="torch", precision="fp32"))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def posters(ml1m):
 
 
 def test_int8_image_keeps_its_features_close_to_fp32(folder, posters):
-    fp32 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder))
+    fp32 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder, precision="fp32"))
     int8 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", onnx_dir=folder))
     assert int8.path == IMAGE_INT8_STATIC and ".int8static-" in int8.session.path.name
     assert "-int8static-" in int8.cache_name  # never mixed with fp32 vectors in the cache
@@ -90,7 +90,7 @@ def test_int8_image_keeps_its_features_close_to_fp32(folder, posters):
 
 
 def test_static_int8_refuses_ranges_made_for_another_graph(folder, tmp_path):
-    source = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder)).session.path
+    source = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder, precision="fp32")).session.path
     ranges = dict(int8_ranges("image-efficientnet-lite0-224"))
     ranges.pop(sorted(ranges)[3])
     with pytest.raises(KeyError, match="no calibrated range"):

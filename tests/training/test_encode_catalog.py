@@ -111,5 +111,8 @@ def test_encodes_a_catalogue_without_images_text_or_user_attributes(ray_local, b
                                runtime=config.runtime, progress=False)
     np.testing.assert_array_equal(table["text_mask"].to_numpy(zero_copy_only=False), content.text_mask)
     np.testing.assert_array_equal(table["image_mask"].to_numpy(zero_copy_only=False), content.image_mask)
-    np.testing.assert_allclose(vectors(table, "text_embedding"), content.text, atol=1e-5)
+    # the same text to within the default precision's batching noise (bf16 text: ~1e-3 per
+    # element between batches of other lengths); another item's text lands far lower
+    cosines = (vectors(table, "text_embedding") * content.text).sum(axis=1)[content.text_mask]
+    assert cosines.min() > 0.9995
     assert not vectors(table, "image_embedding").any() and not content.image.any()
