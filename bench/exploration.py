@@ -105,6 +105,11 @@ class World:
         runtime = ModelRuntime(model, config.runtime)
         table = pq.read_table(artifacts.embeddings_path)
         position = {item_id: r for r, item_id in enumerate(table["item_id"].to_pylist())}
+        missing = [i for i in inter.item_ids if i not in position]
+        if missing:
+            raise SystemExit(f"{artifacts.embeddings_path} lacks {len(missing):,} of the {len(inter.item_ids):,} ML-1M items "
+                             f"(e.g. {missing[0]}): run against a home whose store holds the imported catalogue "
+                             "(`dynrec import`, or the quickstart's home) and a trained model")
         rows = [position[i] for i in inter.item_ids]
         self.item_vectors = vectors(table["embedding"])[rows]
         text, image = vectors(table["text_embedding"])[rows], vectors(table["image_embedding"])[rows]
