@@ -31,7 +31,13 @@ REPLICA_HEALTH_CHECK_PERIOD_S = 2.0
 # replicas (direct ingress). Behind the Python proxy, which each request's ingress also calls back
 # for the request body, the no-op app's p50 at 50 rps on 2 cores was 0.45-2.6 s; behind HAProxy,
 # 16-23 ms (bench/serve_load.py, runs 5-11 in bench/results/serve_load_repeats).
-SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+#
+# The controller kills a proxy whose first ready check takes over 5 s (Serve's default), and
+# `serve.start` then fails with ActorDiedError. HAProxy's manager has to start its worker, then the
+# haproxy process, then answer on the stats socket; on a busy 2-core node that passed 5 s (a CI run
+# lost every HTTP test on SQLite to it), so the ready check waits up to 30 s.
+SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
 
 
 # Serve drains a stopping Ingress replica for 30 s so that load balancers in front of HAProxy stop
