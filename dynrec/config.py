@@ -181,6 +181,10 @@ class TrainConfig:
     eval_every: int = 2
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     sampled_negatives: int = 0  # 0 = full softmax over all items
+    # each batch runs through the user encoder in this many groups of similar length, each padded
+    # only to its own longest: the same loss, without the padding that one 200-wide batch carries
+    # (ML-1M: median history 87 events, a quarter at 200; a step 0.73x as long with 4 groups)
+    length_groups: int = 4
     # item ID vectors start from the spectral factors of which items follow each other (cooccurrence,
     # dynrec.models.item_init), or random: from random ones the first hundreds of steps sit at popularity
     item_init: str = "cooccurrence"

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynrec.config import ModelConfig
+from dynrec.models.dropout import Dropout
 
 MODALITIES = ("id", "text", "image", "behaviour")
 
@@ -42,7 +43,7 @@ class ItemFusion(nn.Module):
         self.attn_out = nn.Linear(dim, dim)
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.output = nn.Linear(dim, dim)
         # The ID token also joins the output directly (see forward). Its rows start small, like a
         # SASRec item table's (std dim^-1/2), so Adam's first steps move them by a useful fraction;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -50,6 +51,15 @@ class SequenceBatch:
     lengths: torch.Tensor  # (B,)
     targets: torch.Tensor | None = None
     target_buckets: torch.Tensor | None = None
+
+    def take(self, rows: torch.Tensor) -> "SequenceBatch":
+        """The sequences at `rows`, cut to the longest of them."""
+        width = int(self.lengths[rows].max())
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return SequenceBatch(**{
+            name: None if value is None else value[rows] if value.dim() == 1 else value[rows, :width]
+            for name, value in fields.items()
+        })
 
 
 def event_type_codes(interactions: Interactions, vocabulary: tuple[str, ...]) -> np.ndarray:
@@ -134,16 +144,25 @@ class DynrecModel(nn.Module):
         return states[torch.arange(len(states)), batch.lengths - 1]
 
     def forward(
-        self, batch: SequenceBatch, catalogue: Catalogue, behaviour: torch.Tensor | None, negatives: int = 0
+        self, batch: SequenceBatch, catalogue: Catalogue, behaviour: torch.Tensor | None, negatives: int = 0,
+        length_groups: int = 1,
     ) -> torch.Tensor:
-        """Mean next-item cross-entropy over every real position (full softmax, or sampled)."""
+        """Mean next-item cross-entropy over every real position (full softmax, or sampled). The
+        user encoder takes the batch in `length_groups` groups of similar length (see
+        `TrainConfig.length_groups`); sequences never interact, so the loss is the same."""
         table = self.item_table(catalogue, behaviour)
-        states = self.user_states(batch, table)
-        real = batch.targets >= 0
+        by_length = torch.argsort(batch.lengths, descending=True)
+        states, targets, buckets = [], [], []
+        for rows in by_length.tensor_split(min(length_groups, len(by_length))):
+            group = batch.take(rows)
+            real = group.targets >= 0
+            states.append(self.user_states(group, table)[real])
+            targets.append(group.targets[real])
+            buckets.append(group.target_buckets[real])
         # scaling the (P, dim) states is far cheaper than dividing the (P, N) logits
         scale = self.log_scale.clamp(max=math.log(100.0)).exp()
-        hidden, targets = states[real] * scale, batch.targets[real]
-        buckets = batch.target_buckets[real] if table.shape[0] > 1 else torch.zeros_like(targets)
+        hidden, targets = torch.cat(states) * scale, torch.cat(targets)
+        buckets = torch.cat(buckets) if table.shape[0] > 1 else torch.zeros_like(targets)
         total = hidden.new_zeros(())
         for bucket in torch.unique(buckets):
             rows = buckets == bucket
@@ -157,7 +176,7 @@ class DynrecModel(nn.Module):
                 logits = hidden[rows] @ items.T
                 labels = targets[rows]
             total = total + F.cross_entropy(logits, labels, reduction="sum")
-        return total / max(int(real.sum()), 1)
+        return total / max(len(targets), 1)
 
 
 def save_model(path, model: DynrecModel, item_ids, metrics: dict | None = None) -> None:

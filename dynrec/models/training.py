@@ -213,7 +213,7 @@ class SequenceTrainer:
                 self.split.train, shard[start : start + cfg.batch_size], self.config.model.max_length,
                 self.type_codes, self.event_buckets, with_targets=True,
             )
-            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives)
+            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynrec.config import ModelConfig
+from dynrec.models.dropout import Dropout
 
 
 def time_gap_bucket(gaps_seconds: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ class CausalBlock(nn.Module):
         self.attn_out = nn.Linear(dim, dim)
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -88,7 +89,7 @@ class UserEncoder(nn.Module):
         self.event_type = nn.Embedding(len(config.event_types) + 1, dim)  # last index: unknown type
         self.time_gap = nn.Embedding(config.time_gap_buckets, dim)
         self.value = nn.Linear(1, dim)
-        self.input_dropout = nn.Dropout(config.dropout)
+        self.input_dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(CausalBlock(dim, config.user_heads, config.dropout) for _ in range(config.user_layers))
         self.norm = nn.LayerNorm(dim)
         self.value_center, self.value_scale = config.value_center, config.value_scale

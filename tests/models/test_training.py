@@ -124,3 +124,40 @@ def test_a_model_saved_before_the_learned_scale_still_loads(small, tmp_path):
     torch.save(saved, tmp_path / "model.pt")
     model, _, _ = load_model(tmp_path / "model.pt")
     assert torch.isfinite(model.log_scale)
+
+
+def test_length_groups_give_the_loss_and_gradients_of_one_padded_batch(small):
+    """Grouping a batch by length only drops padding: every real position keeps its target."""
+    from dynrec.models.model import make_batch
+
+    split, catalogue, created_at = small
+    trainer = SequenceTrainer(config(), split, catalogue, created_at)
+    trainer.model.eval()  # no dropout, so both passes see the same network
+    batch = make_batch(split.train, trainer.users[:64], 40, trainer.type_codes, trainer.event_buckets, with_targets=True)
+    assert len(set(batch.lengths.tolist())) > 4  # the cut holds histories of many lengths
+
+    def loss_and_gradients(groups):
+        trainer.model.zero_grad()
+        loss = trainer.model(batch, catalogue, trainer.snapshots, 0, groups)
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+    padded_loss, padded_grads = loss_and_gradients(1)
+    for groups in (3, 64, 200):
+        loss, grads = loss_and_gradients(groups)
+        assert loss == pytest.approx(padded_loss, rel=1e-5)
+        assert grads.keys() == padded_grads.keys()
+        for name, grad in grads.items():
+            assert torch.allclose(grad, padded_grads[name], atol=1e-5), (groups, name)
+
+
+def test_dropout_keeps_one_minus_p_and_rescales():
+    from dynrec.models.dropout import Dropout
+
+    torch.manual_seed(0)
+    dropout, x = Dropout(0.2), torch.ones(200_000)
+    out = dropout(x)
+    assert ((out == 0).float().mean() - 0.2).abs() < 0.005
+    assert torch.allclose(out[out != 0], torch.tensor(1.25))
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert torch.equal(dropout.eval()(x), x)
