@@ -121,6 +121,8 @@ def main() -> None:
                 "samples_per_s_median": summary.get("samples_per_s_median"),
                 "steps": summary.get("steps"),
                 "best_step": summary.get("best_step"),
+                "training_s": summary.get("training_s"),
+                "best_s": summary.get("best_s"),
                 "stopped_by": summary.get("stopped_by"),
             }
         print(f"\n{'model':<22} {'HR@10':>7} {'NDCG@10':>8} {'MRR':>7} {'cov@10':>7}")

@@ -27,9 +27,11 @@ from dynrec.eval.evaluate import evaluate
 from dynrec.models.model import Catalogue, DynrecModel, event_type_codes, make_batch
 
 # Early stopping waits for `train.patience` epochs AND `train.patience_steps` optimizer steps
-# without a better validation score. Epochs alone fail small data: with 610 users an epoch is 5
-# steps, so 10 epochs ended a run on its first plateau, before the model had moved off popularity
-# (our SASRec baseline counts steps for the same reason).
+# without a validation score `train.min_improvement` better than the last that counted. Epochs alone
+# fail small data: with 610 users an epoch is 5 steps, so 10 epochs ended a run on its first plateau,
+# before the model had moved off popularity (our SASRec baseline counts steps for the same reason).
+# After half that wait the learning rate drops by `train.lr_decay`: at a fixed rate ML-1M kept
+# creeping up until the time budget ended it.
 
 
 def keep_large_allocations() -> None:
@@ -158,6 +160,10 @@ class SequenceTrainer:
         self.epochs_since_best = 0
         self.step = 0  # optimizer steps so far
         self.best_step = 0
+        self.elapsed_s, self.best_s = 0.0, 0.0  # seconds in fit (training and validation), and when the best came
+        self.level = -1.0  # the last validation score that reset the patience
+        self.improved_step = 0  # ...and the step it came at
+        self.settled_epoch, self.settled_step = 0, 0  # that score or the last learning-rate drop, whichever is later
         self.stopped_by = ""  # early_stopping, budget or epochs, once fit has ended
         self.history: list[dict[str, Any]] = []
 
@@ -171,6 +177,8 @@ class SequenceTrainer:
             "samples_per_s_median": float(np.median([h["samples_per_s"] for h in self.history])),
             "steps": self.step,
             "best_step": self.best_step,
+            "training_s": self.elapsed_s,
+            "best_s": self.best_s,
             "stopped_by": self.stopped_by,
         }
 
@@ -184,6 +192,9 @@ class SequenceTrainer:
             "epochs_since_best": self.epochs_since_best,
             "step": self.step,
             "best_step": self.best_step,
+            "level": (self.level, self.improved_step),
+            "elapsed": (self.elapsed_s, self.best_s),
+            "settled": (self.settled_epoch, self.settled_step),
             "history": self.history,
         }
 
@@ -196,6 +207,9 @@ class SequenceTrainer:
         self.epochs_since_best = state["epochs_since_best"]
         self.step = state.get("step", 0)
         self.best_step = state.get("best_step", 0)
+        self.level, self.improved_step = state.get("level", (self.best_ndcg, self.best_step))
+        self.elapsed_s, self.best_s = state.get("elapsed", (0.0, 0.0))
+        self.settled_epoch, self.settled_step = state.get("settled", (0, 0))
         self.history = state["history"]
 
     def train_epoch(self) -> tuple[float, int, float]:
@@ -235,26 +249,39 @@ class SequenceTrainer:
         cfg = self.config.train
         bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="training", disable=not progress or self.rank != 0)
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+        started = time.monotonic() - self.elapsed_s
         while self.epoch < cfg.epochs:
             loss, samples, seconds = self.train_epoch()
             self.epoch += 1
-            valid, stop = None, False
+            valid, stop, decay = None, False, False
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
                 if self.rank == 0:
                     valid = self.validate()
-                    if valid[f"ndcg@{self.config.eval.k}"] > self.best_ndcg:
-                        self.best_ndcg = valid[f"ndcg@{self.config.eval.k}"]
+                    score = valid[f"ndcg@{self.config.eval.k}"]
+                    self.elapsed_s = time.monotonic() - started
+                    if score > self.best_ndcg:
+                        self.best_ndcg, self.best_step, self.best_s = score, self.step, self.elapsed_s
                         self.best_state = copy.deepcopy(self.model.state_dict())
+                    if score > self.level * (1 + cfg.min_improvement):
+                        self.level, self.improved_step = score, self.step
                         self.epochs_since_best = 0
-                        self.best_step = self.step
+                        self.settled_epoch, self.settled_step = self.epoch, self.step
                     else:
                         self.epochs_since_best += cfg.eval_every
-                    if self.epochs_since_best >= cfg.patience and self.step - self.best_step >= cfg.patience_steps:
+                    if self.epochs_since_best >= cfg.patience and self.step - self.improved_step >= cfg.patience_steps:
                         self.stopped_by = "early_stopping"
                     elif time.monotonic() > deadline:
                         self.stopped_by = "budget"
                     stop = bool(self.stopped_by)
-                stop = self._agree(stop)
+                    decay = (
+                        cfg.lr_decay < 1.0
+                        and self.epoch - self.settled_epoch >= cfg.patience / 2
+                        and self.step - self.settled_step >= cfg.patience_steps / 2
+                    )
+                stop, decay = self._agree((stop, decay))
+                if decay and not stop:
+                    self.decay_learning_rate()
+            self.elapsed_s = time.monotonic() - started
             report = EpochReport(self.epoch, loss, seconds, samples / seconds, valid, self.best_ndcg, stop)
             self.history.append(report.metrics())
             bar.update(1)
@@ -269,10 +296,16 @@ class SequenceTrainer:
             self.model.load_state_dict(self.best_state)
         return self.best_ndcg
 
-    def _agree(self, stop: bool) -> bool:
-        """Rank 0 decides; under DDP every worker must stop at the same epoch."""
+    def decay_learning_rate(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.config.train.lr_decay
+        self.settled_epoch, self.settled_step = self.epoch, self.step
+
+    def _agree(self, decision: tuple[bool, bool]) -> tuple[bool, bool]:
+        """Rank 0 decides whether to stop and whether to lower the learning rate; under DDP every
+        worker must do both at the same epoch."""
         if self.world_size > 1 and dist.is_available() and dist.is_initialized():
-            flag = [stop]
+            flag = [decision]
             dist.broadcast_object_list(flag, src=0)
-            return bool(flag[0])
-        return stop
+            return tuple(flag[0])
+        return decision

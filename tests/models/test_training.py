@@ -89,7 +89,37 @@ def test_patience_counts_optimizer_steps_as_well_as_epochs(small, monkeypatch):
     # one epoch of patience alone would have stopped after epoch 2
     assert trainer.epoch == 1 + -(-6 // steps_per_epoch)
     assert trainer.step - trainer.best_step >= 6
-    assert trainer.timing()["stopped_by"] == "early_stopping" and trainer.timing()["steps"] == trainer.step
+    timing = trainer.timing()
+    assert timing["stopped_by"] == "early_stopping" and timing["steps"] == trainer.step
+    assert 0 < timing["best_s"] < timing["training_s"]  # the best came at the first evaluation, of several
+
+
+def test_learning_rate_halves_after_half_the_patience_without_a_better_score(small, monkeypatch):
+    split, catalogue, created_at = small
+    cfg = config(epochs=12)
+    cfg.train.patience, cfg.train.patience_steps = 4, 0
+    trainer = SequenceTrainer(cfg, split, catalogue, created_at)
+    scores = iter([0.1, 0.1, 0.2, 0.2, 0.2, 0.3] + [0.3] * 6)  # better at epochs 1, 3 and 6
+    monkeypatch.setattr(trainer, "validate", lambda: {"ndcg@10": next(scores)})
+    rates = []
+    trainer.fit(lambda report, t: rates.append(t.optimizer.param_groups[0]["lr"]), progress=False)
+    lr = cfg.train.learning_rate
+    # two epochs (half of 4) without a better score lower it; a better score restarts the count
+    assert rates == pytest.approx([lr] * 4 + [lr / 2] * 3 + [lr / 4] * 3)
+    assert trainer.stopped_by == "early_stopping" and trainer.epoch == 10
+
+
+def test_creeping_gains_keep_the_best_weights_but_not_the_patience(small, monkeypatch):
+    split, catalogue, created_at = small
+    cfg = config(epochs=12)
+    cfg.train.patience, cfg.train.patience_steps, cfg.train.min_improvement = 4, 0, 0.01
+    trainer = SequenceTrainer(cfg, split, catalogue, created_at)
+    scores = iter([0.1 + 0.0001 * n for n in range(12)])  # better every time, by 0.1%
+    monkeypatch.setattr(trainer, "validate", lambda: {"ndcg@10": next(scores)})
+    trainer.fit(progress=False)
+    # four epochs of gains under 1% end the run; the weights kept are those of the last, best epoch
+    assert trainer.stopped_by == "early_stopping" and trainer.epoch == 5
+    assert trainer.best_ndcg == pytest.approx(0.1004) and trainer.best_step == trainer.step
 
 
 def test_a_run_that_uses_every_epoch_says_so(small):
