@@ -291,7 +291,7 @@ async function itemPage(view, itemId, gen) {
         h("dt", {}, "attributes"), h("dd", {}, Object.keys(item.attributes).length
           ? Object.entries(item.attributes).map(([k, v]) => h("span", { class: "tag" }, `${k}: ${v}`)) : "none"),
         h("dt", {}, "model version"), h("dd", {}, h("code", {}, item.model_version))),
-      h("p", { class: "muted" }, "new: embedded from its content alone (no trained id embedding).")),
+      h("p", { class: "muted" }, "A new item is one the served model has no trained id embedding for: it is embedded from its content alone.")),
     h("div", {}, activity,
       h("div", { class: "card", id: "item-similar" },
         h("h2", {}, "Similar items"),
