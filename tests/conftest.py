@@ -59,6 +59,9 @@ def serving_config_path(tmp_path_factory, data_dir):
         "source: {dataset: ml-100k}\n"
         "serving: {bootstrap_epochs: 4, behaviour_refresh_s: 0.5, model_poll_s: 1}\n"
         "model: {dim: 32, max_length: 50}\n"
+        # the model the serving tests' thresholds were set on (segment lists' closeness among them):
+        # 4 epochs at the learning rate the default was before it became 0.002
+        "train: {learning_rate: 0.001}\n"
     )
     path.write_text(settings + f"data: {{data_dir: {data_dir}}}\n")
     import_source(DynrecConfig.load(path), progress=False)

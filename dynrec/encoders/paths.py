@@ -13,6 +13,7 @@
   catalogue 2.6x faster than fp32, and a trained model ranks its vectors within 0.5 % of fp32's
   NDCG@10 (bench/results/encode.json), so it is the default.
 - `fast`: the bf16 and int8 paths whatever the host (for parity tests, or a host whose flags are hidden).
+  Without VNNI or AMX the int8 image graph drifts from fp32 (min cosine 0.77 on an AVX2-only EPYC).
 
 Figures behind the choice: bench/results/encode.json (an AMX host) and encode_avx512.json (AVX-512
 BF16 and VNNI, no AMX): `python -m bench.encode --skip ray,latency,int8,index,put [--results NAME]`.

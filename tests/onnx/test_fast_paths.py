@@ -10,7 +10,7 @@ import torch
 from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.content import item_text
 from dynrec.encoders.image import ImageEncoder, int8_ranges
-from dynrec.encoders.paths import IMAGE_INT8_STATIC, TEXT_BF16_TORCH
+from dynrec.encoders.paths import IMAGE_INT8_STATIC, TEXT_BF16_TORCH, native_int8
 from dynrec.encoders.text import TextEncoder
 from dynrec.onnx.export import parity
 from dynrec.onnx.session import quantize_static_int8
@@ -85,8 +85,12 @@ def test_int8_image_keeps_its_features_close_to_fp32(folder, posters):
     assert valid.all() and (got_valid == valid).all()
     result = parity(expected, got)
     cosines = (expected * got).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(got, axis=1)
-    assert result["min_cosine"] >= 0.97 and cosines.mean() >= 0.985
     assert result["max_abs_diff"] > 1e-3  # it really is quantised
+    if not native_int8():
+        # ONNX Runtime's int8 kernels without VNNI or AMX (AVX2 alone) saturate: min cosine 0.77 on an
+        # AVX2-only EPYC. `auto` never takes this path there (tests/encoders/test_paths.py); the parity holds where it does
+        pytest.skip("no int8 dot-product units on this CPU: the int8 image path is not kept close to fp32 here")
+    assert result["min_cosine"] >= 0.97 and cosines.mean() >= 0.985
 
 
 def test_static_int8_refuses_ranges_made_for_another_graph(folder, tmp_path):
