@@ -199,7 +199,7 @@ class Half:
     """One half of the replay: its arrivals, its new items and their true interest."""
 
     index: int  # 0: the tuning half, 1: the report half
-    arrivals: np.ndarray  # indexes into the world's arrivals, in time order
+    arrivals: np.ndarray  # indexes into the draw's arrivals, in time order
     new: np.ndarray  # its new items
     kept_out: set[int]  # the other half's new items: never shown here
     users: list[int]
