@@ -99,7 +99,7 @@ class World:
         has_past = np.zeros(inter.n_users, bool)
         has_past[self.users[~self.future]] = True
         order = np.flatnonzero(self.future)
-        order = order[np.argsort(inter.timestamps[order], kind="stable")]
+        self.future_order = order = order[np.argsort(inter.timestamps[order], kind="stable")]
         order = order[has_past[self.users[order]]][:arrivals]  # a draw drops the few whose past was all new items
         self.half_of = self._split_users(rng, np.bincount(self.users[order], minlength=inter.n_users))
 
@@ -140,8 +140,7 @@ class World:
         past = ~self.future & ~is_new[inter.items]
         has_past = np.zeros(inter.n_users, bool)
         has_past[users[past]] = True
-        order = np.flatnonzero(self.future)
-        order = order[np.argsort(inter.timestamps[order], kind="stable")]
+        order = self.future_order
         order = order[has_past[users[order]] & (self.half_of[users[order]] >= 0)][: self.arrivals]
         item_vectors = self.item_vectors.copy()
         text, text_mask, image, image_mask = self.content
