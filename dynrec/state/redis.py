@@ -6,6 +6,11 @@ idempotency key (imports) is added only if the key is new to the log's key set. 
 server's: run Redis with `appendonly yes` and `appendfsync always` (as the tests and k8s/ do), so
 an acknowledged write is on disk; `WAIT` is issued when replicas are attached. Snapshots are
 single `SET`s: atomic by construction.
+
+The same script appends each event's sequence number to a list per user, so erasing a user reads
+their own entries instead of the whole stream (2 s a user on ML-100k's 100k events, ten times that
+on ML-1M). A store written before the lists existed keeps, in `user_index_from`, the last event that
+no list names: only the stream up to there is scanned.
 """
 
 from __future__ import annotations
@@ -17,15 +22,27 @@ import redis
 
 from dynrec.state.base import IssuedRecommendation, ItemChange, StoredEvent
 
+# ARGV holds (idempotency key or '', entry, owner or '') triples; an owner's list KEYS[4] .. owner
+# gets the entry's sequence number
 APPEND = """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
-for i = 1, #ARGV, 2 do
+for i = 1, #ARGV, 3 do
   if ARGV[i] == '' or redis.call('SADD', KEYS[3], ARGV[i]) == 1 then
     seq = redis.call('INCR', KEYS[1])
     redis.call('XADD', KEYS[2], seq .. '-1', 'entry', ARGV[i + 1])
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', KEYS[4] .. ARGV[i + 2], seq)
+    end
   end
 end
 return seq
+"""
+
+# the events that came before the per-user lists: set once, atomically, when a store is first opened
+# by a version that keeps them (0 for a new store)
+INDEX_FROM = """
+redis.call('SETNX', KEYS[1], redis.call('GET', KEYS[2]) or '0')
+return tonumber(redis.call('GET', KEYS[1]))
 """
 
 
@@ -43,16 +60,21 @@ class RedisStore:
         self.client.ping()
         self.keys = {name: f"{namespace}:{name}" for name in
                      ("item_seq", "item_log", "item_keys", "event_seq", "item_events", "event_keys", "users", "erased",
-                      "item_images")}
+                      "item_images", "user_index_from")}
         self.snapshot_prefix = f"{namespace}:snapshot:"
         self.recommendation_prefix = f"{namespace}:recommendation:"
+        self.user_events_prefix = f"{namespace}:user-events:"
         self._append = self.client.register_script(APPEND)
+        self._user_index_from = int(self.client.register_script(INDEX_FROM)(
+            keys=[self.keys["user_index_from"], self.keys["event_seq"]]))
 
-    def _add(self, seq_key: str, log_key: str, key_set: str, entries: list[dict], keys: list[str | None]) -> int:
+    def _add(self, seq_key: str, log_key: str, key_set: str, entries: list[dict], keys: list[str | None],
+             owners: list[str | None] | None = None) -> int:
         args = []
-        for entry, key in zip(entries, keys):
-            args += ["" if key is None else str(key), json.dumps(entry)]
-        last = int(self._append(keys=[self.keys[seq_key], self.keys[log_key], self.keys[key_set]], args=args))
+        for entry, key, owner in zip(entries, keys, owners or [None] * len(entries)):
+            args += ["" if key is None else str(key), json.dumps(entry), owner or ""]
+        last = int(self._append(keys=[self.keys[seq_key], self.keys[log_key], self.keys[key_set], self.user_events_prefix],
+                                args=args))
         self._replicated()
         return last
 
@@ -90,7 +112,8 @@ class RedisStore:
 
     def add_events(self, events: list[StoredEvent]) -> int:
         entries = [{k: v for k, v in event._asdict().items() if k != "key"} for event in events]
-        return self._add("event_seq", "item_events", "event_keys", entries, [event.key for event in events])
+        return self._add("event_seq", "item_events", "event_keys", entries, [event.key for event in events],
+                         [event.user_id for event in events])
 
     def events(self, after: int) -> list[tuple[int, StoredEvent]]:
         return [(seq, StoredEvent(**e)) for seq, e in self._range("item_events", after)]
@@ -150,19 +173,23 @@ class RedisStore:
         return {u.decode() for u in self.client.smembers(self.keys["erased"])}
 
     def erase_user(self, user_id: str) -> int:
-        """Scan the event stream and delete the user's entries (erasure is rare; the scan is O(log))."""
-        doomed = [key for key, fields in self.client.xrange(self.keys["item_events"])
-                  if json.loads(fields[b"entry"]).get("user_id") == user_id]
+        """Delete the entries the user's list names, and those of the stream's part that came before
+        the lists, found by a scan of that part only."""
+        listed = self.user_events_prefix + user_id
+        doomed = [f"{int(seq)}-1" for seq in self.client.lrange(listed, 0, -1)]
+        if self._user_index_from:
+            doomed += [key for key, fields in self.client.xrange(self.keys["item_events"], max=f"{self._user_index_from}-1")
+                       if json.loads(fields[b"entry"]).get("user_id") == user_id]
         issued = [self.recommendation_prefix + r.decode() for r in self.client.smembers(self.recommendation_prefix + "by-user:" + user_id)]
         with self.client.pipeline(transaction=True) as batch:
             if doomed:
                 batch.xdel(self.keys["item_events"], *doomed)
-            batch.delete(*issued, self.recommendation_prefix + "by-user:" + user_id)
+            batch.delete(*issued, self.recommendation_prefix + "by-user:" + user_id, listed)
             batch.hdel(self.keys["users"], user_id)
             batch.sadd(self.keys["erased"], user_id)
-            batch.execute()
+            results = batch.execute()
         self._replicated()
-        return len(doomed)
+        return int(results[0]) if doomed else 0
 
     def put_recommendations(self, issued: list[IssuedRecommendation], ttl_s: float) -> None:
         """One key per recommendation, expiring after `ttl_s` (Redis drops it itself), and a set of

@@ -73,6 +73,34 @@ def test_an_older_sqlite_event_table_gains_the_new_columns_and_keeps_its_rows(tm
                                                        ("b", 6, 1.0, "impression", "u", "r", None, None)]
 
 
+def test_redis_erasure_reads_the_users_own_list_and_scans_only_what_came_before_the_lists(redis_server):
+    """Events written before the per-user lists existed (the old script: stream and counter only)
+    are still erased, by a scan of that part; newer ones come from the user's list."""
+    import json
+
+    import redis
+
+    from dynrec.state.redis import RedisStore
+
+    client = redis.Redis.from_url(redis_server.url)
+    for seq, (item, user) in enumerate([("a", "alice"), ("b", "bob")], start=1):
+        entry = {k: v for k, v in StoredEvent(item, seq, 1.0, "view", user)._asdict().items() if k != "key"}
+        client.xadd("old:item_events", {"entry": json.dumps(entry)}, id=f"{seq}-1")
+        client.set("old:event_seq", seq)
+    store = RedisStore(redis_server.url, namespace="old")
+    store.add_events([StoredEvent("c", 3, 1.0, "view", "alice"), StoredEvent("d", 4, 1.0, "view", "bob")])
+    assert client.lrange("old:user-events:alice", 0, -1) == [b"3"]  # only what came after the lists
+    assert store.erase_user("alice") == 2
+    assert [(e.item_id, e.user_id) for _, e in store.events(0)] == [("b", "bob"), ("d", "bob")]
+    assert not client.exists("old:user-events:alice")
+    assert RedisStore(redis_server.url, namespace="old")._user_index_from == 2  # set once, not moved by a reopen
+
+    fresh = RedisStore(redis_server.url, namespace="new")
+    assert fresh._user_index_from == 0  # a new store never scans
+    fresh.add_events([StoredEvent("a", 1, 1.0, "view", "alice"), StoredEvent("b", 2, 1.0, "view", "bob")])
+    assert fresh.erase_user("alice") == 1 and [e.user_id for _, e in fresh.events(0)] == ["bob"]
+
+
 def test_open_store_picks_the_backend_and_rejects_unknown_ones(tmp_path, redis_server):
     def config(**state):
         return DynrecConfig.from_dict({"home": str(tmp_path), "state": state})
