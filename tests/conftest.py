@@ -105,14 +105,37 @@ def retrained(serving_config_path):
     return config, model_path
 
 
-@pytest.fixture
-def fill(ml100k):
-    """`fill(store)`: the store with what the served store was first given (ML-100k, imported), as a
-    replica finds it; not the served store itself, which the HTTP tests add items to."""
+@pytest.fixture(scope="session")
+def ml100k_store_file(ml100k, tmp_path_factory):
+    """One SQLite store with ML-100k imported, made once: `fill` copies it into empty SQLite stores."""
     from dynrec.state.imports import import_dataset
+    from dynrec.state.sqlite import SqliteStore
+
+    path = tmp_path_factory.mktemp("ml100k-store") / "state.sqlite"
+    store = SqliteStore(path)
+    import_dataset(ml100k, store, progress=False)
+    store.close()
+    return path
+
+
+@pytest.fixture
+def fill(ml100k, ml100k_store_file):
+    """`fill(store)`: the store with what the served store was first given (ML-100k, imported), as a
+    replica finds it; not the served store itself, which the HTTP tests add items to. An empty
+    SQLite store gets a page-for-page copy of one import (SQLite's backup API), not an import of its
+    own (2-3 s each, in some 30 tests); other stores import."""
+    import sqlite3
+    from contextlib import closing
+
+    from dynrec.state.imports import import_dataset
+    from dynrec.state.sqlite import SqliteStore
 
     def filled(store):
-        import_dataset(ml100k, store, progress=False)
+        if isinstance(store, SqliteStore) and store.latest() == (0, 0) and not store.users():
+            with closing(sqlite3.connect(ml100k_store_file)) as source:
+                source.backup(store._db)
+        else:
+            import_dataset(ml100k, store, progress=False)
         return store
 
     return filled
