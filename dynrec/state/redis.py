@@ -176,7 +176,8 @@ class RedisStore:
         """Delete the entries the user's list names, and those of the stream's part that came before
         the lists, found by a scan of that part only."""
         listed = self.user_events_prefix + user_id
-        doomed = [f"{int(seq)}-1" for seq in self.client.lrange(listed, 0, -1)]
+        seqs = self.client.lrange(listed, 0, -1)
+        doomed = [f"{int(seq)}-1" for seq in seqs]
         if self._user_index_from:
             doomed += [key for key, fields in self.client.xrange(self.keys["item_events"], max=f"{self._user_index_from}-1")
                        if json.loads(fields[b"entry"]).get("user_id") == user_id]
@@ -184,7 +185,8 @@ class RedisStore:
         with self.client.pipeline(transaction=True) as batch:
             if doomed:
                 batch.xdel(self.keys["item_events"], *doomed)
-            batch.delete(*issued, self.recommendation_prefix + "by-user:" + user_id, listed)
+            batch.delete(*issued, self.recommendation_prefix + "by-user:" + user_id)
+            batch.ltrim(listed, len(seqs), -1)  # an event appended since the read keeps its place in the list
             batch.hdel(self.keys["users"], user_id)
             batch.sadd(self.keys["erased"], user_id)
             results = batch.execute()
