@@ -3,6 +3,9 @@
     .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,sasrec,dynrec,dynrec-id]
                                        [--reuse] [--epochs N]
 
+The ablation at convergence trains the full model without one modality each, with the defaults
+(early stopping on validation): `--models dynrec-no-text,dynrec-no-image,dynrec-no-behaviour`.
+
 Baselines are tuned on validation and refitted; SASRec early-stops on validation instead, and its
 training figures go to training.json beside dynrec's. dynrec rows are trained with Ray Train from
 configs/<dataset>.yaml (early stopping on validation NDCG@10); `--reuse` takes a finished run's
@@ -37,6 +40,10 @@ DYNREC_VARIANTS: dict[str, tuple[str, ...] | None] = {
     "dynrec-id+text": ("id", "text"),
     "dynrec-id+image": ("id", "image"),
     "dynrec-id+behaviour": ("id", "behaviour"),
+    # leave-one-out ablation at convergence: the full model without one modality, default settings
+    "dynrec-no-text": ("id", "image", "behaviour"),
+    "dynrec-no-image": ("id", "text", "behaviour"),
+    "dynrec-no-behaviour": ("id", "text", "image"),
 }
 
 
