@@ -1,7 +1,8 @@
 """Full-ranking evaluation: every item is ranked, the user's known history is masked.
 
-`evaluate` scores one set of targets. `leave_one_out_protocol` tunes a model's one
-hyper-parameter on validation, refits on train + validation, and reports test metrics.
+`ranked` gives each user's target rank and `evaluate` the metrics over one set of targets.
+`leave_one_out_protocol` tunes a model's one hyper-parameter on validation, refits on train +
+validation, and reports test metrics.
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ from dynrec.eval import metrics
 from dynrec.eval.recommender import Recommender
 
 
-def evaluate(
+def ranked(
     model: Recommender,
     inputs: Interactions,
     targets: np.ndarray,
     *,
     k: int = 10,
     batch_size: int = 512,
-    item_embeddings: np.ndarray | None = None,
     progress: bool = False,
     description: str = "evaluating",
-) -> dict[str, float]:
-    """Rank all items for every user with a target (>= 0), masking the user's `inputs` history.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank all items for every user with a target (>= 0), masking the user's `inputs` history:
+    those users, each one's target rank (0 = first) and top-`k` items.
 
     The target itself is never masked, so a user who had already seen it still counts.
     """
@@ -50,6 +51,22 @@ def evaluate(
         tops.append(metrics.top_k(scores, k))
     rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
     top = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
+    return users, rank, top
+
+
+def evaluate(
+    model: Recommender,
+    inputs: Interactions,
+    targets: np.ndarray,
+    *,
+    k: int = 10,
+    batch_size: int = 512,
+    item_embeddings: np.ndarray | None = None,
+    progress: bool = False,
+    description: str = "evaluating",
+) -> dict[str, float]:
+    """The metrics of `ranked`'s full ranking, averaged over the users with a target."""
+    users, rank, top = ranked(model, inputs, targets, k=k, batch_size=batch_size, progress=progress, description=description)
     result = {
         f"hr@{k}": metrics.hit_rate(rank, k),
         f"ndcg@{k}": metrics.ndcg(rank, k),

@@ -33,11 +33,13 @@ def hit_rate(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(ranks < k)) if len(ranks) else 0.0
 
 
-def ndcg(ranks: np.ndarray, k: int) -> float:
+def ndcg_per_user(ranks: np.ndarray, k: int) -> np.ndarray:
     """With one relevant item the ideal DCG is 1, so NDCG is 1/log2(rank+2) inside the cut-off."""
-    if not len(ranks):
-        return 0.0
-    return float(np.mean(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)))
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def ndcg(ranks: np.ndarray, k: int) -> float:
+    return float(np.mean(ndcg_per_user(ranks, k))) if len(ranks) else 0.0
 
 
 def mrr(ranks: np.ndarray) -> float:

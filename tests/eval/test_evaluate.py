@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from dynrec.eval import evaluate
+from dynrec.eval.evaluate import ranked
 from tests.conftest import make_interactions
 
 
@@ -50,3 +51,10 @@ def test_batches_do_not_change_results(ml100k_split):
     one = evaluate(model, ml100k_split.train, ml100k_split.valid_targets, batch_size=10_000)
     many = evaluate(model, ml100k_split.train, ml100k_split.valid_targets, batch_size=37)
     assert one == many
+
+
+def test_ranked_gives_each_target_users_rank_in_user_order():
+    inputs = make_interactions({"a": [(0, 1), (1, 2)], "b": [(2, 1), (4, 2)], "c": [(3, 1)]}, n_items=5)
+    users, ranks, top = ranked(FixedScores([0.9, 0.8, 0.7, 0.6, 0.5]), inputs, np.array([2, 2, -1]), k=2)
+    assert users.tolist() == [0, 1] and ranks.tolist() == [0, 2]  # as in the masking test above
+    assert top.tolist() == [[2, 3], [0, 1]]

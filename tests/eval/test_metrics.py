@@ -24,6 +24,7 @@ def test_rank_metrics_by_hand():
     assert metrics.ndcg(ranks, 5) == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6) + 0) / 4)
     assert metrics.mrr(ranks) == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 21) / 4)
     assert metrics.hit_rate(np.array([], dtype=int), 10) == 0.0
+    assert metrics.ndcg_per_user(ranks, 5) == pytest.approx([1, 1 / math.log2(3), 1 / math.log2(6), 0])
 
 
 def test_recall_with_several_targets():
