@@ -9,7 +9,8 @@ leave-one-out variant with the full model user by user: the full model's NDCG@10
 variant's, for each test user, with a 95% bootstrap interval over users. Pairing by user removes
 most of the noise that two separate test averages carry (one ML-100k average moves by about
 0.01 between users drawn at random; the paired difference by far less), so a modality pays for
-itself when its interval lies above zero. Runs that are missing are skipped.
+itself when its interval lies above zero. Runs that are missing are skipped; a run whose ranking
+here does not reproduce its own recorded test figure (it learnt from other data) stops the bench.
 
 Writes bench/results/ablation.json and ablation.png (the differences with their intervals).
 """
@@ -34,18 +35,24 @@ LEFT_OUT = {"dynrec-no-text": "text", "dynrec-no-image": "image", "dynrec-no-beh
 
 
 def user_ndcg(dataset: str, variant: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(test users, each one's NDCG@10) under a variant's trained model; None when it was not trained."""
+    """(test targets, each test user's NDCG@10) under a variant's trained model; None when it was
+    not trained. Raises when the ranking does not reproduce the run's own recorded test NDCG@10:
+    the run then saw other data than the dataset's files (a run trained on a store's live events)."""
     config = dynrec_config(dataset, variant)
     path = config.paths.model(config.run_name)
     if not path.is_file():
         return None
-    model = load_model(path)[0].eval()
+    model, _, recorded = load_model(path)
     inputs = prepare_inputs(config, progress=False)
     split = inputs.split
     edges = time_bucket_edges(split.train.timestamps, config.behaviour.time_buckets)
-    scorer = SequenceScorer(model, inputs.catalogue, inputs.created_at, config, edges)
+    scorer = SequenceScorer(model.eval(), inputs.catalogue, inputs.created_at, config, edges)
     users, ranks, _ = ranked(scorer, split.test_input, split.test_targets, k=config.eval.k)
-    return users, ndcg_per_user(ranks, config.eval.k)
+    ndcg = ndcg_per_user(ranks, config.eval.k)
+    if abs(float(ndcg.mean()) - recorded.get("test_ndcg@10", np.nan)) > 1e-6:
+        raise ValueError(f"{path}: test NDCG@10 {ndcg.mean():.4f} on {dataset}'s files, but the run recorded "
+                         f"{recorded.get('test_ndcg@10')}: it was trained on other data; train it again")
+    return split.test_targets[users], ndcg
 
 
 def paired_difference(full: np.ndarray, variant: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -97,7 +104,7 @@ def main() -> None:
             if other is None:
                 continue
             if not np.array_equal(full[0], other[0]):
-                raise ValueError(f"{dataset}: {variant} was tested on other users than the full model")
+                raise ValueError(f"{dataset}: {variant} was tested on other users or items than the full model")
             results.setdefault(dataset, {})[modality] = {"run": dynrec_config(dataset, variant).run_name,
                                                          **paired_difference(full[1], other[1])}
     print(f"\n{'dataset':<9} {'without':<10} {'full':>7} {'without':>8} {'gain':>8} {'95% interval':>20} {'better/worse':>13}")

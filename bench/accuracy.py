@@ -8,7 +8,8 @@ The ablation at convergence trains the full model without one modality each, wit
 
 Baselines are tuned on validation and refitted; SASRec early-stops on validation instead, and its
 training figures go to training.json beside dynrec's. dynrec rows are trained with Ray Train from
-configs/<dataset>.yaml (early stopping on validation NDCG@10); `--reuse` takes a finished run's
+configs/<dataset>.yaml on the dataset's files (not the live events a home's store may hold), with
+early stopping on validation NDCG@10; `--reuse` takes a finished run's
 test metrics from <home>/artifacts/<run>/metrics.json instead of training again.
 `--epochs N` trains every dynrec row for exactly N epochs with no time budget or early stop (the
 modality ablation: equal work per variant, unaffected by other load on the machine); its rows and
@@ -51,6 +52,9 @@ def dynrec_config(dataset: str, variant: str, epochs: int | None = None) -> Dynr
     path = CONFIGS / f"{dataset}.yaml"
     config = DynrecConfig.load(path if path.exists() else None)
     config.source.dataset = dataset
+    # the protocol's data: the dataset's files, never the live events a home's store has taken
+    # from serving or from other benchmarks (with them the splits, and so the rows, would differ)
+    config.train.data = "source"
     if DYNREC_VARIANTS[variant] is not None:
         config.model.modalities = DYNREC_VARIANTS[variant]
     if epochs is not None:
