@@ -5,9 +5,10 @@
 Starts `serve run serve_config.yaml` on the home, sends an open-loop mix at `--rate` (80%
 recommendations for ML-1M users, 20% single events) for the whole run, and:
 1. measures a baseline stretch (`--baseline-s`);
-2. runs `dynrec train` (Ray Train) against the live cluster, at low CPU priority, with a budget of
-   `--train-minutes`; the run publishes itself to the store when it is done (forced here: the
-   bench measures the switch, whatever the new model's score);
+2. runs `dynrec train` (Ray Train) against the live cluster, in the idle scheduling class
+   (`train.priority: idle`), with a budget of `--train-minutes`; the run publishes itself to the
+   store when it is done (forced here: the bench measures the switch, whatever the new model's
+   score);
 3. keeps the load on until every response has come from the new model for `--after-s`.
 
 Writes bench/results/swap.json: `swap_s` (from the publication until the last request answered by
@@ -138,7 +139,7 @@ def main() -> None:
         (folder / "serve.yaml").write_text(yaml.safe_dump(serve_config))
         train_config = folder / "train.yaml"
         train_config.write_text(yaml.safe_dump({"train": {"run_name": run_name, "max_minutes": args.train_minutes,
-                                                          "threads_per_worker": 1, "cpus_per_worker": 0.25, "nice": 10,
+                                                          "threads_per_worker": 1, "cpus_per_worker": 0.25, "priority": "idle",
                                                           "publish": False}}))
         server = start_serve(folder / "serve.yaml", folder / "serve.log")
         traffic = Traffic(args.rate)
@@ -153,7 +154,7 @@ def main() -> None:
             train_started = time.monotonic()
             env = {**os.environ, "RAY_ADDRESS": cluster_address(server), "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
             with open(folder / "train.log", "w") as log:
-                done = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "training.train", "--config", str(train_config)],
+                done = subprocess.run([sys.executable, "-m", "training.train", "--config", str(train_config)],
                                       cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             if done.returncode != 0:
                 raise RuntimeError((folder / "train.log").read_text()[-3000:])

@@ -206,9 +206,10 @@ class TrainConfig:
     every_s: float = 0.0  # the quickstart retrains in the background this often (0: once, after it starts serving)
     background_minutes: float = 12.0  # the quickstart's background run's budget where max_minutes sets none
     # beside a live service on the same nodes: the Ray CPUs a worker reserves (0: threads_per_worker),
-    # which may be less than the threads it runs, and a nice value, so that serving keeps the CPU first
+    # which may be less than the threads it runs, and the priority of the training processes: idle
+    # runs every thread of them in the idle scheduling class, so that serving keeps the CPU first
     cpus_per_worker: float = 0.0
-    nice: int = 0
+    priority: str = "normal"
 
     def __post_init__(self) -> None:
         if self.item_init not in ("cooccurrence", "random"):
@@ -217,6 +218,8 @@ class TrainConfig:
             raise ValueError(f"train.min_improvement must be >= 0, got {self.min_improvement}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.priority not in ("normal", "idle"):
+            raise ValueError(f"train.priority must be normal or idle, got '{self.priority}'")
 
 
 @dataclass(slots=True)

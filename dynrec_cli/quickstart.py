@@ -54,8 +54,8 @@ def _show_history(client: Client, user: str) -> None:
 class BackgroundTraining:
     """`dynrec train` on the quickstart's cluster, in a process of its own (its output in
     <home>/logs), once or every `train.every_s`: each run has its own name and publishes its model
-    when it beats the served one. Its workers reserve a quarter of a CPU and run niced, so serving
-    keeps the CPU first."""
+    when it beats the served one. Its workers reserve a quarter of a CPU and run in the idle scheduling
+    class, so serving keeps the CPU first."""
 
     def __init__(self, config: DynrecConfig, address: str):
         self.config, self.address = config, address
@@ -74,7 +74,7 @@ class BackgroundTraining:
     def _run_once(self) -> None:
         name = f"{self.config.run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         raw = self.config.to_dict()
-        raw["train"].update(run_name=name, threads_per_worker=1, cpus_per_worker=0.25, nice=10, num_workers=1,
+        raw["train"].update(run_name=name, threads_per_worker=1, cpus_per_worker=0.25, priority="idle", num_workers=1,
                             max_minutes=self.config.train.max_minutes or self.config.train.background_minutes)
         logs = self.config.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)

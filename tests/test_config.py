@@ -27,6 +27,15 @@ def test_unknown_settings_are_rejected(tmp_path):
         DynrecConfig.load(path)
 
 
+def test_a_training_priority_outside_the_choices_is_rejected(tmp_path):
+    path = tmp_path / "dynrec.yaml"
+    path.write_text("train:\n  priority: low\n")
+    with pytest.raises(ValueError, match="train.priority must be normal or idle"):
+        DynrecConfig.load(path)
+    path.write_text("train:\n  priority: idle\n")
+    assert DynrecConfig.load(path).train.priority == "idle"
+
+
 def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DYNREC_DATA_DIR", str(tmp_path))
     assert default_data_dir() == tmp_path

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -35,6 +34,7 @@ from dynrec.models.model import load_model, save_model
 from dynrec.models.training import EpochReport, SequenceTrainer
 from dynrec.state import open_store
 from dynrec.state.imports import training_dataset
+from training.priority import run_idle
 from training.ray_cluster import connect_ray
 
 TRAINER_STATE = "trainer.pt"
@@ -50,8 +50,8 @@ def _checkpoint_to_resume(config: DynrecConfig) -> Checkpoint | None:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config = DynrecConfig.from_dict(loop_config["config"])
-    if config.train.nice:
-        os.nice(config.train.nice)
+    if config.train.priority == "idle":
+        run_idle()
     torch.set_num_threads(config.train.threads_per_worker)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -99,6 +99,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def run_training(config: DynrecConfig) -> dict[str, Any]:
     """Run the TorchTrainer on the current (or a new local) Ray cluster; returns the final metrics
     and where the served model was written."""
+    if config.train.priority == "idle":
+        run_idle()
     connect_ray()
     # build the content-embedding cache once here, so the workers only read it
     prepare_inputs(config, progress=True, dataset=training_dataset(config))

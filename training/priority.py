@@ -1,0 +1,27 @@
+"""CPU priority for training beside a live service.
+
+Ray starts its worker processes, Serve replicas included, at nice 15, so a training worker that
+only adds to its own nice value (`os.nice(10)` gives 19) still weighs 15 against serving's 36 in
+the kernel's scheduler. And `os.nice` changes only the calling thread on Linux: threads started
+earlier, such as OpenBLAS's pool, which numpy starts on import, keep the old value. The idle
+scheduling class (SCHED_IDLE) takes only CPU that no other thread wants, and an unprivileged
+process may always enter it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def run_idle() -> None:
+    """Move every thread of this process, and so every thread it starts later, into the idle
+    scheduling class; where there is none (not Linux), the lowest nice value."""
+    if not hasattr(os, "SCHED_IDLE"):
+        os.nice(19)
+        return
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue
