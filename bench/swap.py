@@ -47,6 +47,7 @@ from bench.common import (
 from dynrec.artifacts.versions import published_model
 from dynrec.client import ApiError, AsyncClient, Retries, wait_until_ok
 from dynrec.config import DynrecConfig
+from training.priority import start_idle
 from dynrec.state import open_store
 
 BASE = "http://127.0.0.1:8000"
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--baseline-s", type=float, default=60.0)
     parser.add_argument("--train-minutes", type=float, default=4.0)
     parser.add_argument("--after-s", type=float, default=30.0)
+    parser.add_argument("--timeline", help="also write every request as [sent (monotonic s), latency s, ok, "
+                        "model, user model], to line it up with other traces of the same run")
     args = parser.parse_args()
     config = DynrecConfig.load(None)
     run_name = f"{config.source.label}-retrained-{int(time.time())}"
@@ -155,7 +158,7 @@ def main() -> None:
             env = {**os.environ, "RAY_ADDRESS": cluster_address(server), "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
             with open(folder / "train.log", "w") as log:
                 done = subprocess.run([sys.executable, "-m", "training.train", "--config", str(train_config)],
-                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=start_idle)
             if done.returncode != 0:
                 raise RuntimeError((folder / "train.log").read_text()[-3000:])
             trained = time.monotonic()
@@ -198,6 +201,9 @@ def main() -> None:
         "failures": [{"at_s": round(t - rows[0][0], 1), "route": route, "status": status, "error": text}
                      for t, route, status, text in traffic.failures[:50]],
         "during_training": percentiles(rows, train_started, trained),
+        # the training job's processes boot in its first 90 s or so; then it runs epochs
+        "during_training_first_90s": percentiles(rows, train_started, min(trained, train_started + 90)),
+        "during_training_after_90s": percentiles(rows, train_started + 90, trained),
         "after_swap": percentiles(rows, last_old + 1, float("inf")),
         "requests": len(rows),
         "responses_by_model": {v: sum(1 for r in rows if r[3] == v) for v in (before, new)},
@@ -207,12 +213,16 @@ def main() -> None:
         "machine": machine(),
     }
     path = write_results("swap", results)
+    if args.timeline:
+        Path(args.timeline).write_text(json.dumps({"marks": {"training_starts": train_started, "published": published_at},
+                                             "rows": rows}))
     plot(rows, {"training starts": train_started, "published": published_at, "last old response": last_old},
          RESULTS_DIR / "swap.png")
-    print(f"\n{'stretch':<16}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}")
-    for stretch in ("baseline", "during_training", "during_swap", "after_swap"):
+    print(f"\n{'stretch':<26}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for stretch in ("baseline", "during_training", "during_training_first_90s", "during_training_after_90s",
+                    "during_swap", "after_swap"):
         s = results[stretch]
-        print(f"{stretch:<16}{s['requests']:>9}{s.get('p50_ms', float('nan')):>9}{s.get('p99_ms', float('nan')):>9}")
+        print(f"{stretch:<26}{s['requests']:>9}{s.get('p50_ms', float('nan')):>9}{s.get('p99_ms', float('nan')):>9}")
     print(f"\nswap {results['swap_s']} s, errors {results['errors']}, mixed {results['mixed_version_responses']}\nwrote {path}")
 
 

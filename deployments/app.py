@@ -18,6 +18,11 @@ from deployments.ranker import Ranker
 from deployments.segments import Segments
 from deployments.user_state import UserState
 
+# Ray starts its worker processes at nice 15, below its own daemons and below anything started at
+# the default priority, such as a training job's driver or a worker that is still booting: the
+# serving replicas run at the default priority instead (serve_config.yaml sets the same)
+SERVING_WORKER_ENV = {"RAY_worker_niceness": "0"}
+
 
 def build_app(args: dict | None = None) -> Application:
     shards = int((args or {}).get("user_shards", load_config().serving.user_shards))

@@ -27,6 +27,7 @@ from deployments.common import use_serve_environment
 from dynrec.api.schemas import RecommendationResponse, SimilarResponse
 from dynrec.client import Client, wait_until_ok
 from dynrec.config import DynrecConfig
+from training.priority import start_idle
 
 SAMPLE_USER = "42"
 T = TypeVar("T")
@@ -84,7 +85,8 @@ class BackgroundTraining:
         print(f"\ntraining {name} in the background (log: {logs / f'train-{name}.log'})", flush=True)
         with open(logs / f"train-{name}.log", "w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(settings)],
-                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=start_idle)
             self.process.wait()
 
     def stop(self) -> None:
@@ -137,9 +139,10 @@ def run(port: int = 8000, wait: bool = True, config_path: str | None = None, use
     import ray
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.app import SERVING_WORKER_ENV, build_app
 
     env = {key: os.environ[key] for key in ("DYNREC_CONFIG", "DYNREC_HOME", "DYNREC_DATA_DIR", "RAY_AUTH_MODE") if key in os.environ}
+    env.update(SERVING_WORKER_ENV)
     # log_to_driver off: the background training's workers run on this cluster, and their output
     # belongs in its log file (<home>/logs), not between the sample requests
     ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False, runtime_env={"env_vars": env})

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -213,8 +214,14 @@ def serve_app(config_path, app_args: dict | None = None):
 
     from bench.common import haproxy_side_ports
 
+    import yaml
+
+    (application,) = yaml.safe_load((Path(__file__).parents[1] / "serve_config.yaml").read_text())["applications"]
+    # serve_config.yaml's own variables (the replicas' priority), which serve.run from Python does not read
+    served_env = application.get("runtime_env", {}).get("env_vars", {})
     env = {"DYNREC_CONFIG": str(config_path), "RAY_AUTH_MODE": "disabled", **haproxy_side_ports()}
     os.environ.update(env)
+    env.update(served_env)
     use_serve_environment(local=True)  # the mode the quickstart, the bench and Kubernetes run in
     import ray
     import requests

@@ -14,6 +14,11 @@ import os
 from pathlib import Path
 
 
+# Ray reads this in each worker process it starts and sets the process's nice value from it (its
+# default is 15): a training job's workers take the lowest priority before they import anything
+IDLE_WORKER_ENV = {"RAY_worker_niceness": "19"}
+
+
 def run_idle() -> None:
     """Move every thread of this process, and so every thread it starts later, into the idle
     scheduling class; where there is none (not Linux), the lowest nice value."""
@@ -25,3 +30,12 @@ def run_idle() -> None:
             os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
         except ProcessLookupError:  # the thread ended meanwhile
             continue
+
+
+def start_idle() -> None:
+    """`preexec_fn` for a training subprocess: it starts in the idle class, its imports included
+    (a child has one thread until it runs Python)."""
+    if hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)

@@ -7,12 +7,14 @@ import os
 import ray
 
 
-def connect_ray() -> None:
+def connect_ray(worker_env: dict[str, str] | None = None) -> None:
     """Connect once. Inside a RayJob `RAY_ADDRESS` names the cluster, whose resources are its own
-    (Ray refuses `num_cpus` when joining); a laptop run starts a local cluster over every CPU."""
+    (Ray refuses `num_cpus` when joining); a laptop run starts a local cluster over every CPU.
+    `worker_env` reaches every worker process this job starts, from its first instruction."""
     if ray.is_initialized():
         return
+    runtime_env = {"env_vars": worker_env} if worker_env else None
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()
+        ray.init(runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=os.cpu_count())
+        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env)

@@ -34,7 +34,7 @@ from dynrec.models.model import load_model, save_model
 from dynrec.models.training import EpochReport, SequenceTrainer
 from dynrec.state import open_store
 from dynrec.state.imports import training_dataset
-from training.priority import run_idle
+from training.priority import IDLE_WORKER_ENV, run_idle
 from training.ray_cluster import connect_ray
 
 TRAINER_STATE = "trainer.pt"
@@ -99,9 +99,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def run_training(config: DynrecConfig) -> dict[str, Any]:
     """Run the TorchTrainer on the current (or a new local) Ray cluster; returns the final metrics
     and where the served model was written."""
-    if config.train.priority == "idle":
+    idle = config.train.priority == "idle"
+    if idle:
         run_idle()
-    connect_ray()
+    connect_ray(IDLE_WORKER_ENV if idle else None)
     # build the content-embedding cache once here, so the workers only read it
     prepare_inputs(config, progress=True, dataset=training_dataset(config))
     trainer = TorchTrainer(
