@@ -47,8 +47,8 @@ from bench.common import (
 from dynrec.artifacts.versions import published_model
 from dynrec.client import ApiError, AsyncClient, Retries, wait_until_ok
 from dynrec.config import DynrecConfig
-from training.priority import start_idle
 from dynrec.state import open_store
+from training.priority import start_idle
 
 BASE = "http://127.0.0.1:8000"
 
