@@ -7,13 +7,12 @@ import os
 import ray
 
 
-def connect_ray(worker_env: dict[str, str] | None = None) -> None:
+def connect_ray(runtime_env: dict | None = None) -> None:
     """Connect once. Inside a RayJob `RAY_ADDRESS` names the cluster, whose resources are its own
     (Ray refuses `num_cpus` when joining); a laptop run starts a local cluster over every CPU.
-    `worker_env` reaches every worker process this job starts, from its first instruction."""
+    `runtime_env` applies to every worker process this job starts."""
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": worker_env} if worker_env else None
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env)
     else:

@@ -34,7 +34,7 @@ from dynrec.models.model import load_model, save_model
 from dynrec.models.training import EpochReport, SequenceTrainer
 from dynrec.state import open_store
 from dynrec.state.imports import training_dataset
-from training.priority import IDLE_WORKER_ENV, run_idle
+from training.priority import idle_runtime_env, run_idle
 from training.ray_cluster import connect_ray
 
 TRAINER_STATE = "trainer.pt"
@@ -102,7 +102,7 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
     idle = config.train.priority == "idle"
     if idle:
         run_idle()
-    connect_ray(IDLE_WORKER_ENV if idle else None)
+    connect_ray(idle_runtime_env() if idle else None)
     # build the content-embedding cache once here, so the workers only read it
     prepare_inputs(config, progress=True, dataset=training_dataset(config))
     trainer = TorchTrainer(
