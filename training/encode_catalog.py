@@ -175,8 +175,9 @@ def encode_catalog(
         if n_changed:  # the encoder pools start only when there is something to encode
             # texts of similar length share a batch (padding is most of MiniLM's cost on mixed
             # lengths), and small blocks let the image pool start on the first block instead of
-            # waiting for the whole catalogue, so the stages overlap
-            blocks = max(1, min(64, n_changed // 64))
+            # waiting for the whole catalogue, so the stages overlap; up to 64 rows a block keeps a
+            # small catalogue's blocks to one text batch each (65-row blocks ran a 1-row batch apiece)
+            blocks = max(1, min(64, -(-n_changed // 64)))
             (
                 changed.sort("text_length").repartition(blocks).map_batches(
                     TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]), batch_size=64,
