@@ -191,6 +191,11 @@ class TrainConfig:
     # only to its own longest: the same loss, without the padding that one 200-wide batch carries
     # (ML-1M: median history 87 events, a quarter at 200; a step 0.73x as long with 4 groups)
     length_groups: int = 4
+    # the full-softmax logits are taken in blocks of positions of about this size (0: all at once):
+    # the same loss, but a block stays in the CPU's cache and is reused from the heap, where a
+    # whole batch's (up to 380 MB on ML-1M) streamed through memory and, allocated on Ray Train's
+    # loop thread (whose malloc arena cannot hold it), came back as fresh pages on every step
+    logit_block_mb: float = 8.0
     # item ID vectors start from the spectral factors of which items follow each other (cooccurrence,
     # dynrec.models.item_init), or random: from random ones the first hundreds of steps sit at popularity
     item_init: str = "cooccurrence"

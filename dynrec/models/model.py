@@ -145,11 +145,12 @@ class DynrecModel(nn.Module):
 
     def forward(
         self, batch: SequenceBatch, catalogue: Catalogue, behaviour: torch.Tensor | None, negatives: int = 0,
-        length_groups: int = 1,
+        length_groups: int = 1, logit_rows: int = 0,
     ) -> torch.Tensor:
         """Mean next-item cross-entropy over every real position (full softmax, or sampled). The
         user encoder takes the batch in `length_groups` groups of similar length (see
-        `TrainConfig.length_groups`); sequences never interact, so the loss is the same."""
+        `TrainConfig.length_groups`); sequences never interact, so the loss is the same. The
+        logits are taken `logit_rows` positions at a time (0: all at once), see `TrainConfig.logit_block_mb`."""
         table = self.item_table(catalogue, behaviour)
         by_length = torch.argsort(batch.lengths, descending=True)
         states, targets, buckets = [], [], []
@@ -165,17 +166,18 @@ class DynrecModel(nn.Module):
         buckets = torch.cat(buckets) if table.shape[0] > 1 else torch.zeros_like(targets)
         total = hidden.new_zeros(())
         for bucket in torch.unique(buckets):
-            rows = buckets == bucket
+            positions = torch.nonzero(buckets == bucket).squeeze(1)
             items = table[bucket]
-            if negatives:
-                sampled = torch.randint(0, items.shape[0], (negatives,), device=items.device)
-                positive = (hidden[rows] * items[targets[rows]]).sum(-1, keepdim=True)
-                logits = torch.cat([positive, hidden[rows] @ items[sampled].T], dim=1)
-                labels = torch.zeros(int(rows.sum()), dtype=torch.long, device=items.device)
-            else:
-                logits = hidden[rows] @ items.T
-                labels = targets[rows]
-            total = total + F.cross_entropy(logits, labels, reduction="sum")
+            sampled = torch.randint(0, items.shape[0], (negatives,), device=items.device) if negatives else None
+            for rows in positions.split(logit_rows or len(positions)):
+                if sampled is not None:
+                    positive = (hidden[rows] * items[targets[rows]]).sum(-1, keepdim=True)
+                    logits = torch.cat([positive, hidden[rows] @ items[sampled].T], dim=1)
+                    labels = torch.zeros(len(rows), dtype=torch.long, device=items.device)
+                else:
+                    logits = hidden[rows] @ items.T
+                    labels = targets[rows]
+                total = total + F.cross_entropy(logits, labels, reduction="sum")
         return total / max(len(targets), 1)
 
 

@@ -35,8 +35,10 @@ from dynrec.models.model import Catalogue, DynrecModel, event_type_codes, make_b
 
 
 def keep_large_allocations() -> None:
-    """Stop glibc returning big freed blocks to the OS: every step allocates ~0.4 GB of logits,
-    and mapping them afresh each time costs about a third of the step in page faults."""
+    """Keep freed blocks in the heap for the next step instead of handing them back to the OS: a
+    step allocates and frees the same tensors every time, and mapping them afresh costs a page fault
+    per 4 KiB. A thread's malloc arena (Ray Train runs the loop on one) grows to 64 MiB at most and
+    maps anything bigger afresh whatever the thresholds: hence `train.logit_block_mb`."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -153,6 +155,8 @@ class SequenceTrainer:
         self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in self.edges])
         self.event_buckets = bucket_of(train.timestamps, self.edges)
         self.type_codes = event_type_codes(train, config.model.event_types)
+        block = int(config.train.logit_block_mb * 2**20)
+        self.logit_rows = max(1, block // (4 * train.n_items)) if block else 0  # float32 logits
         self.users = np.flatnonzero(train.lengths >= 2)
         self.epoch = 0
         self.best_ndcg = -1.0
@@ -227,7 +231,7 @@ class SequenceTrainer:
                 self.split.train, shard[start : start + cfg.batch_size], self.config.model.max_length,
                 self.type_codes, self.event_buckets, with_targets=True,
             )
-            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups)
+            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups, self.logit_rows)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

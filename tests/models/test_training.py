@@ -181,6 +181,35 @@ def test_length_groups_give_the_loss_and_gradients_of_one_padded_batch(small):
             assert torch.allclose(grad, padded_grads[name], atol=1e-5), (groups, name)
 
 
+def test_logits_in_row_blocks_give_the_loss_and_gradients_of_one_pass(small):
+    """Taking the softmax a block of positions at a time changes where the sums happen, not the
+    loss or its gradients, with or without behaviour snapshots and with sampled negatives."""
+    from dynrec.models.model import make_batch
+
+    split, catalogue, created_at = small
+    for modalities, negatives in ((("id", "text", "behaviour"), 0), (("id", "text"), 0), (("id",), 20)):
+        cfg = config()
+        cfg.model.modalities = modalities
+        trainer = SequenceTrainer(cfg, split, catalogue, created_at)
+        trainer.model.eval()
+        batch = make_batch(split.train, trainer.users[:64], 40, trainer.type_codes, trainer.event_buckets, with_targets=True)
+
+        def loss_and_gradients(logit_rows):
+            trainer.model.zero_grad()
+            torch.manual_seed(5)  # the same sampled negatives in every pass
+            loss = trainer.model(batch, catalogue, trainer.snapshots, negatives, 1, logit_rows)
+            loss.backward()
+            return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+        whole_loss, whole_grads = loss_and_gradients(0)
+        for logit_rows in (1, 7, 100):
+            loss, grads = loss_and_gradients(logit_rows)
+            assert loss == pytest.approx(whole_loss, rel=1e-5), (modalities, logit_rows)
+            assert grads.keys() == whole_grads.keys()
+            for name, grad in grads.items():
+                assert torch.allclose(grad, whole_grads[name], atol=1e-5), (modalities, logit_rows, name)
+
+
 def test_dropout_keeps_one_minus_p_and_rescales():
     from dynrec.models.dropout import Dropout
 
