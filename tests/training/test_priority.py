@@ -49,21 +49,12 @@ ray.shutdown()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the idle scheduling class is Linux's")
-def test_an_idle_jobs_ray_workers_boot_in_the_idle_class():
+def test_an_idle_jobs_ray_workers_boot_in_the_idle_class(ray_local):
     """Ray would only renice its workers once booted, and never into the idle class: every thread
     of the worker is idle because its interpreter started there."""
-    import ray
-
-    started = not ray.is_initialized()  # an earlier test's local cluster serves as well
-    if started:
-        ray.init(num_cpus=1, include_dashboard=False)
-    try:
-        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled"}
-        done = subprocess.run([sys.executable, "-c", IDLE_JOB], env=env, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr[-2000:]
-        threads, idle = map(int, done.stdout.strip().splitlines()[-1].split())
-        assert threads >= 2  # the task's thread and Ray's own
-        assert idle == threads
-    finally:
-        if started:
-            ray.shutdown()
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", IDLE_JOB], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    threads, idle = map(int, done.stdout.strip().splitlines()[-1].split())
+    assert threads >= 2  # the task's thread and Ray's own
+    assert idle == threads
