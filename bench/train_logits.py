@@ -5,8 +5,9 @@ page faults, and the losses (the same up to float rounding).
     .venv/bin/python -m bench.train_logits [--epochs 4] [--config configs/ml-1m.yaml] [--modalities id,text,image]
 
 Without behaviour a batch's logits are one matrix (with it, one per time bucket), so that is
-where blocks matter most: `--modalities` picks the model. Each trainer runs its epochs on a thread of its own, as Ray Train runs the training loop, and the
-two take turns (whole, blocks, whole, ...), so that both see the same load on a shared machine.
+where blocks matter most: `--modalities` picks the model. Each trainer runs its epochs on a
+thread of its own, as Ray Train runs the training loop, and the two take turns (whole, blocks,
+whole, ...), so that both see the same load on a shared machine.
 Writes bench/results/train_logits.json.
 """
 
