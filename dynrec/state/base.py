@@ -2,16 +2,17 @@
 
 One store holds, in order, item upserts and hides (`item_log`) and behaviour events
 (`item_events`: ratings, views, clicks, impressions, with the user and recommendation they came
-from), the users' attributes, plus named snapshots (a UserState shard's users, as of an event
-sequence number). Imports (dynrec.state.imports) and the API write the same logs. A write returns
-only once it is durable, so whatever the API acknowledged survives a crash; a replica builds its
-state from the store and replays the log after that point.
+from), the users' attributes, plus named snapshots (a segment fit, the item state, or a UserState
+shard's users as of an event sequence number, kept one entry per user). Imports
+(dynrec.state.imports) and the API write the same logs. A write returns only once it is durable,
+so whatever the API acknowledged survives a crash; a replica builds its state from the store and
+replays the log after that point.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Collection, NamedTuple, Protocol
 
 import numpy as np
 
@@ -91,6 +92,16 @@ class StateStore(Protocol):
         """Replace snapshot `name` atomically: a reader sees the old one or the new one whole."""
 
     def load_snapshot(self, name: str) -> tuple[int, bytes] | None: ...
+
+    def save_snapshot_entries(self, name: str, seq: int, header: bytes, changed: dict[str, bytes],
+                              removed: Collection[str] = (), whole: bool = False) -> None:
+        """Update keyed snapshot `name` in one atomic write: its sequence number and header, the
+        entries in `changed` (added or replaced) and in `removed` (dropped); with `whole`, every
+        other entry is dropped too. Entries not named keep their bytes, so a write costs what
+        changed since the last one (a UserState shard's users: one entry each)."""
+
+    def load_snapshot_entries(self, name: str) -> tuple[int, bytes, dict[str, bytes]] | None:
+        """A keyed snapshot's sequence number, header and entries, read in one go; None without one."""
 
     def put_images(self, images: dict[str, bytes]) -> None:
         """Keep items' image files as uploaded or imported (replacing any kept before), durably:

@@ -1,11 +1,12 @@
-"""The cluster state store: Redis streams for the two logs, a hash for users, plain keys for snapshots.
+"""The cluster state store: Redis streams for the two logs, a hash for users, plain keys for snapshots
+(and a hash beside one for a keyed snapshot's entries).
 
 Each append runs as one Lua script: it takes the next sequence number from a counter and adds
 the entry to its stream under that number, so every replica sees one order; an entry with an
 idempotency key (imports) is added only if the key is new to the log's key set. Durability is the
 server's: run Redis with `appendonly yes` and `appendfsync always` (as the tests and k8s/ do), so
 an acknowledged write is on disk; `WAIT` is issued when replicas are attached. Snapshots are
-single `SET`s: atomic by construction.
+single `SET`s, and a keyed snapshot's write one MULTI/EXEC: atomic by construction.
 
 The same script appends each event's sequence number to a list per user, so erasing a user reads
 their own entries instead of the whole stream (2 s a user on ML-100k's 100k events, ten times that
@@ -16,6 +17,7 @@ no list names: only the stream up to there is scanned.
 from __future__ import annotations
 
 import json
+from typing import Collection
 
 import numpy as np
 import redis
@@ -62,6 +64,7 @@ class RedisStore:
                      ("item_seq", "item_log", "item_keys", "event_seq", "item_events", "event_keys", "users", "erased",
                       "item_images", "user_index_from")}
         self.snapshot_prefix = f"{namespace}:snapshot:"
+        self.snapshot_entries_prefix = f"{namespace}:snapshot-entries:"
         self.recommendation_prefix = f"{namespace}:recommendation:"
         self.user_events_prefix = f"{namespace}:user-events:"
         self._append = self.client.register_script(APPEND)
@@ -148,6 +151,28 @@ class RedisStore:
     def load_snapshot(self, name: str) -> tuple[int, bytes] | None:
         value = self.client.get(self.snapshot_prefix + name)
         return None if value is None else (int.from_bytes(value[:8], "big"), value[8:])
+
+    def save_snapshot_entries(self, name: str, seq: int, header: bytes, changed: dict[str, bytes],
+                              removed: Collection[str] = (), whole: bool = False) -> None:
+        """The header under the snapshot's key, the entries in a hash beside it, in one MULTI/EXEC."""
+        entries = self.snapshot_entries_prefix + name
+        with self.client.pipeline(transaction=True) as batch:
+            if whole:
+                batch.delete(entries)
+            if removed:
+                batch.hdel(entries, *removed)
+            if changed:
+                batch.hset(entries, mapping=changed)
+            batch.set(self.snapshot_prefix + name, seq.to_bytes(8, "big") + header)
+            batch.execute()
+        self._replicated()
+
+    def load_snapshot_entries(self, name: str) -> tuple[int, bytes, dict[str, bytes]] | None:
+        with self.client.pipeline(transaction=True) as batch:
+            header, entries = batch.get(self.snapshot_prefix + name).hgetall(self.snapshot_entries_prefix + name).execute()
+        if header is None:
+            return None
+        return int.from_bytes(header[:8], "big"), header[8:], {k.decode(): v for k, v in entries.items()}
 
     def put_images(self, images: dict[str, bytes]) -> None:
         """One hash of item id -> image bytes."""

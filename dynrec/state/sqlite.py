@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 
@@ -34,6 +35,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     seq INTEGER NOT NULL,
     payload BLOB NOT NULL,
     written_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_entries (
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (name, key)
 );
 CREATE TABLE IF NOT EXISTS item_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -208,6 +215,33 @@ class SqliteStore:
         with self._lock:
             row = self._db.execute("SELECT seq, payload FROM snapshots WHERE name = ?", (name,)).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def save_snapshot_entries(self, name: str, seq: int, header: bytes, changed: dict[str, bytes],
+                              removed: Collection[str] = (), whole: bool = False) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                if whole:
+                    self._db.execute("DELETE FROM snapshot_entries WHERE name = ?", (name,))
+                self._db.executemany("DELETE FROM snapshot_entries WHERE name = ? AND key = ?", ((name, k) for k in removed))
+                self._db.executemany("INSERT OR REPLACE INTO snapshot_entries (name, key, payload) VALUES (?, ?, ?)",
+                                     ((name, k, v) for k, v in changed.items()))
+                self._db.execute("INSERT OR REPLACE INTO snapshots (name, seq, payload, written_at) VALUES (?, ?, ?, ?)",
+                                 (name, seq, header, time.time()))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def load_snapshot_entries(self, name: str) -> tuple[int, bytes, dict[str, bytes]] | None:
+        with self._lock:  # one read transaction: the header and the entries of the same write
+            self._db.execute("BEGIN")
+            try:
+                row = self._db.execute("SELECT seq, payload FROM snapshots WHERE name = ?", (name,)).fetchone()
+                entries = self._db.execute("SELECT key, payload FROM snapshot_entries WHERE name = ?", (name,)).fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        return None if row is None else (int(row[0]), bytes(row[1]), {k: bytes(v) for k, v in entries})
 
     def put_images(self, images: dict[str, bytes]) -> None:
         now = time.time()

@@ -55,6 +55,21 @@ def test_snapshots_replace_whole_and_erasure_removes_only_that_users_events(open
     assert store.erase_user("alice") == 0
 
 
+def test_keyed_snapshots_change_only_the_entries_named_and_survive_a_crash(open_backend):
+    open_store_, crash = open_backend
+    store = open_store_()
+    assert store.load_snapshot_entries("users-0-of-1") is None
+    store.save_snapshot_entries("users-0-of-1", 3, b"h1", {"alice": b"a1", "bob": b"b1", "carol": b"c1"})
+    store.save_snapshot_entries("users-0-of-1", 5, b"h2", {"bob": b"b2" * 1000, "dave": b"d1"}, removed=["alice"])
+    store.save_snapshot_entries("users-1-of-2", 4, b"other", {"erin": b"e1"})
+    crash()
+    store = open_store_()
+    assert store.load_snapshot_entries("users-0-of-1") == (5, b"h2", {"bob": b"b2" * 1000, "carol": b"c1", "dave": b"d1"})
+    store.save_snapshot_entries("users-0-of-1", 6, b"h3", {"carol": b"c2"}, whole=True)
+    assert store.load_snapshot_entries("users-0-of-1") == (6, b"h3", {"carol": b"c2"})
+    assert store.load_snapshot_entries("users-1-of-2") == (4, b"other", {"erin": b"e1"})
+
+
 def test_an_older_sqlite_event_table_gains_the_new_columns_and_keeps_its_rows(tmp_path):
     import sqlite3
 

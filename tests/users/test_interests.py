@@ -149,10 +149,10 @@ def test_a_shard_moves_interests_with_events_and_keeps_them_through_snapshots(se
     assert restarted.describe("1").interests == sessions.describe("1").interests
     # a snapshot of the previous layout (a moving-average profile in the interests' place) is not read:
     # the shard rebuilds from the store, as a first start does
-    seq, payload = store.load_snapshot("users-0-of-1")
-    old = pickle.loads(payload)
-    history, seen, embedding, _, events, attributes = pickle.loads(old["users"]["1"])
-    old["version"], old["users"] = 2, {"1": pickle.dumps((history, seen, embedding, embedding, events, attributes))}
+    seq, header, entries = store.load_snapshot_entries("users-0-of-1")
+    history, seen, embedding, _, events, attributes = pickle.loads(entries["1"])
+    old = {"version": 2, "model_version": pickle.loads(header)["model_version"],
+           "users": {"1": pickle.dumps((history, seen, embedding, embedding, events, attributes))}}
     store.save_snapshot("old-layout", seq, pickle.dumps(old))
     rebuilt = UserSessions(served.config, catalog, "old-layout")
     assert isinstance(rebuilt.users["1"].interests, UserInterests)

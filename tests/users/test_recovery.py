@@ -51,3 +51,36 @@ def test_rebooted_users_equal_the_ones_before_the_restart(served, fill, open_bac
     without_snapshot = UserSessions(served.config, served.catalog(store))
     assert without_snapshot.describe("3") is None
     assert_same_users(again, without_snapshot, ("1", "2", "brand-new", "4"))
+
+
+class RecordingStore:
+    """The store, with each keyed snapshot write's changed and removed entries noted."""
+
+    def __init__(self, store):
+        self.store, self.writes = store, []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def save_snapshot_entries(self, name, seq, header, changed, removed=(), whole=False):
+        self.writes.append((set(changed), set(removed), whole))
+        self.store.save_snapshot_entries(name, seq, header, changed, removed, whole)
+
+
+def test_a_snapshot_writes_only_the_users_changed_or_forgotten_since_the_last(served, fill, open_backend):
+    open_store_, crash = open_backend
+    store = RecordingStore(fill(open_store_()))
+    catalog = served.catalog(store.store)
+    sessions = UserSessions(served.config, catalog, SNAPSHOT)
+    everyone = set(sessions.users)
+    sessions.save_snapshot(store, SNAPSHOT)
+    sessions.record(store, events_for(catalog, "1", 0, 4))
+    sessions.save_snapshot(store, SNAPSHOT)
+    sessions.erase(store, "2", SNAPSHOT)
+    sessions.save_snapshot(store, SNAPSHOT)  # nothing changed since
+    assert store.writes == [(everyone, set(), True), ({"1"}, set(), False), (set(), {"2"}, False), (set(), set(), False)]
+    crash()
+
+    rebooted = UserSessions(served.config, served.catalog(open_store_()), SNAPSHOT)
+    assert rebooted.replayed == 0 and set(rebooted.users) == everyone - {"2"}
+    assert_same_users(sessions, rebooted, ("1", "3", "4"))
