@@ -349,9 +349,10 @@ class UserSessions:
             with self._lock:
                 seq = store.latest()[1]
                 changed = {user_id: snapshot_entry(self.users[user_id]) for user_id in self._dirty if user_id in self.users}
+                # the model version the entries' embeddings were made under (a switch takes this lock)
+                header = pickle.dumps({"version": SNAPSHOT_VERSION, "model_version": self.catalog.model_version}, protocol=5)
                 dirty, removed, whole = self._dirty, self._removed - set(changed), self._rewrite
                 self._dirty, self._removed, self._rewrite = set(), set(), False
-            header = pickle.dumps({"version": SNAPSHOT_VERSION, "model_version": self.catalog.model_version}, protocol=5)
             try:
                 store.save_snapshot_entries(name, seq, header, changed, removed, whole)
             except BaseException:  # not written: the next snapshot takes these users again
