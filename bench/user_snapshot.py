@@ -147,7 +147,8 @@ def main() -> None:
             results[kind] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             results[kind]["runs"] = runs
         results["snapshot_speedup"] = results["one_blob"]["snapshot_s"] / results["changed"]["snapshot_s"]
-        results["event_wait_max_ratio"] = results["one_blob"]["event_wait_max_ms"] / results["changed"]["event_wait_max_ms"]
+        changed_wait = results["changed"]["event_wait_max_ms"]  # 0 when no event write overlapped those snapshots
+        results["event_wait_max_ratio"] = results["one_blob"]["event_wait_max_ms"] / changed_wait if changed_wait else None
         write_results("user_snapshot", results)
     finally:
         shutil.rmtree(home, ignore_errors=True)
