@@ -200,7 +200,10 @@ class TrainConfig:
     # dynrec.models.item_init), or random: from random ones the first hundreds of steps sit at popularity
     item_init: str = "cooccurrence"
     num_workers: int = 1
-    use_gpu: bool = False
+    use_gpu: bool = False  # one GPU per worker; the model, catalogue and batches go to it (SequenceTrainer)
+    # autocast while training: auto is bf16 on a GPU and float32 on CPU (bench/results/train_precision.json:
+    # on an AMX CPU bf16 was 0.95x as fast and lost accuracy); bf16 forces it, off never
+    mixed_precision: str = "auto"
     threads_per_worker: int = 2
     seed: int = 0
     deterministic: bool = True  # deterministic kernels: a resumed run equals an uninterrupted one
@@ -223,6 +226,8 @@ class TrainConfig:
             raise ValueError(f"train.min_improvement must be >= 0, got {self.min_improvement}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.mixed_precision not in ("auto", "bf16", "off"):
+            raise ValueError(f"train.mixed_precision must be auto, bf16 or off, got '{self.mixed_precision}'")
         if self.priority not in ("normal", "idle"):
             raise ValueError(f"train.priority must be normal or idle, got '{self.priority}'")
 

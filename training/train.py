@@ -22,7 +22,7 @@ import ray
 import ray.train
 import torch
 from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer, prepare_model
+from ray.train.torch import TorchTrainer, get_device, prepare_model
 
 from dynrec.artifacts.prepare import ensure_manifest, onnx_folder
 from dynrec.artifacts.publish import publish
@@ -58,12 +58,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     inputs = prepare_inputs(config, progress=False, dataset=training_dataset(config))
     trainer = SequenceTrainer(
         config, inputs.split, inputs.catalogue, inputs.created_at, rank=rank, world_size=world_size,
-        wrap_model=prepare_model if world_size > 1 else None,
+        wrap_model=prepare_model if world_size > 1 else None, device=get_device(),
     )
     checkpoint = _checkpoint_to_resume(config)
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(torch.load(Path(folder) / TRAINER_STATE, weights_only=False))
+            trainer.load_state_dict(torch.load(Path(folder) / TRAINER_STATE, weights_only=False, map_location=trainer.device))
         if rank == 0:
             print(f"resumed at epoch {trainer.epoch} (best NDCG@10 {trainer.best_ndcg:.4f})", flush=True)
 

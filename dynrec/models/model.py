@@ -38,6 +38,9 @@ class Catalogue:
             torch.as_tensor(image_mask, dtype=torch.bool),
         )
 
+    def to(self, device: torch.device) -> "Catalogue":
+        return Catalogue(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+
 
 @dataclass
 class SequenceBatch:
@@ -60,6 +63,11 @@ class SequenceBatch:
             name: None if value is None else value[rows] if value.dim() == 1 else value[rows, :width]
             for name, value in fields.items()
         })
+
+    def to(self, device: torch.device) -> "SequenceBatch":
+        """The batch on `device` (the training worker's: `ray.train.torch.get_device()`)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return SequenceBatch(**{name: None if value is None else value.to(device) for name, value in fields.items()})
 
 
 def event_type_codes(interactions: Interactions, vocabulary: tuple[str, ...]) -> np.ndarray:
@@ -141,7 +149,7 @@ class DynrecModel(nn.Module):
 
     def user_embeddings(self, batch: SequenceBatch, table: torch.Tensor) -> torch.Tensor:
         states = self.user_states(batch, table)
-        return states[torch.arange(len(states)), batch.lengths - 1]
+        return states[torch.arange(len(states), device=states.device), batch.lengths - 1]
 
     def forward(
         self, batch: SequenceBatch, catalogue: Catalogue, behaviour: torch.Tensor | None, negatives: int = 0,

@@ -24,7 +24,7 @@ from dynrec.data.interactions import Interactions
 from dynrec.data.splits import LeaveOneOutSplit
 from dynrec.encoders.behaviour import BehaviourFeatures, bucket_of, time_bucket_edges
 from dynrec.eval.evaluate import evaluate
-from dynrec.models.model import Catalogue, DynrecModel, event_type_codes, make_batch
+from dynrec.models.model import Catalogue, DynrecModel, SequenceBatch, event_type_codes, make_batch
 
 # Early stopping waits for `train.patience` epochs AND `train.patience_steps` optimizer steps
 # without a validation score `train.min_improvement` better than the last that counted. Epochs alone
@@ -46,6 +46,14 @@ def keep_large_allocations() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 1 << 30)
     libc.mallopt(m_trim_threshold, 1 << 31)
+
+
+def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.mixed_precision` on `device`, None for float32. `auto` is bf16 on
+    CUDA and float32 on CPU, where bf16 lost accuracy and no time (bench/results/train_precision.json)."""
+    if mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 def behaviour_for(histories: Interactions, created_at: np.ndarray, config: DynrecConfig) -> BehaviourFeatures:
@@ -76,6 +84,10 @@ class SequenceScorer:
         self.edges = edges if edges is not None and model.uses_behaviour else None
         self._cached: tuple[int, torch.Tensor] | None = None
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def fit(self, train: Interactions) -> "SequenceScorer":
         return self
 
@@ -86,8 +98,8 @@ class SequenceScorer:
             self.model.eval()
             behaviour = behaviour_for(histories, self.created_at, self.config)
             times = self.edges if self.edges is not None else [int(histories.timestamps.max()) + 1]
-            snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(t))) for t in times])
-            self._cached = (id(histories), self.model.item_table(self.catalogue, snapshots))
+            snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(t))) for t in times]).to(self.device)
+            self._cached = (id(histories), self.model.item_table(self.catalogue.to(self.device), snapshots))
         return self._cached[1]
 
     @torch.no_grad()
@@ -95,14 +107,15 @@ class SequenceScorer:
         table = self.item_table(histories)
         codes = event_type_codes(histories, self.config.model.event_types)
         buckets = bucket_of(histories.timestamps, self.edges) if self.edges is not None else None
-        batch = make_batch(histories, users, self.config.model.max_length, codes, buckets)
+        batch = make_batch(histories, users, self.config.model.max_length, codes, buckets).to(table.device)
         embeddings = self.model.user_embeddings(batch, table)
-        now = batch.buckets[torch.arange(len(users)), batch.lengths - 1] if table.shape[0] > 1 else torch.zeros(len(users), dtype=torch.long)
-        scores = torch.empty(len(users), table.shape[1])
+        users_at = torch.arange(len(users), device=table.device)
+        now = batch.buckets[users_at, batch.lengths - 1] if table.shape[0] > 1 else torch.zeros_like(users_at)
+        scores = torch.empty(len(users), table.shape[1], device=table.device)
         for bucket in torch.unique(now):
             rows = now == bucket
             scores[rows] = embeddings[rows] @ table[bucket].T
-        return scores.numpy()
+        return scores.cpu().numpy()
 
 
 @dataclass
@@ -131,8 +144,13 @@ class SequenceTrainer:
         rank: int = 0,
         world_size: int = 1,
         wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+        device: torch.device | str = "cpu",
     ):
-        self.config, self.split, self.catalogue, self.created_at = config, split, catalogue, created_at
+        """`device` is where the model, the catalogue, the behaviour snapshots and every batch live:
+        under Ray Train, `ray.train.torch.get_device()` (a GPU when the worker has one)."""
+        self.device = torch.device(device)
+        self.config, self.split, self.created_at = config, split, created_at
+        self.catalogue = catalogue.to(self.device)
         self.rank, self.world_size = rank, world_size
         train = split.train
         keep_large_allocations()
@@ -147,12 +165,14 @@ class SequenceTrainer:
 
             with torch.no_grad():
                 self.model.fusion.id_embedding.weight.copy_(torch.from_numpy(cooccurrence_factors(train, config.model.dim)))
+        self.model.to(self.device)
+        self.autocast = autocast_dtype(config.train.mixed_precision, self.device)
         self.module = wrap_model(self.model) if wrap_model else self.model
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
         )
         self.edges = time_bucket_edges(train.timestamps, config.behaviour.time_buckets)
-        self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in self.edges])
+        self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in self.edges]).to(self.device)
         self.event_buckets = bucket_of(train.timestamps, self.edges)
         self.type_codes = event_type_codes(train, config.model.event_types)
         block = int(config.train.logit_block_mb * 2**20)
@@ -203,6 +223,7 @@ class SequenceTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Takes a state saved on any device (a GPU run resumed on CPU, or the other way)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
@@ -231,14 +252,20 @@ class SequenceTrainer:
                 self.split.train, shard[start : start + cfg.batch_size], self.config.model.max_length,
                 self.type_codes, self.event_buckets, with_targets=True,
             )
+            samples += int((batch.targets >= 0).sum())  # counted on the host: no device sync per step
+            losses.append(self.train_step(batch.to(self.device)))
+        return torch.stack(losses).double().mean().item(), samples, time.perf_counter() - started
+
+    def train_step(self, batch: SequenceBatch) -> torch.Tensor:
+        """One optimizer step on a batch already on `self.device`; the loss stays there (detached)."""
+        cfg = self.config.train
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups, self.logit_rows)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            losses.append(loss.item())
-            samples += int((batch.targets >= 0).sum())
-            self.step += 1
-        return float(np.mean(losses)), samples, time.perf_counter() - started
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach()
 
     def scorer(self) -> SequenceScorer:
         self.model.eval()

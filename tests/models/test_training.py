@@ -1,5 +1,7 @@
 """Training on a small real cut of ML-100k (ID + behaviour tokens, so no encoders are needed)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch
 from dynrec.config import DynrecConfig
 from dynrec.data import leave_one_out
 from dynrec.models.model import Catalogue, load_model, save_model
-from dynrec.models.training import SequenceTrainer
+from dynrec.models.training import SequenceTrainer, autocast_dtype
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +222,34 @@ def test_dropout_keeps_one_minus_p_and_rescales():
     assert torch.allclose(out[out != 0], torch.tensor(1.25))
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)
     assert torch.equal(dropout.eval()(x), x)
+
+
+def test_the_model_catalogue_snapshots_and_every_batch_go_to_the_trainers_device(small, monkeypatch):
+    """Run on the meta device (a second device on any CPU machine): any tensor the trainer keeps
+    on the host, or any batch it forgets to move, shows up as a CPU tensor here."""
+    split, catalogue, created_at = small
+    cfg = config(epochs=1)
+    cfg.model.modalities = ("id", "text", "image", "behaviour")
+    trainer = SequenceTrainer(cfg, split, catalogue, created_at, device="meta")
+    held = {f"param {name}": p for name, p in trainer.model.named_parameters()}
+    held.update({f"catalogue {name}": t for name, t in vars(trainer.catalogue).items()})
+    held["snapshots"] = trainer.snapshots
+    assert {name: t.device.type for name, t in held.items() if t.device.type != "meta"} == {}
+    assert trainer.scorer().device.type == "meta"
+
+    stepped = []
+    monkeypatch.setattr(trainer, "train_step", lambda batch: stepped.append(batch) or torch.zeros(()))
+    trainer.train_epoch()
+    assert len(stepped) == -(-len(trainer.users) // cfg.train.batch_size)
+    devices = {f.name: getattr(batch, f.name).device.type for batch in stepped for f in dataclasses.fields(batch)}
+    assert devices == dict.fromkeys(devices, "meta")
+
+
+def test_mixed_precision_is_bf16_on_a_gpu_and_float32_on_cpu_unless_forced():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert autocast_dtype("auto", cuda) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert autocast_dtype("off", cuda) is None
+    with pytest.raises(ValueError, match="mixed_precision"):
+        DynrecConfig.from_dict({"train": {"mixed_precision": "fp8"}})
