@@ -60,7 +60,7 @@ def calibrate_image_int8(config: DynrecConfig) -> Path:
 
     _, _, images = catalogue_inputs(config)
     calibration, _ = calibration_split(images)
-    encoder = ImageEncoder.from_config(config.encoders, RuntimeConfig("onnx", onnx_dir=config.runtime.onnx_dir))
+    encoder = ImageEncoder.from_config(config.encoders, RuntimeConfig("onnx", onnx_dir=config.runtime.onnx_dir, precision="fp32"))
     pixels = np.stack([p for p in map(encoder.preprocess, calibration) if p is not None])
     ranges = calibrate_ranges(encoder.session.path, [{"pixels": pixels[i : i + 16]} for i in range(0, len(pixels), 16)])
     stem = image_cache_name(config.encoders.image_weights_path or None, config.encoders.image_size)
@@ -183,7 +183,7 @@ def bench_fast(config: DynrecConfig, repeats: int = 7) -> dict:
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    fp32 = RuntimeConfig("onnx", threads=threads, onnx_dir=config.runtime.onnx_dir)
+    fp32 = RuntimeConfig("onnx", threads=threads, onnx_dir=config.runtime.onnx_dir, precision="fp32")
     fast = replace(fp32, precision="auto")
     print(f"  host: {chosen_path(fast)}", flush=True)
     _, texts, images = catalogue_inputs(config)
@@ -226,23 +226,30 @@ def bench_fast(config: DynrecConfig, repeats: int = 7) -> dict:
     out["text_fast_neighbour10_overlap"] = neighbour_overlap(vectors["fp32"], vectors["bf16"])
     print(f"  text: min cosine to fp32 over {len(texts)} ML-1M texts {out['text_fast_min_cosine']:.5f}", flush=True)
 
-    from dynrec.encoders.image import image_cache_name, int8_ranges
+    from dynrec.encoders.image import INT8_KEEP_FP32, image_cache_name, int8_ranges
     from dynrec.onnx.session import OnnxSession, quantize_static_int8
 
     image_fp32, image_fast = ImageEncoder.from_config(config.encoders, fp32), ImageEncoder.from_config(config.encoders, fast)
-    # the alternative the path turned down: every block in int8, the first MBConv block included
+    # the alternatives: the static int8 graph (the fast path where OpenVINO or AMX is missing), and
+    # every block in int8, the first MBConv block included (turned down for its error)
     stem = image_cache_name(config.encoders.image_weights_path or None, config.encoders.image_size)
     with tempfile.TemporaryDirectory() as folder:
-        all_int8 = OnnxSession(quantize_static_int8(image_fp32.session.path, Path(folder) / "all.onnx", int8_ranges(stem)), threads)
+        int8 = {
+            "int8_static": OnnxSession(quantize_static_int8(image_fp32.session.path, Path(folder) / "static.onnx",
+                                                            int8_ranges(stem), INT8_KEEP_FP32), threads),
+            "all_int8": OnnxSession(quantize_static_int8(image_fp32.session.path, Path(folder) / "all.onnx", int8_ranges(stem)), threads),
+        }
     _, held_out = calibration_split(images)
     pixels = np.stack([p for p in map(image_fp32.preprocess, held_out[:320]) if p is not None])
-    rates = rate({"fp32": lambda: image_fp32.embed(pixels[:32]), "fast": lambda: image_fast.embed(pixels[:32]),
-                  "all_int8": lambda: all_int8(pixels=pixels[:32])}, 32)
+    calls = {"fp32": image_fp32.embed, "fast": image_fast.embed, **{name: (lambda x, s=s: s(pixels=x)) for name, s in int8.items()}}
+    rates = rate({name: (lambda f=f: f(pixels[:32])) for name, f in calls.items()}, 32)
     out.update(image_per_s=rates["fast"], image_per_s_before=rates["fp32"], image_speedup=rates["fast"] / rates["fp32"],
-               image_path=image_fast.path, image_per_s_all_int8=rates["all_int8"],
-               image_speedup_all_int8=rates["all_int8"] / rates["fp32"])
+               image_path=image_fast.path)
+    for name in int8:
+        out.update({f"image_per_s_{name}": rates[name], f"image_speedup_{name}": rates[name] / rates["fp32"]})
     reference = np.concatenate([image_fp32.embed(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
-    for name, embed in (("fast", image_fast.embed), ("all_int8", lambda x: all_int8(pixels=x))):
+    for name in ("fast", *int8):
+        embed = calls[name]
         candidate = np.concatenate([embed(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
         cosines = (reference * candidate).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(candidate, axis=1)
         out.update({f"image_{name}_min_cosine": float(cosines.min()), f"image_{name}_mean_cosine": float(cosines.mean()),
@@ -300,7 +307,8 @@ def bench_ray(config: DynrecConfig, model_path: Path, repeats: int) -> dict:
     from dynrec.models.model import load_model
     from training.encode_catalog import _with_threads, behaviour_snapshot, catalogue_parquet, encode_catalog
 
-    fast = replace(config, runtime=replace(config.runtime, precision="auto"))
+    # "before" is the fp32 paths whatever the config's default precision
+    config, fast = (replace(config, runtime=replace(config.runtime, precision=p)) for p in ("fp32", "auto"))
     # the Ray Data stages rebuild their runtime per stage; whether that keeps the precision decides
     # which paths the job's encoders take
     ray_precision = getattr(_with_threads(fast.runtime, 1), "precision", "fp32")
@@ -354,7 +362,8 @@ def bench_latency(config: DynrecConfig, model_path: Path) -> dict:
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    backends = {"torch": RuntimeConfig(backend="torch"), "onnx": RuntimeConfig("onnx", threads=threads, onnx_dir=config.runtime.onnx_dir)}
+    backends = {"torch": RuntimeConfig(backend="torch", precision="fp32"),
+                "onnx": RuntimeConfig("onnx", threads=threads, onnx_dir=config.runtime.onnx_dir, precision="fp32")}
     _, texts, images = catalogue_inputs(config)
     model = load_model(model_path)[0]
     results: dict[str, dict] = {}
@@ -408,8 +417,8 @@ def bench_int8(config: DynrecConfig, model_path: Path) -> dict:
     from dynrec.models.training import SequenceScorer
 
     _, texts, _ = catalogue_inputs(config)
-    fp32 = TextEncoder.from_config(config.encoders, RuntimeConfig("onnx", onnx_dir=config.runtime.onnx_dir)).encode(texts, progress=True)
-    int8_runtime = RuntimeConfig("onnx", int8=True, onnx_dir=config.runtime.onnx_dir)
+    fp32 = TextEncoder.from_config(config.encoders, RuntimeConfig("onnx", onnx_dir=config.runtime.onnx_dir, precision="fp32")).encode(texts, progress=True)
+    int8_runtime = RuntimeConfig("onnx", int8=True, onnx_dir=config.runtime.onnx_dir, precision="fp32")
     int8 = TextEncoder.from_config(config.encoders, int8_runtime).encode(texts, progress=True)
     cosine = parity(fp32, int8)
     cosines = (fp32 * int8).sum(axis=1)
@@ -546,7 +555,7 @@ def main() -> None:
     for key in (
         "text_titles_per_s", "text_titles_per_s_before", "text_abstracts_per_s", "text_abstracts_per_s_before",
         "text_fast_min_cosine", "fast_ndcg_delta", "text_fast_neighbour10_overlap", "image_per_s", "image_per_s_before",
-        "image_fast_min_cosine", "image_per_s_all_int8", "image_all_int8_min_cosine",
+        "image_fast_min_cosine", "image_per_s_int8_static", "image_per_s_all_int8", "image_all_int8_min_cosine",
         "catalogue_items_per_s", "catalogue_items_per_s_before",
         "ray_data_items_per_s", "plain_ort_items_per_s", "ray_data_vs_plain", "text_onnx_speedup_b1",
         "image_onnx_speedup_b1", "text_int8_min_cosine", "int8_ndcg_delta", "index_1m_p50_ms",

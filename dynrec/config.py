@@ -126,7 +126,7 @@ class RuntimeConfig:
     int8: bool = False  # dynamic int8 weights (ONNX only): about 2x faster text, cosine >= 0.99
     threads: int = 0  # intra-op threads per session; 0 = the CPUs this process may use
     onnx_dir: str = ""  # exported models; empty = <home>/onnx
-    # content encoders: auto (the fastest path this host runs well: bf16 text and int8 image on AMX
+    # content encoders: auto (the fastest path this host runs well: bf16 text and images on AMX
     # CPUs, else fp32), fp32 (exact), fast (those paths on any host); see dynrec/encoders/paths.py
     precision: str = "auto"
     compile: bool = False  # bf16 text: inductor-compile it (~1.5x faster; 20-40 s to build in each process)

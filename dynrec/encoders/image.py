@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.content import image_bytes
-from dynrec.encoders.paths import IMAGE_FP32_ONNX, IMAGE_INT8_STATIC, image_path, precision_suffix
+from dynrec.encoders.paths import IMAGE_BF16_OPENVINO, IMAGE_FP32_ONNX, IMAGE_INT8_STATIC, image_path, precision_suffix
 
 if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
     import torch
@@ -108,6 +108,8 @@ class ImageEncoder:
         self.session = None
         if self.path == IMAGE_INT8_STATIC:
             self.session = self._int8_session()
+        elif self.path == IMAGE_BF16_OPENVINO:
+            self.session = self._openvino_session()
         elif self.runtime.backend == "onnx" or self.path == IMAGE_FP32_ONNX:
             from dynrec.onnx.session import exported_session
 
@@ -124,14 +126,25 @@ class ImageEncoder:
         from dynrec.onnx.session import OnnxSession, quantize_static_int8
 
         stem = image_cache_name(self.weights_path, self.image_size)
-        source = Path(self.runtime.onnx_dir) / f"{stem}.onnx"
-        if not source.is_file():
-            self._export(source)
-            self.model = None
+        source = self._fp32_export()
         target = source.with_name(f"{stem}.int8static-{int8_recipe(stem)}.onnx")
         if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
             quantize_static_int8(source, target, int8_ranges(stem), INT8_KEEP_FP32)
         return OnnxSession(target, self.runtime.threads)
+
+    def _openvino_session(self):
+        """OpenVINO in bf16 on the fp32 ONNX export (exported once, as for ONNX Runtime)."""
+        from dynrec.onnx.session import OpenVinoSession
+
+        return OpenVinoSession(self._fp32_export(), self.runtime.threads, "bf16")
+
+    def _fp32_export(self) -> Path:
+        """The fp32 ONNX graph the faster paths start from, exported on first use."""
+        source = Path(self.runtime.onnx_dir) / f"{image_cache_name(self.weights_path, self.image_size)}.onnx"
+        if not source.is_file():
+            self._export(source)
+            self.model = None
+        return source
 
     def _build_torch(self) -> None:
         if self.model is not None:

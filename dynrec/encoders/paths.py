@@ -6,14 +6,17 @@
   `runtime.int8` the dynamically quantised text MatMuls.
 - `auto` (the default): the fastest path this host runs well. Where the CPU multiplies bf16 natively (AMX, or
   AVX-512 BF16) the text transformer runs in bf16 through torch (inductor-compiled with
-  `runtime.compile`); where it has int8 dot-product units (AMX, or VNNI) the image CNN runs as a
-  statically quantised int8 ONNX graph, calibrated on real posters. Each falls back to fp32
-  alone: bf16 emulated without those units is slower than fp32, and so is the int8 CNN without
-  int8 dot products. A CUDA host keeps the fp32 paths. On an AMX host it encodes the ML-1M
-  catalogue 2.6x faster than fp32, and a trained model ranks its vectors within 0.5 % of fp32's
-  NDCG@10 (bench/results/encode.json), so it is the default.
-- `fast`: the bf16 and int8 paths whatever the host (for parity tests, or a host whose flags are hidden).
-  Without VNNI or AMX the int8 image graph drifts from fp32 (min cosine 0.77 on an AVX2-only EPYC).
+  `runtime.compile`). On AMX the image CNN runs in bf16 through OpenVINO, from the fp32 ONNX
+  export (2.2x ONNX Runtime's fp32 at batch 32, min cosine 0.994 to it on held-out posters);
+  elsewhere with int8 dot-product units (VNNI), or where OpenVINO is not installed, it runs as a
+  statically quantised int8 ONNX graph calibrated on real posters (1.35-1.5x, min cosine 0.975).
+  Each falls back to fp32 alone: bf16 emulated without those units is slower than fp32, and so is
+  the int8 CNN without int8 dot products. A CUDA host keeps the fp32 paths. A trained model ranks
+  the fast paths' vectors within 0.5 % of fp32's NDCG@10 (bench/results/encode.json), so it is
+  the default.
+- `fast`: the bf16 and int8 paths whatever the host (for parity tests, or a host whose flags are hidden):
+  OpenVINO's image path where it is installed (without native bf16 it computes in fp32), else the
+  int8 graph, which without VNNI or AMX drifts from fp32 (min cosine 0.77 on an AVX2-only EPYC).
 
 Figures behind the choice: bench/results/encode.json (an AMX host) and encode_avx512.json (AVX-512
 BF16 and VNNI, no AMX): `python -m bench.encode --skip ray,latency,int8,index,put [--results NAME]`.
@@ -34,6 +37,7 @@ INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})  # int8 dot-product units wi
 
 TEXT_FP32_TORCH, TEXT_FP32_ONNX, TEXT_INT8_ONNX, TEXT_BF16_TORCH = "torch-fp32", "onnx-fp32", "onnx-int8-dynamic", "torch-bf16"
 IMAGE_FP32_TORCH, IMAGE_FP32_ONNX, IMAGE_INT8_STATIC = "torch-fp32", "onnx-fp32", "onnx-int8-static"
+IMAGE_BF16_OPENVINO = "openvino-bf16"
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,6 +95,13 @@ def has_cuda() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def has_openvino() -> bool:
+    """Whether OpenVINO is installed (a dependency on x86-64; absent elsewhere)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 def _fast(runtime, native: Callable[[], bool]) -> bool:
     precision = getattr(runtime, "precision", "fp32")
     if precision == "fast":
@@ -109,6 +120,8 @@ def text_path(runtime) -> str:
 
 def image_path(runtime) -> str:
     """The image encoder's path under `runtime` (one of the IMAGE_* names)."""
+    if _fast(runtime, has_amx) and has_openvino():
+        return IMAGE_BF16_OPENVINO
     if _fast(runtime, native_int8):
         return IMAGE_INT8_STATIC
     return IMAGE_FP32_TORCH if runtime.backend == "torch" else IMAGE_FP32_ONNX
@@ -120,7 +133,7 @@ def precision_suffix(path: str, int8: bool = False) -> str:
     fp32 paths keep their historical names (`-int8` for the `runtime.int8` ones) so existing
     caches stay valid.
     """
-    if path == TEXT_BF16_TORCH:
+    if path in (TEXT_BF16_TORCH, IMAGE_BF16_OPENVINO):
         return "-bf16"
     if path == IMAGE_INT8_STATIC:
         return "-int8static"
@@ -129,7 +142,7 @@ def precision_suffix(path: str, int8: bool = False) -> str:
 
 def chosen_path(runtime=None) -> str:
     """What the encoders run on this host, e.g.
-    "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)".
+    "text=torch-bf16 image=openvino-bf16 (cpu amx, precision=auto)".
 
     For a health endpoint and the encode job's log. `runtime` defaults to `RuntimeConfig()`.
     """

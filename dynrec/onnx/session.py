@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions: provider choice, thread pinning and optional int8 weights."""
+"""ONNX Runtime sessions: provider choice, thread pinning and optional int8 weights; and OpenVINO's,
+for a graph it runs faster on this CPU."""
 
 from __future__ import annotations
 
@@ -125,6 +126,14 @@ def quantize_static_int8(source: str | Path, target: str | Path, ranges: dict[st
     return target
 
 
+def declared_inputs(path: Path, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds a graph declares, by name; a missing one is an error that names the graph."""
+    missing = [name for name in names if name not in feeds]
+    if missing:
+        raise ValueError(f"{path.name} needs inputs {missing}")
+    return {name: feeds[name] for name in names}
+
+
 class OnnxSession:
     """One model's InferenceSession, called with numpy arrays by input name; returns the first output.
 
@@ -149,10 +158,39 @@ class OnnxSession:
 
     def __call__(self, **feeds: np.ndarray) -> np.ndarray:
         """Runs on the inputs the graph declares; extra feeds (e.g. an unused modality) are ignored."""
-        missing = [name for name in self.input_names if name not in feeds]
-        if missing:
-            raise ValueError(f"{self.path.name} needs inputs {missing}")
-        return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
+        return self.session.run(None, declared_inputs(self.path, self.input_names, feeds))[0]
+
+
+class OpenVinoSession:
+    """An ONNX graph compiled by OpenVINO's CPU plugin, with OnnxSession's call: numpy arrays by
+    input name in, the first output back.
+
+    `precision` "bf16" computes in bf16 where the CPU multiplies it natively (AMX), and in fp32
+    elsewhere (OpenVINO's own fallback). Each calling thread gets its own infer request, since one
+    request runs one inference at a time.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 0, precision: str = "bf16"):
+        import threading
+
+        import openvino as ov
+
+        self.path = Path(path)
+        self.precision = precision
+        self.model = ov.Core().compile_model(str(self.path), "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_NUM_THREADS": threads or replica_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        self.input_names = [port.get_any_name() for port in self.model.inputs]
+        self._requests = threading.local()
+
+    def __call__(self, **feeds: np.ndarray) -> np.ndarray:
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.model.create_infer_request()
+        outputs = request.infer(declared_inputs(self.path, self.input_names, feeds))
+        return np.array(outputs[self.model.output(0)])  # a copy: the request reuses its buffers
 
 
 def exported_session(

@@ -16,9 +16,10 @@ AVX2_HOST = frozenset({"sse4_2", "avx2", "fma"})
 
 @pytest.fixture
 def host(monkeypatch):
-    def fake(flags: frozenset, cuda: bool = False):
+    def fake(flags: frozenset, cuda: bool = False, openvino: bool = True):
         monkeypatch.setattr(paths, "cpu_flags", lambda: flags)
         monkeypatch.setattr(paths, "has_cuda", lambda: cuda)
+        monkeypatch.setattr(paths, "has_openvino", lambda: openvino)
 
     return fake
 
@@ -26,9 +27,16 @@ def host(monkeypatch):
 def test_auto_takes_the_amx_paths_on_an_amx_cpu(host):
     host(AMX_HOST)
     runtime = RuntimeConfig(precision="auto")
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_BF16_OPENVINO)
+    assert paths.chosen_path(runtime) == "text=torch-bf16 image=openvino-bf16 (cpu amx, precision=auto)"
+    assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
+
+
+def test_an_amx_cpu_without_openvino_falls_back_to_int8_images(host):
+    host(AMX_HOST, openvino=False)
+    runtime = RuntimeConfig(precision="auto")
     assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
     assert paths.chosen_path(runtime) == "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)"
-    assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
 
 
 def test_auto_takes_bf16_text_and_int8_images_on_avx512_bf16_and_vnni_without_amx(host):
@@ -72,9 +80,12 @@ def test_auto_is_the_default_and_fast_forces_the_bf16_and_int8_paths(host):
     assert RuntimeConfig().precision == "auto"
     assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=auto)"
     host(AMX_HOST)
-    assert paths.chosen_path() == "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)"
+    assert paths.chosen_path() == "text=torch-bf16 image=openvino-bf16 (cpu amx, precision=auto)"
+    host(AVX2_HOST)
     fast = RuntimeConfig(precision="fast")
-    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
+    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_BF16_OPENVINO)
+    host(AVX2_HOST, openvino=False)
+    assert paths.image_path(fast) == paths.IMAGE_INT8_STATIC
     with pytest.raises(ValueError, match="precision"):
         RuntimeConfig(precision="bf17")
 
@@ -88,12 +99,14 @@ def test_each_precision_caches_apart(host):
         for precision in ("fp32", "auto")
     }
     assert names["fp32"] == ("text-all-MiniLM-L6-v2-len128", "image-efficientnet-lite0-224")
-    assert names["auto"][0] == "text-all-MiniLM-L6-v2-len128-bf16"
-    assert names["auto"][1].startswith("image-efficientnet-lite0-224-int8static-")  # with its recipe
+    assert names["auto"] == ("text-all-MiniLM-L6-v2-len128-bf16", "image-efficientnet-lite0-224-bf16")
+    host(AMX_HOST, openvino=False)
+    int8 = CachedImageEncoder(cache, EncoderConfig(), RuntimeConfig(precision="auto")).name
+    assert int8.startswith("image-efficientnet-lite0-224-int8static-")  # with its recipe
 
 
 def test_int8_images_need_ranges_calibrated_for_these_weights(host, tmp_path):
-    host(AMX_HOST)
+    host(ZEN4_HOST)
     runtime = RuntimeConfig(precision="auto")
     assert resolved_image_path(None, 224, runtime) == paths.IMAGE_INT8_STATIC
     # other weights or another resolution have no calibrated ranges: fp32, under the fp32 cache name

@@ -1,6 +1,6 @@
 """Parity of the fast encoder paths (runtime.precision fast/auto) with fp32, on the packaged models
-and real ML-1M texts and posters: bf16 MiniLM (eager and inductor-compiled) and the statically
-quantised int8 EfficientNet-Lite0."""
+and real ML-1M texts and posters: bf16 MiniLM (eager and inductor-compiled), EfficientNet-Lite0 in
+bf16 through OpenVINO, and the statically quantised int8 EfficientNet-Lite0."""
 
 import numpy as np
 import onnx
@@ -10,10 +10,11 @@ import torch
 from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.content import item_text
 from dynrec.encoders.image import ImageEncoder, int8_ranges
-from dynrec.encoders.paths import IMAGE_INT8_STATIC, TEXT_BF16_TORCH, native_int8
+from dynrec.encoders import paths
+from dynrec.encoders.paths import IMAGE_BF16_OPENVINO, IMAGE_INT8_STATIC, TEXT_BF16_TORCH, has_amx, native_int8
 from dynrec.encoders.text import TextEncoder
 from dynrec.onnx.export import parity
-from dynrec.onnx.session import quantize_static_int8
+from dynrec.onnx.session import OpenVinoSession, quantize_static_int8
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,29 @@ def posters(ml1m):
     return [p for i, p in enumerate(images) if i % 25][:12]
 
 
-def test_int8_image_keeps_its_features_close_to_fp32(folder, posters):
-    fp32 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder, precision="fp32"))
+@pytest.fixture(scope="module")
+def fp32_image(folder):
+    return ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(backend="onnx", onnx_dir=folder, precision="fp32"))
+
+
+def test_openvino_bf16_image_keeps_cosine_above_099_on_real_posters(fp32_image, folder, posters):
+    fast = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", onnx_dir=folder))
+    assert fast.path == IMAGE_BF16_OPENVINO and isinstance(fast.session, OpenVinoSession)
+    assert fast.session.path == fp32_image.session.path  # compiled from the same fp32 export
+    assert fast.cache_name == "image-efficientnet-lite0-224-bf16"  # never mixed with fp32 vectors
+    (expected, valid), (got, got_valid) = fp32_image.encode(posters), fast.encode(posters)
+    assert valid.all() and (got_valid == valid).all() and got.dtype == np.float32
+    result = parity(expected, got)
+    assert result["min_cosine"] >= 0.99
+    if has_amx():  # elsewhere OpenVINO computes the bf16 hint in fp32
+        assert result["max_abs_diff"] > 1e-3  # it really ran in bf16
+    single = np.concatenate([fast.encode([p])[0] for p in posters[:3]])
+    assert parity(got[:3], single)["min_cosine"] >= 0.999  # batch 1, as a PUT sends it, gives the same
+
+
+def test_int8_image_keeps_its_features_close_to_fp32(fp32_image, folder, posters, monkeypatch):
+    monkeypatch.setattr(paths, "has_openvino", lambda: False)  # where OpenVINO is absent, fast means int8
+    fp32 = fp32_image
     int8 = ImageEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", onnx_dir=folder))
     assert int8.path == IMAGE_INT8_STATIC and ".int8static-" in int8.session.path.name
     assert "-int8static-" in int8.cache_name  # never mixed with fp32 vectors in the cache
