@@ -423,7 +423,10 @@ def bench_int8(config: DynrecConfig, model_path: Path) -> dict:
     cosine = parity(fp32, int8)
     cosines = (fp32 * int8).sum(axis=1)
 
-    inputs = prepare_inputs(config)
+    from dataclasses import replace
+
+    # the reference catalogue on the exact paths, whatever the config's default precision
+    inputs = prepare_inputs(replace(config, runtime=replace(config.runtime, precision="fp32")))
     model = load_model(model_path)[0]
     edges = time_bucket_edges(inputs.split.train.timestamps, config.behaviour.time_buckets)
     split = inputs.split

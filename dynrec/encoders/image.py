@@ -18,7 +18,10 @@ from tqdm.auto import tqdm
 
 from dynrec.config import EncoderConfig, RuntimeConfig
 from dynrec.encoders.content import image_bytes
-from dynrec.encoders.paths import IMAGE_BF16_OPENVINO, IMAGE_FP32_ONNX, IMAGE_INT8_STATIC, image_path, precision_suffix
+from dynrec.encoders.paths import (
+    IMAGE_BF16_OPENVINO, IMAGE_FP32_ONNX, IMAGE_INT8_OPENVINO, IMAGE_INT8_STATIC, image_path, precision_suffix,
+)
+from dynrec.onnx.session import OnnxSession, OpenVinoSession
 
 if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
     import torch
@@ -56,11 +59,12 @@ def int8_ranges(cache_stem: str) -> dict[str, tuple[float, float]] | None:
 
 
 def resolved_image_path(weights_path: str | Path | None, image_size: int, runtime: RuntimeConfig) -> str:
-    """`image_path(runtime)`, except that the int8 path needs calibrated ranges for these
-    weights: without them it is the fp32 ONNX graph. Computable without building the encoder."""
+    """`image_path(runtime)`, except that the int8 paths need calibrated ranges for these
+    weights: without them ONNX Runtime runs the fp32 graph, and OpenVINO the fp32 graph in bf16.
+    Computable without building the encoder."""
     path = image_path(runtime)
-    if path == IMAGE_INT8_STATIC and int8_ranges(image_cache_name(weights_path, image_size)) is None:
-        return IMAGE_FP32_ONNX
+    if path in (IMAGE_INT8_STATIC, IMAGE_INT8_OPENVINO) and int8_ranges(image_cache_name(weights_path, image_size)) is None:
+        return IMAGE_FP32_ONNX if path == IMAGE_INT8_STATIC else IMAGE_BF16_OPENVINO
     return path
 
 
@@ -77,7 +81,9 @@ def image_encoder_cache_name(weights_path: str | Path | None, image_size: int, r
     path = resolved_image_path(weights_path, image_size, runtime)
     stem = image_cache_name(weights_path, image_size)
     suffix = precision_suffix(path, runtime.int8)
-    return stem + suffix + (f"-{int8_recipe(stem)}" if path == IMAGE_INT8_STATIC else "")
+    if path in (IMAGE_INT8_STATIC, IMAGE_INT8_OPENVINO):
+        suffix += f"-{int8_recipe(stem)}"
+    return stem + suffix + ("-openvino-bf16" if path == IMAGE_INT8_OPENVINO else "")
 
 
 class ImageEncoder:
@@ -107,9 +113,10 @@ class ImageEncoder:
         self.model = None
         self.session = None
         if self.path == IMAGE_INT8_STATIC:
-            self.session = self._int8_session()
-        elif self.path == IMAGE_BF16_OPENVINO:
-            self.session = self._openvino_session()
+            self.session = OnnxSession(self._int8_graph(), self.runtime.threads)
+        elif self.path in (IMAGE_INT8_OPENVINO, IMAGE_BF16_OPENVINO):
+            graph = self._int8_graph() if self.path == IMAGE_INT8_OPENVINO else self._fp32_export()
+            self.session = OpenVinoSession(graph, self.runtime.threads, "bf16")
         elif self.runtime.backend == "onnx" or self.path == IMAGE_FP32_ONNX:
             from dynrec.onnx.session import exported_session
 
@@ -121,22 +128,16 @@ class ImageEncoder:
     def from_config(cls, cfg: EncoderConfig, runtime: RuntimeConfig | None = None) -> "ImageEncoder":
         return cls(cfg.image_weights_path or None, cfg.image_size, cfg.image_batch_size, runtime)
 
-    def _int8_session(self):
-        """The static int8 session, quantising the fp32 export once (again when the export is newer)."""
-        from dynrec.onnx.session import OnnxSession, quantize_static_int8
+    def _int8_graph(self) -> Path:
+        """The static int8 graph, quantised from the fp32 export once (again when the export is newer)."""
+        from dynrec.onnx.session import quantize_static_int8
 
         stem = image_cache_name(self.weights_path, self.image_size)
         source = self._fp32_export()
         target = source.with_name(f"{stem}.int8static-{int8_recipe(stem)}.onnx")
         if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
             quantize_static_int8(source, target, int8_ranges(stem), INT8_KEEP_FP32)
-        return OnnxSession(target, self.runtime.threads)
-
-    def _openvino_session(self):
-        """OpenVINO in bf16 on the fp32 ONNX export (exported once, as for ONNX Runtime)."""
-        from dynrec.onnx.session import OpenVinoSession
-
-        return OpenVinoSession(self._fp32_export(), self.runtime.threads, "bf16")
+        return target
 
     def _fp32_export(self) -> Path:
         """The fp32 ONNX graph the faster paths start from, exported on first use."""

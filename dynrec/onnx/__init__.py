@@ -6,6 +6,7 @@ The torch modules stay the source of truth: every export is checked for parity a
 
 from dynrec.onnx.session import (
     OnnxSession,
+    OpenVinoSession,
     calibrate_ranges,
     exported_session,
     pick_providers,
@@ -13,4 +14,6 @@ from dynrec.onnx.session import (
     quantize_static_int8,
 )
 
-__all__ = ["OnnxSession", "calibrate_ranges", "exported_session", "pick_providers", "quantize_int8", "quantize_static_int8"]
+__all__ = [
+    "OnnxSession", "OpenVinoSession", "calibrate_ranges", "exported_session", "pick_providers", "quantize_int8", "quantize_static_int8",
+]

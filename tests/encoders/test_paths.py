@@ -27,8 +27,8 @@ def host(monkeypatch):
 def test_auto_takes_the_amx_paths_on_an_amx_cpu(host):
     host(AMX_HOST)
     runtime = RuntimeConfig(precision="auto")
-    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_BF16_OPENVINO)
-    assert paths.chosen_path(runtime) == "text=torch-bf16 image=openvino-bf16 (cpu amx, precision=auto)"
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_OPENVINO)
+    assert paths.chosen_path(runtime) == "text=torch-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)"
     assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
 
 
@@ -80,10 +80,10 @@ def test_auto_is_the_default_and_fast_forces_the_bf16_and_int8_paths(host):
     assert RuntimeConfig().precision == "auto"
     assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=auto)"
     host(AMX_HOST)
-    assert paths.chosen_path() == "text=torch-bf16 image=openvino-bf16 (cpu amx, precision=auto)"
+    assert paths.chosen_path() == "text=torch-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)"
     host(AVX2_HOST)
     fast = RuntimeConfig(precision="fast")
-    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_BF16_OPENVINO)
+    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_OPENVINO)
     host(AVX2_HOST, openvino=False)
     assert paths.image_path(fast) == paths.IMAGE_INT8_STATIC
     with pytest.raises(ValueError, match="precision"):
@@ -99,10 +99,20 @@ def test_each_precision_caches_apart(host):
         for precision in ("fp32", "auto")
     }
     assert names["fp32"] == ("text-all-MiniLM-L6-v2-len128", "image-efficientnet-lite0-224")
-    assert names["auto"] == ("text-all-MiniLM-L6-v2-len128-bf16", "image-efficientnet-lite0-224-bf16")
+    assert names["auto"][0] == "text-all-MiniLM-L6-v2-len128-bf16"
+    assert names["auto"][1].startswith("image-efficientnet-lite0-224-int8static-")  # with its recipe...
+    assert names["auto"][1].endswith("-openvino-bf16")  # ...and apart from ONNX Runtime's run of the graph
     host(AMX_HOST, openvino=False)
     int8 = CachedImageEncoder(cache, EncoderConfig(), RuntimeConfig(precision="auto")).name
-    assert int8.startswith("image-efficientnet-lite0-224-int8static-")  # with its recipe
+    assert int8.startswith("image-efficientnet-lite0-224-int8static-") and int8 != names["auto"][1]
+
+
+def test_weights_without_calibrated_ranges_run_the_fp32_graph_in_openvino_bf16_on_amx(host, tmp_path):
+    host(AMX_HOST)
+    runtime = RuntimeConfig(precision="auto")
+    assert resolved_image_path(None, 224, runtime) == paths.IMAGE_INT8_OPENVINO
+    assert resolved_image_path(tmp_path / "finetuned.pth", 224, runtime) == paths.IMAGE_BF16_OPENVINO
+    assert image_encoder_cache_name(None, 260, runtime) == "image-efficientnet-lite0-260-bf16"
 
 
 def test_int8_images_need_ranges_calibrated_for_these_weights(host, tmp_path):
