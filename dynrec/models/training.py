@@ -7,6 +7,7 @@ resumed from a checkpoint continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import math
@@ -259,7 +260,8 @@ class SequenceTrainer:
     def train_step(self, batch: SequenceBatch) -> torch.Tensor:
         """One optimizer step on a batch already on `self.device`; the loss stays there (detached)."""
         cfg = self.config.train
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+        precision = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
+        with precision:
             loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups, self.logit_rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
