@@ -255,7 +255,8 @@ class SequenceTrainer:
             )
             samples += int((batch.targets >= 0).sum())  # counted on the host: no device sync per step
             losses.append(self.train_step(batch.to(self.device)))
-        return torch.stack(losses).double().mean().item(), samples, time.perf_counter() - started
+        loss = torch.stack(losses).double().mean().item() if losses else float("nan")  # nan: no user has a next item yet
+        return loss, samples, time.perf_counter() - started
 
     def train_step(self, batch: SequenceBatch) -> torch.Tensor:
         """One optimizer step on a batch already on `self.device`; the loss stays there (detached)."""

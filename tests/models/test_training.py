@@ -253,3 +253,12 @@ def test_mixed_precision_is_bf16_on_a_gpu_and_float32_on_cpu_unless_forced():
     assert autocast_dtype("off", cuda) is None
     with pytest.raises(ValueError, match="mixed_precision"):
         DynrecConfig.from_dict({"train": {"mixed_precision": "fp8"}})
+
+
+def test_an_epoch_without_a_user_to_learn_from_reports_no_loss_and_takes_no_step(small):
+    """A store that has only first events (an empty start filling up) has no next item to predict."""
+    split, catalogue, created_at = small
+    trainer = SequenceTrainer(config(epochs=1), split, catalogue, created_at)
+    trainer.users = trainer.users[:0]
+    loss, samples, _ = trainer.train_epoch()
+    assert np.isnan(loss) and samples == 0 and trainer.step == 0
