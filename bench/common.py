@@ -58,14 +58,38 @@ def machine() -> dict[str, Any]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RAY_WORKER_PORTS_MAX = 19999  # Ray's default max_worker_port: its workers listen on 10002-19999
+
+
+def ephemeral_ports_start() -> int:
+    """The first port the kernel hands to outgoing connections (Linux's default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def haproxy_side_ports() -> dict[str, str]:
     """Free ports for HAProxy's stats and metrics listeners (Serve's defaults, 8404 and 9101, are
-    fixed), so this app can start while another Serve app runs on the machine."""
-    ports = {}
+    fixed), so this app can start while another Serve app runs on the machine.
+
+    They are drawn between Ray's worker ports and the kernel's ephemeral range: a port from the
+    ephemeral range, free when drawn, was once taken by one of Ray's outgoing connections before
+    HAProxy bound it, and the app failed to start (a CI run, 61 tests)."""
+    import random
+
+    ports: dict[str, str] = {}
+    low, high = RAY_WORKER_PORTS_MAX + 1, max(RAY_WORKER_PORTS_MAX + 2, ephemeral_ports_start() - 1)
     for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports[key] = str(sock.getsockname()[1])
+        while key not in ports:
+            port = random.randint(low, high)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+            if str(port) not in ports.values():
+                ports[key] = str(port)
     return ports
 
 
