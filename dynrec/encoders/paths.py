@@ -8,10 +8,11 @@
   AVX-512 BF16) the text transformer runs in bf16 through torch (inductor-compiled with
   `runtime.compile`). The image CNN runs as a statically quantised int8 ONNX graph, calibrated on
   real posters: on AMX compiled by OpenVINO, which runs its int8 convolutions on AMX and the rest
-  in bf16 (2.7x ONNX Runtime's fp32 at batch 32; min cosine 0.958, mean 0.992 to fp32 on 320
-  held-out posters; ML-1M NDCG@10 within 0.3 %), elsewhere with int8 dot-product units (VNNI), or
-  where OpenVINO is not installed, by ONNX Runtime (1.6x; min cosine 0.975, mean 0.994). Weights
-  without calibrated ranges run the fp32 export in bf16 through OpenVINO on AMX (1.7x, min
+  in bf16 (2.4x ONNX Runtime's fp32 at batch 32 in encode.json, 2.7x in side-by-side runs; min
+  cosine 0.958, mean 0.992 to fp32 on 320 held-out posters; ML-1M NDCG@10 within 0.3 %),
+  elsewhere with int8 dot-product units (VNNI), or where OpenVINO is not installed, by ONNX
+  Runtime (2.1x in encode.json, 1.6x side by side; min cosine 0.975, mean 0.994). Weights without
+  calibrated ranges run the fp32 export in bf16 through OpenVINO on AMX (1.7x side by side, min
   cosine 0.994), in fp32 elsewhere.
   Each falls back to fp32 alone: bf16 emulated without those units is slower than fp32, and so is
   the int8 CNN without int8 dot products. A CUDA host keeps the fp32 paths. A trained model ranks

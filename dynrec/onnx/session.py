@@ -176,7 +176,6 @@ class OpenVinoSession:
         import openvino as ov
 
         self.path = Path(path)
-        self.precision = precision
         self.model = ov.Core().compile_model(str(self.path), "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": threads or replica_threads(),
