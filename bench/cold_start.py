@@ -65,7 +65,7 @@ def main() -> None:
     targets = np.searchsorted(split.new_items, split.case_items[kept])
 
     started = time.perf_counter()
-    trainer = SequenceTrainer(config, leave_one_out(split.train), inputs.catalogue, inputs.created_at)
+    trainer = SequenceTrainer(config, leave_one_out(split.train), inputs.catalogue, inputs.created_at, texts=inputs.texts)
     trainer.fit(progress=True)
     train_s = time.perf_counter() - started
 

@@ -13,7 +13,12 @@ class TextEncoder:
     def __init__(self):
         from dynrec.encoders.text import TextEncoder as Encoder
 
+        from dynrec.artifacts.prepare import served_model_path, with_text_model
+
         config = load_config()
+        model_path = served_model_path(config)
+        if model_path is not None:  # a model trained with a tuned text encoder reads that encoder's vectors
+            config = with_text_model(config, model_path)
         self.encoder = Encoder.from_config(config.encoders, config.runtime)
         self.runtime = config.runtime
 

@@ -27,7 +27,8 @@ class Fusion:
         served = load_served()
         self.store = state_store(served.config)
         self.current = (served, served.catalog(self.store))  # replaced whole when the model changes
-        self.watcher = ModelWatcher(self.store, served.runtime.fingerprint, served.config.serving.model_poll_s, self._adopt)
+        self.watcher = ModelWatcher(self.store, served.runtime.fingerprint, served.config.serving.model_poll_s, self._adopt,
+                                    served.artifacts.manifest.text_model)
 
     def _adopt(self, published: PublishedModel) -> None:
         served = load_published(published)

@@ -60,7 +60,8 @@ class Ranker:
         self.catalogs: list[Catalog] = [catalog]
         self.bandits = {catalog.model_version: ClickBandit(self.exploration, catalog.feedback)}
         self.previous_needed = 0.0  # when a request last needed the previous catalogue (time.monotonic)
-        self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.model_poll_s, self._adopt)
+        self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.model_poll_s, self._adopt,
+                                    served.artifacts.manifest.text_model)
         self.issued = RecommendationLog(self.store, self.exploration.recommendation_ttl_s)
         self.segments = SegmentationFollower(self.store, served.config.segments.reload_every_s)
         self.segment_draws = SegmentDraws(served.config.cold_start.segment_weight,

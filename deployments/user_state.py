@@ -56,7 +56,8 @@ class UserState:
         self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")
         if self.config.state.snapshot_every_s > 0:
             threading.Thread(target=self._snapshot_periodically, name="user-snapshots", daemon=True).start()
-        self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.serving.model_poll_s, self._adopt)
+        self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.serving.model_poll_s, self._adopt,
+                                    served.artifacts.manifest.text_model)
 
     @property
     def catalog(self):

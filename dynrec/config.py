@@ -168,6 +168,9 @@ class ModelConfig:
     temperature: float = 0.05
     value_center: float = 3.0  # event values (ratings) are centred and scaled before the user model
     value_scale: float = 2.0
+    # MiniLM's top layers trained with the model (dynrec.models.text_tower; 0: MiniLM frozen, only
+    # the text projection learns). Whether it pays at equal wall time: bench/results/text_tuning.json
+    text_layers: int = 0
 
 
 @dataclass(slots=True)
@@ -218,6 +221,10 @@ class TrainConfig:
     # runs every thread of them in the idle scheduling class, so that serving keeps the CPU first
     cpus_per_worker: float = 0.0
     priority: str = "normal"
+    # with model.text_layers: the texts of this many of a step's target items run through the tuned
+    # layers with gradients, at this learning rate (Adam; BERT fine-tuning's usual range)
+    text_tune_items: int = 64
+    text_tune_lr: float = 5e-5
 
     def __post_init__(self) -> None:
         if self.item_init not in ("cooccurrence", "random"):

@@ -142,12 +142,15 @@ def encode_catalog(
     full: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline; returns counts, timing and where the embeddings were written."""
+    from dynrec.artifacts.prepare import ensure_manifest, with_text_model
     from dynrec.models.model import load_model
     from dynrec.models.runtime import weights_fingerprint
 
     items_path = Path(items_path) if items_path else catalogue_parquet(config)
     model_path = Path(model_path) if model_path else model_path_for(config)
     output = Path(output) if output else config.paths.embeddings(config.run_name)
+    ensure_manifest(config, model_path)
+    config = with_text_model(config, model_path)  # a model with a tuned text encoder reads its vectors
     model, _, _ = load_model(model_path)
     model_version = weights_fingerprint(model)
     behaviour, default_behaviour = behaviour_snapshot(config)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         config = config.with_override(assignment)
     torch.set_num_threads(config.train.threads_per_worker)
     inputs = prepare_inputs(config, progress=False)
-    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at)
+    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at, texts=inputs.texts)
     best, best_epoch, best_state, stale, seconds = -1.0, 0, None, 0, []
     started, stopped_by = time.perf_counter(), "epochs"
     while trainer.epoch < config.train.epochs:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
             stopped_by = "budget"
             break
     trainer.model.load_state_dict(best_state)
+    trainer.refresh_text()
     test = evaluate(trainer.scorer(), inputs.split.test_input, inputs.split.test_targets, k=10)
     result = {
         "dataset": args.dataset, "settings": args.set, "best_valid_ndcg@10": round(best, 4), "best_epoch": best_epoch,

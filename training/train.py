@@ -58,7 +58,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     inputs = prepare_inputs(config, progress=False, dataset=training_dataset(config))
     trainer = SequenceTrainer(
         config, inputs.split, inputs.catalogue, inputs.created_at, rank=rank, world_size=world_size,
-        wrap_model=prepare_model if world_size > 1 else None, device=get_device(),
+        wrap_model=prepare_model if world_size > 1 else None, device=get_device(), texts=inputs.texts,
     )
     checkpoint = _checkpoint_to_resume(config)
     if checkpoint is not None:
@@ -146,7 +146,7 @@ def publish_to_service(config: DynrecConfig, model_path: Path, valid_ndcg: float
         if not force and not better_than_served(store, valid_ndcg, unpublished):
             print(f"not published: validation NDCG@10 {valid_ndcg} is below the served model's", flush=True)
             return False
-        publish_model(store, PublishedModel(config.run_name, manifest.fingerprint, valid_ndcg, time.time()))
+        publish_model(store, PublishedModel(config.run_name, manifest.fingerprint, valid_ndcg, time.time(), manifest.text_model))
     finally:
         store.close()
     print(f"published {config.run_name} (model {manifest.fingerprint}): serving replicas switch to it", flush=True)

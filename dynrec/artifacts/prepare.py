@@ -138,6 +138,16 @@ def ensure_manifest(config: DynrecConfig, model_path: Path) -> ModelManifest:
     return manifest
 
 
+def with_text_model(config: DynrecConfig, model_path: Path) -> DynrecConfig:
+    """`config` with the text model whose vectors the model at `model_path` reads: its tuned
+    encoder (ModelManifest.text_model) when it has one, else the configured one."""
+    manifest = ModelManifest.read(model_path)
+    if manifest is None or not manifest.text_model:
+        return config
+    encoders = dataclasses.replace(config.encoders, text_model_path=str(Path(model_path).parent / manifest.text_model))
+    return dataclasses.replace(config, encoders=encoders)
+
+
 def trainable(config: DynrecConfig, dataset: Dataset) -> bool:
     """Enough users with enough events for the bootstrap model to learn anything."""
     counts = dataset.events["user_id"].value_counts().field("counts").to_numpy(zero_copy_only=False)
@@ -189,7 +199,7 @@ def train_bootstrap(config: DynrecConfig, dataset: Dataset, model_path: Path, pr
         print(f"no trained model yet: training a bootstrap model on {config.source.label} "
               f"({train.epochs} epochs, at most {train.max_minutes:g} min)", flush=True)
     inputs = prepare_inputs(config, progress=progress, dataset=dataset)
-    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at)
+    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at, texts=inputs.texts)
     best = trainer.fit(progress=progress)
     _save(model_path, lambda temp: save_model(temp, trainer.model, inputs.interactions.item_ids,
                                               {"bootstrap": True, "best_ndcg@10": best}))
@@ -219,6 +229,8 @@ def encoded_items(config: DynrecConfig, dataset: Dataset, model_path: Path, prog
     from dynrec.models.model import load_model
 
     items = dataset.items if items is None else items
+    ensure_manifest(config, model_path)
+    config = with_text_model(config, model_path)
     model, trained_ids, _ = load_model(model_path)
     runtime = ModelRuntime(model, config.runtime)
     created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()

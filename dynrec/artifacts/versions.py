@@ -24,6 +24,7 @@ class PublishedModel:
     fingerprint: str  # the model's version, as responses report it
     valid_ndcg: float | None  # best validation NDCG@10 of the run: what a newer run must beat
     published_at: float
+    text_model: str = ""  # its tuned text encoder (ModelManifest.text_model), "" for the configured one
 
 
 def published_model(store: StateStore) -> PublishedModel | None:
@@ -47,10 +48,15 @@ def better_than_served(store: StateStore, valid_ndcg: float | None, unpublished_
 class ModelWatcher:
     """Polls the published model in a daemon thread and calls `adopt` with each new one (not the
     version `serving`). `adopt` runs on the watcher's thread, so a slow rebuild never blocks requests;
-    a failed adoption is retried at the next poll."""
+    a failed adoption is retried at the next poll.
 
-    def __init__(self, store: StateStore, serving: str, every_s: float, adopt: Callable[[PublishedModel], None]):
-        self.store, self.serving, self.every_s, self.adopt = store, serving, every_s, adopt
+    A model whose text encoder differs from `text_model` (the served model's) is not adopted: the
+    item vectors the store holds were made from the served encoder's text vectors, so it is served
+    after the next deployment instead (every replica boots into the published model)."""
+
+    def __init__(self, store: StateStore, serving: str, every_s: float, adopt: Callable[[PublishedModel], None],
+                 text_model: str = ""):
+        self.store, self.serving, self.every_s, self.adopt, self.text_model = store, serving, every_s, adopt, text_model
         self.failures = 0
         self._stop = threading.Event()
         if every_s > 0:
@@ -60,6 +66,11 @@ class ModelWatcher:
         """Adopt the published model if it is new here; returns whether one was adopted."""
         published = published_model(self.store)
         if published is None or published.fingerprint == self.serving:
+            return False
+        if published.text_model != self.text_model:
+            print(f"model watcher: {published.run_name} reads another text encoder ({published.text_model or 'the configured one'}, "
+                  f"served: {self.text_model or 'the configured one'}); it is served after the next deployment", flush=True)
+            self.serving = published.fingerprint
             return False
         self.adopt(published)
         self.serving = published.fingerprint

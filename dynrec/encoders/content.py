@@ -245,6 +245,13 @@ class CachedImageEncoder:
         return features, valid
 
 
+def catalogue_texts(items: pa.Table) -> list[str]:
+    """What the text encoder sees for each row of `items` (see item_text), "" where a row has no
+    title or text (see has_text)."""
+    titles, texts, categories = items["title"].to_pylist(), items["text"].to_pylist(), items["categories"].to_pylist()
+    return [item_text(t, c, x) if has_text(t, x) else "" for t, c, x in zip(titles, categories, texts)]
+
+
 def encode_catalogue(
     items: pa.Table,
     cache_dir: str | Path,
@@ -262,11 +269,11 @@ def encode_catalogue(
     """
     cache = EmbeddingCache(cache_dir)
     config, runtime = config or EncoderConfig(), runtime or RuntimeConfig()
-    titles, texts, categories = items["title"].to_pylist(), items["text"].to_pylist(), items["categories"].to_pylist()
-    text_mask = np.array([has_text(t, x) for t, x in zip(titles, texts)], bool)
+    strings = catalogue_texts(items)
+    text_mask = np.array([bool(t) for t in strings], bool)
     text_rows = np.flatnonzero(text_mask)
     cached_text = CachedTextEncoder(cache, config, runtime, text_encoder, progress)
     text = np.zeros((items.num_rows, cached_text.dim), dtype=np.float32)
-    text[text_rows] = cached_text.encode([item_text(titles[i], categories[i], texts[i]) for i in text_rows])
+    text[text_rows] = cached_text.encode([strings[i] for i in text_rows])
     image, image_mask = CachedImageEncoder(cache, config, runtime, image_encoder, progress).encode(items["image"].to_pylist())
     return ContentEmbeddings(text, text_mask, image, image_mask)

@@ -9,7 +9,7 @@ import numpy as np
 from dynrec.config import DynrecConfig
 from dynrec.data import Dataset, Interactions, LeaveOneOutSplit, leave_one_out, load_source
 from dynrec.data.schemas import NOT_INTERACTIONS
-from dynrec.encoders.content import encode_catalogue
+from dynrec.encoders.content import catalogue_texts, encode_catalogue
 from dynrec.models.model import Catalogue
 
 
@@ -20,6 +20,7 @@ class TrainingInputs:
     split: LeaveOneOutSplit
     catalogue: Catalogue
     created_at: np.ndarray  # (N,) unix seconds, -1 where unknown
+    texts: list[str]  # (N,) what the text encoder sees of each item, "" where it has no text
 
 
 def prepare_inputs(config: DynrecConfig, progress: bool = True, dataset: Dataset | None = None) -> TrainingInputs:
@@ -35,4 +36,4 @@ def prepare_inputs(config: DynrecConfig, progress: bool = True, dataset: Dataset
     else:  # ID/behaviour-only models never read content, so skip the encoders entirely
         catalogue = Catalogue.from_arrays(np.zeros((n, 1)), np.zeros(n, bool), np.zeros((n, 1)), np.zeros(n, bool))
     created_at = dataset.items["created_at"].cast("int64").fill_null(-1).to_numpy()
-    return TrainingInputs(dataset, interactions, split, catalogue, created_at)
+    return TrainingInputs(dataset, interactions, split, catalogue, created_at, catalogue_texts(dataset.items))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,11 +121,20 @@ def make_batch(
 
 
 class DynrecModel(nn.Module):
-    def __init__(self, config: ModelConfig, n_items: int, text_dim: int, image_dim: int, behaviour_dim: int):
+    def __init__(self, config: ModelConfig, n_items: int, text_dim: int, image_dim: int, behaviour_dim: int,
+                 text_model_path: str | None = None):
+        """`text_model_path`: the text model whose top layers `config.text_layers` tunes (default: the
+        packaged MiniLM)."""
         super().__init__()
         self.config = config
         self.fusion = ItemFusion(n_items, text_dim, image_dim, behaviour_dim, config)
         self.user = UserEncoder(config)
+        self.text_tower = None
+        if config.text_layers and "text" in config.modalities:
+            from dynrec.encoders.text import packaged_text_model_path
+            from dynrec.models.text_tower import TextTower
+
+            self.text_tower = TextTower(config.text_layers, text_model_path or packaged_text_model_path())
         # logits are cosine similarities times a learned scale that starts at 1 / temperature:
         # how sharp the softmax over the catalogue should be depends on its size and the data,
         # which no one fixed value fits. Training only: it does not change any user's ranking.
@@ -153,12 +163,17 @@ class DynrecModel(nn.Module):
 
     def forward(
         self, batch: SequenceBatch, catalogue: Catalogue, behaviour: torch.Tensor | None, negatives: int = 0,
-        length_groups: int = 1, logit_rows: int = 0,
+        length_groups: int = 1, logit_rows: int = 0, tuned_text: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """Mean next-item cross-entropy over every real position (full softmax, or sampled). The
         user encoder takes the batch in `length_groups` groups of similar length (see
         `TrainConfig.length_groups`); sequences never interact, so the loss is the same. The
-        logits are taken `logit_rows` positions at a time (0: all at once), see `TrainConfig.logit_block_mb`."""
+        logits are taken `logit_rows` positions at a time (0: all at once), see `TrainConfig.logit_block_mb`.
+        `tuned_text` (catalogue rows, their lower-layer token states and masks) replaces those rows'
+        text vectors with the text tower's, so the tower learns through them (dynrec.models.text_tower)."""
+        if tuned_text is not None:
+            rows, states, mask = tuned_text
+            catalogue = dataclasses.replace(catalogue, text=catalogue.text.index_copy(0, rows, self.text_tower(states, mask)))
         table = self.item_table(catalogue, behaviour)
         by_length = torch.argsort(batch.lengths, descending=True)
         states, targets, buckets = [], [], []
@@ -191,9 +206,11 @@ class DynrecModel(nn.Module):
 
 def save_model(path, model: DynrecModel, item_ids, metrics: dict | None = None) -> None:
     """One file with everything serving needs to rebuild the model: config, sizes, weights, ids."""
-    import dataclasses
+    from dynrec.encoders.text import packaged_text_model_path
 
     fusion = model.fusion
+    tower = model.text_tower
+    text_base = "" if tower is None or Path(tower.base_path).resolve() == packaged_text_model_path() else tower.base_path
     torch.save(
         {
             "model_config": dataclasses.asdict(model.config),
@@ -202,6 +219,7 @@ def save_model(path, model: DynrecModel, item_ids, metrics: dict | None = None) 
             "state_dict": model.state_dict(),
             "item_ids": list(item_ids),
             "metrics": metrics or {},
+            "text_base": text_base,  # the text model a tuned tower's layers came from ("": the packaged one)
         },
         path,
     )
@@ -211,7 +229,8 @@ def load_model(path) -> tuple[DynrecModel, list[str], dict]:
     saved = torch.load(path, map_location="cpu", weights_only=False)
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["model_config"].items()})
     dims = saved["dims"]
-    model = DynrecModel(config, saved["n_items"], dims.get("text", 1), dims.get("image", 1), dims.get("behaviour", 1))
+    model = DynrecModel(config, saved["n_items"], dims.get("text", 1), dims.get("image", 1), dims.get("behaviour", 1),
+                        saved.get("text_base") or None)
     state = dict(saved["state_dict"])
     state.setdefault("log_scale", model.log_scale.detach().clone())  # saved before the scale was learned
     model.load_state_dict(state)

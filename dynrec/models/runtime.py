@@ -55,6 +55,9 @@ class ModelManifest:
     dim: int
     input_dims: dict[str, int]
     item_ids: list[str]  # the trained ID rows, in order
+    # the tuned text encoder's folder beside the checkpoint (dynrec.models.text_tower), "" for the
+    # configured one: the text model every item's text vector must come from for this model
+    text_model: str = ""
 
     @classmethod
     def read(cls, model_path: str | Path) -> ModelManifest | None:
@@ -140,7 +143,17 @@ class ModelRuntime:
         return self
 
     def manifest(self, checkpoint: str | Path, item_ids: list[str]) -> ModelManifest:
-        return ModelManifest(file_digest(checkpoint), self.fingerprint, self.dim, self.input_dims, list(item_ids))
+        """What serving needs to know of `checkpoint`; a tuned text tower is written out beside it as
+        a whole text model folder, which the manifest names."""
+        text_model = ""
+        tower = getattr(self.model, "text_tower", None)
+        if tower is not None:
+            from dynrec.models.text_tower import save_tuned_encoder, tuned_encoder_name
+
+            text_model = tuned_encoder_name(tower)
+            if not (Path(checkpoint).parent / text_model).is_dir():
+                save_tuned_encoder(tower, Path(checkpoint).parent / text_model)
+        return ModelManifest(file_digest(checkpoint), self.fingerprint, self.dim, self.input_dims, list(item_ids), text_model)
 
     def embed_items(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dynrec.data.splits import LeaveOneOutSplit
 from dynrec.encoders.behaviour import BehaviourFeatures, bucket_of, time_bucket_edges
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.model import Catalogue, DynrecModel, SequenceBatch, event_type_codes, make_batch
+from dynrec.models.text_tower import LowerTextStates, sampled_positions
 
 # Early stopping waits for `train.patience` epochs AND `train.patience_steps` optimizer steps
 # without a validation score `train.min_improvement` better than the last that counted. Epochs alone
@@ -146,9 +148,12 @@ class SequenceTrainer:
         world_size: int = 1,
         wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
         device: torch.device | str = "cpu",
+        texts: list[str] | None = None,
     ):
         """`device` is where the model, the catalogue, the behaviour snapshots and every batch live:
-        under Ray Train, `ray.train.torch.get_device()` (a GPU when the worker has one)."""
+        under Ray Train, `ray.train.torch.get_device()` (a GPU when the worker has one). `texts` (what
+        the text encoder sees of each catalogue row, TrainingInputs.texts) is needed only to tune
+        MiniLM's top layers (`model.text_layers`)."""
         self.device = torch.device(device)
         self.config, self.split, self.created_at = config, split, created_at
         self.catalogue = catalogue.to(self.device)
@@ -159,8 +164,16 @@ class SequenceTrainer:
         torch.manual_seed(config.train.seed)
         behaviour = behaviour_for(train, created_at, config)
         self.model = DynrecModel(
-            config.model, train.n_items, catalogue.text.shape[1], catalogue.image.shape[1], behaviour.dim
+            config.model, train.n_items, catalogue.text.shape[1], catalogue.image.shape[1], behaviour.dim,
+            config.encoders.text_model_path or None,
         )
+        self.lower_text: LowerTextStates | None = None
+        if self.model.text_tower is not None:
+            if texts is None:
+                raise ValueError("model.text_layers tunes MiniLM on the catalogue's texts: pass them (TrainingInputs.texts)")
+            self.lower_text = LowerTextStates.compute(
+                self.model.text_tower, texts, config.encoders.text_max_length, progress=rank == 0
+            ).to(self.device)
         if config.train.item_init == "cooccurrence" and self.model.fusion.id_embedding is not None:
             from dynrec.models.item_init import cooccurrence_factors
 
@@ -169,9 +182,12 @@ class SequenceTrainer:
         self.model.to(self.device)
         self.autocast = autocast_dtype(config.train.mixed_precision, self.device)
         self.module = wrap_model(self.model) if wrap_model else self.model
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
-        )
+        tower = self.model.text_tower
+        tuned = {id(p) for p in tower.parameters()} if tower is not None else set()
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in tuned]}]
+        if tower is not None:
+            groups.append({"params": list(tower.parameters()), "lr": config.train.text_tune_lr})
+        self.optimizer = torch.optim.Adam(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
         self.edges = time_bucket_edges(train.timestamps, config.behaviour.time_buckets)
         self.snapshots = torch.stack([torch.from_numpy(behaviour.snapshot(int(edge))) for edge in self.edges]).to(self.device)
         self.event_buckets = bucket_of(train.timestamps, self.edges)
@@ -237,6 +253,7 @@ class SequenceTrainer:
         self.elapsed_s, self.best_s = state.get("elapsed", (0.0, 0.0))
         self.settled_epoch, self.settled_step = state.get("settled", (0, 0))
         self.history = state["history"]
+        self.refresh_text()
 
     def train_epoch(self) -> tuple[float, int, float]:
         """One pass over this worker's shard; every worker takes the same number of steps (DDP)."""
@@ -262,19 +279,36 @@ class SequenceTrainer:
         """One optimizer step on a batch already on `self.device`; the loss stays there (detached)."""
         cfg = self.config.train
         precision = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
+        tuned_text = None
+        if self.lower_text is not None:
+            rows, positions = sampled_positions(batch.targets, self.lower_text.position, cfg.text_tune_items)
+            tuned_text = (rows, *self.lower_text.cut(positions))
         with precision:
-            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups, self.logit_rows)
+            loss = self.module(batch, self.catalogue, self.snapshots, cfg.sampled_negatives, cfg.length_groups,
+                               self.logit_rows, tuned_text)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
         return loss.detach()
 
+    def refresh_text(self) -> None:
+        """The catalogue's text vectors through the tuned layers as they are now (a new tensor: the
+        caller's catalogue keeps the frozen encoder's)."""
+        if self.lower_text is None:
+            return
+        self.model.eval()
+        text = self.catalogue.text.clone()
+        rows = torch.nonzero(self.lower_text.position >= 0).squeeze(1)
+        text[rows] = self.lower_text.vectors(self.model.text_tower)[self.lower_text.position[rows]]
+        self.catalogue = dataclasses.replace(self.catalogue, text=text)
+
     def scorer(self) -> SequenceScorer:
         self.model.eval()
         return SequenceScorer(self.model, self.catalogue, self.created_at, self.config, self.edges)
 
     def validate(self) -> dict[str, float]:
+        self.refresh_text()
         return evaluate(self.scorer(), self.split.train, self.split.valid_targets, k=self.config.eval.k)
 
     def fit(self, on_epoch: Callable[[EpochReport, "SequenceTrainer"], None] | None = None, progress: bool = True) -> float:
@@ -328,6 +362,7 @@ class SequenceTrainer:
         self.stopped_by = self.stopped_by or "epochs"
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        self.refresh_text()
         return self.best_ndcg
 
     def decay_learning_rate(self) -> None:

@@ -44,3 +44,13 @@ def test_the_watcher_adopts_each_new_model_once_and_retries_a_failed_adoption(tm
     failing[0] = False
     assert watcher.check() and not watcher.check()
     assert adopted == ["bbbb"] and watcher.serving == "bbbb"
+
+
+def test_the_watcher_leaves_a_model_with_another_text_encoder_to_the_next_deployment(tmp_path):
+    store = SqliteStore(tmp_path / "state.db")
+    adopted = []
+    watcher = ModelWatcher(store, "aaaa", 0, lambda model: adopted.append(model.fingerprint))
+    publish_model(store, PublishedModel("tuned", "bbbb", None, 1.0, "all-MiniLM-L6-v2-tuned-0123456789ab"))
+    assert not watcher.check() and adopted == []  # its item vectors would mix two encoders' text vectors
+    publish_model(store, PublishedModel("frozen", "cccc", None, 2.0))
+    assert watcher.check() and adopted == ["cccc"]
