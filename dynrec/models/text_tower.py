@@ -81,16 +81,22 @@ class LowerTextStates:
         base = _base_model(tower.base_path)
         tokenizer = Tokenizer.from_file(str(Path(tower.base_path) / "tokenizer.json"))
         tokenizer.enable_truncation(max_length)
-        tokenizer.enable_padding(length=max_length)
+        tokenizer.no_padding()
         rows = [i for i, text in enumerate(texts) if text]
-        states = torch.zeros(len(rows), max_length, tower.layers[0].attention.self.query.in_features, dtype=torch.float16)
-        mask = torch.zeros(len(rows), max_length, dtype=torch.bool)
+        tokens = [e.ids for e in tokenizer.encode_batch([texts[i] for i in rows])]
+        order = sorted(range(len(rows)), key=lambda j: len(tokens[j]))  # each batch pads only to its longest
+        width = max((len(t) for t in tokens), default=1)
+        states = torch.zeros(len(rows), width, tower.layers[0].attention.self.query.in_features, dtype=torch.float16)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
         for start in tqdm(range(0, len(rows), batch_size), desc="text layers below the tuned ones", disable=not progress):
-            batch = tokenizer.encode_batch([texts[i] for i in rows[start:start + batch_size]])
-            ids = torch.tensor([e.ids for e in batch])
-            real = torch.tensor([e.attention_mask for e in batch], dtype=torch.bool)
+            chunk = order[start:start + batch_size]
+            longest = max(len(tokens[j]) for j in chunk)
+            ids = torch.zeros(len(chunk), longest, dtype=torch.long)  # [PAD] is id 0, and masked anyway
+            real = torch.zeros(len(chunk), longest, dtype=torch.bool)
+            for k, j in enumerate(chunk):
+                ids[k, :len(tokens[j])], real[k, :len(tokens[j])] = torch.tensor(tokens[j]), True
             hidden = _run_layers(base.encoder.layer[:tower.first], base.embeddings(input_ids=ids), real)
-            states[start:start + len(batch)], mask[start:start + len(batch)] = hidden.half(), real
+            states[chunk, :longest], mask[chunk, :longest] = hidden.half(), real
         position = torch.full((len(texts),), -1, dtype=torch.long)
         position[torch.as_tensor(rows, dtype=torch.long)] = torch.arange(len(rows))
         return cls(states, mask, position)
@@ -107,11 +113,11 @@ class LowerTextStates:
     @torch.no_grad()
     def vectors(self, tower: TextTower, batch_size: int = 64) -> torch.Tensor:
         """(n, d) text vectors of every text through `tower`, without gradients."""
-        out = []
-        for start in range(0, len(self.states), batch_size):
-            states, mask = self.cut(torch.arange(start, min(start + batch_size, len(self.states)), device=self.states.device))
-            out.append(tower(states, mask))
-        return torch.cat(out) if out else torch.zeros(0, self.states.shape[-1])
+        out = torch.zeros(len(self.states), self.states.shape[-1], device=self.states.device)
+        order = torch.argsort(self.mask.sum(dim=1))  # texts of similar length share a batch
+        for chunk in order.split(batch_size):
+            out[chunk] = tower(*self.cut(chunk))
+        return out
 
 
 def tuned_encoder_name(tower: TextTower) -> str:
