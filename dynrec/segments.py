@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from dynrec.config import SegmentConfig
-from dynrec.state import StateStore
+from dynrec.state import StateStore, unpickled
 
 GENDER_WORDS = {"F": "women", "M": "men"}
 STOP_WORDS = frozenset(
@@ -145,7 +145,7 @@ class Segmentation:
         saved = store.load_snapshot(SNAPSHOT)
         if saved is None:
             return None
-        payload = pickle.loads(saved[1])
+        payload = unpickled(saved[1], SNAPSHOT)
         return payload[1] if isinstance(payload, tuple) and payload[0] == SNAPSHOT_VERSION else None
 
 

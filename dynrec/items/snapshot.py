@@ -26,7 +26,7 @@ from dynrec.encoders.image import ImageEncoder
 from dynrec.encoders.text import TextEncoder
 from dynrec.items.feedback import FEEDBACK_TYPES, FeedbackCounts
 from dynrec.ranking.prior import AttributePrior
-from dynrec.state import StateStore
+from dynrec.state import StateStore, unpickled
 from dynrec.state.imports import stored_dataset, vector_carrying
 
 SNAPSHOT = "catalogue"
@@ -73,7 +73,7 @@ def load(store: StateStore) -> CatalogueState | None:
     saved = store.load_snapshot(SNAPSHOT)
     if saved is None:
         return None
-    payload = pickle.loads(saved[1])
+    payload = unpickled(saved[1], SNAPSHOT)
     if not isinstance(payload, tuple) or payload[0] != SNAPSHOT_VERSION:
         return None
     return payload[1]

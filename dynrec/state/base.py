@@ -11,8 +11,10 @@ replays the log after that point.
 
 from __future__ import annotations
 
+import logging
+import pickle
 from dataclasses import dataclass
-from typing import Collection, NamedTuple, Protocol
+from typing import Any, Collection, NamedTuple, Protocol
 
 import numpy as np
 
@@ -130,6 +132,18 @@ class StateStore(Protocol):
         """An issued recommendation that has not expired, else None."""
 
     def close(self) -> None: ...
+
+
+def unpickled(data: bytes, snapshot: str) -> Any:
+    """A snapshot's pickled object, or None when this code cannot read it: one written by code whose
+    classes have since changed (a field removed, a module moved) is rebuilt from the store's records
+    and events, as if there were none, instead of failing every replica's boot."""
+    try:
+        return pickle.loads(data)
+    except (AttributeError, ImportError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        logging.getLogger(__name__).warning("snapshot %s was written by another version of dynrec (%s: %s); rebuilding it",
+                                            snapshot, type(error).__name__, error)
+        return None
 
 
 def open_store(config: DynrecConfig) -> StateStore:

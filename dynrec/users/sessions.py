@@ -42,7 +42,7 @@ from dynrec.items.catalog import Catalog
 from dynrec.memory import release_unused_memory
 from dynrec.ranking.ranker import liked
 from dynrec.segments import UserTable
-from dynrec.state import StateStore, StoredEvent
+from dynrec.state import StateStore, StoredEvent, unpickled
 from dynrec.state.imports import stored_dataset
 from dynrec.users.incremental import UserStates, event_features, window_start
 from dynrec.users.interests import ItemSpace, UserInterests, interests_of
@@ -122,17 +122,23 @@ class UserSessions:
         if snapshot is None:
             return None
         after, header, entries = snapshot
-        saved = pickle.loads(header)
+        saved = unpickled(header, name)
         if not isinstance(saved, dict) or saved.get("version") != SNAPSHOT_VERSION:
             return None
-        self._rewrite = False
+        users, others = {}, set()
         for user_id, entry in entries.items():
             if not self.mine(user_id):  # a snapshot written before shards kept only their own users
-                self._removed.add(user_id)
+                others.add(user_id)
                 continue
-            history, seen, embedding, interests, events, attributes = pickle.loads(entry)
-            self.users[user_id] = UserRecord(user_id, deque(history, maxlen=self.max_length), set(seen), embedding, interests,
-                                             events, dict(attributes))
+            record = unpickled(entry, name)
+            if record is None:  # written by code this one cannot read: the users come from the events
+                return None
+            history, seen, embedding, interests, events, attributes = record
+            users[user_id] = UserRecord(user_id, deque(history, maxlen=self.max_length), set(seen), embedding, interests,
+                                        events, dict(attributes))
+        self._rewrite = False
+        self.users.update(users)
+        self._removed.update(others)
         if saved.get("model_version") != self.catalog.model_version:  # another model: same windows, new embeddings
             self._embed_all(list(self.users))
             self._dirty.update(self.users)

@@ -92,3 +92,16 @@ def test_a_snapshot_fused_by_another_model_is_re_fused(served, changed_store):
     refused = boot(served, NoHistoryReads(store))
     visible = [i for i in first.ids if i not in first.hidden]
     np.testing.assert_allclose(refused.vectors(visible), first.embed_rows(np.array([first.row[i] for i in visible])), atol=1e-5)
+
+
+class Vanished:
+    """A class a snapshot was pickled with, removed by the time the next version of the code reads it."""
+
+
+def test_a_snapshot_written_by_code_whose_classes_have_changed_is_rebuilt(served, changed_store, monkeypatch):
+    store, first = changed_store
+    first.sync(force=True)
+    store.save_snapshot(snapshot.SNAPSHOT, 0, pickle.dumps((snapshot.SNAPSHOT_VERSION, Vanished())))
+    monkeypatch.delattr(f"{__name__}.Vanished")
+    assert snapshot.load(store) is None  # not an AttributeError in every replica's boot
+    same_catalogue(boot(served, store), first)

@@ -1,6 +1,8 @@
 """A UserState shard rebooted from its snapshot plus the log matches the one that crashed, on both
 state stores; without a snapshot it boots from the store's events alone; erased users stay erased."""
 
+import pickle
+
 import numpy as np
 
 from dynrec.users.sessions import UserSessions
@@ -51,6 +53,26 @@ def test_rebooted_users_equal_the_ones_before_the_restart(served, fill, open_bac
     without_snapshot = UserSessions(served.config, served.catalog(store))
     assert without_snapshot.describe("3") is None
     assert_same_users(again, without_snapshot, ("1", "2", "brand-new", "4"))
+
+
+class Vanished:
+    """A class a snapshot entry was pickled with, removed by the time the next version of the code reads it."""
+
+
+def test_a_snapshot_written_by_code_whose_classes_have_changed_is_rebuilt_from_the_events(served, fill, open_backend,
+                                                                                           monkeypatch):
+    open_store_, _ = open_backend
+    store = fill(open_store_())
+    catalog = served.catalog(store)
+    before = UserSessions(served.config, catalog, SNAPSHOT)
+    before.record(store, events_for(catalog, "1", 0, 5))
+    before.save_snapshot(store, SNAPSHOT)
+    seq, header, _ = store.load_snapshot_entries(SNAPSHOT)
+    store.save_snapshot_entries(SNAPSHOT, seq, header, {"2": pickle.dumps(Vanished())})
+    monkeypatch.delattr(f"{__name__}.Vanished")
+    after = UserSessions(served.config, served.catalog(store), SNAPSHOT)
+    assert after.replayed == 0  # booted from the store's events, as without a snapshot
+    assert_same_users(before, after, ("1", "2", "3"))
 
 
 class RecordingStore:
