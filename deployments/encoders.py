@@ -11,9 +11,8 @@ from deployments.common import REPLICA_HEALTH_CHECK_PERIOD_S, load_config
 @serve.deployment(health_check_period_s=REPLICA_HEALTH_CHECK_PERIOD_S, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
 class TextEncoder:
     def __init__(self):
-        from dynrec.encoders.text import TextEncoder as Encoder
-
         from dynrec.artifacts.prepare import served_model_path, with_text_model
+        from dynrec.encoders.text import TextEncoder as Encoder
 
         config = load_config()
         model_path = served_model_path(config)
