@@ -66,6 +66,17 @@ def test_unusable_images_are_masked_and_never_raise(encoder, poster_paths, tmp_p
     assert features[0].any()
 
 
+def test_encoding_in_several_batches_gives_the_rows_of_one(encoder, poster_paths):
+    """The next batch is cropped on a helper thread while one runs: rows must keep their places,
+    unusable images included, whatever the batch size."""
+    images = [None, poster_paths[0], b"not an image", poster_paths[1], poster_paths[2], None, poster_paths[3]]
+    whole, whole_valid = encoder.encode(images)
+    small = ImageEncoder(image_size=224, batch_size=2, runtime=encoder.runtime)
+    split, split_valid = small.encode(images)
+    assert whole_valid.tolist() == split_valid.tolist() == [False, True, False, True, True, False, True]
+    np.testing.assert_allclose(split, whole, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("wide", [True, False])
 def test_non_square_images_are_centre_cropped(encoder, wide):
     # 896x448 with a blue band over columns 200..696: after the short side goes to 224 the image is
