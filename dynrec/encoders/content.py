@@ -186,17 +186,17 @@ class CachedTextEncoder:
     """The text encoder behind the content cache: a string encoded before (by training, an earlier
     run, another dataset) is read back, not encoded again. The encoder itself is built, from
     `config` on the `runtime` backend, only when the cache misses (int8 and bf16 vectors are cached
-    apart, see dynrec.encoders.text.text_encoder_cache_name)."""
+    apart, see dynrec.encoders.paths.precision_suffix)."""
 
     def __init__(self, cache: EmbeddingCache, config: EncoderConfig, runtime: RuntimeConfig,
                  encoder: TextEncoder | None = None, progress: bool = False):
-        from dynrec.encoders.paths import text_path
-        from dynrec.encoders.text import TextEncoder, text_encoder_cache_name
+        from dynrec.encoders.paths import precision_suffix, text_path
+        from dynrec.encoders.text import TextEncoder, text_cache_name
 
         self.cache, self.config, self.runtime, self.encoder, self.progress = cache, config, runtime, encoder, progress
         self.dim = TextEncoder.dim
-        self.name = encoder.cache_name if encoder else text_encoder_cache_name(
-            config.text_model_path, config.text_max_length, text_path(runtime), runtime.int8)
+        self.name = encoder.cache_name if encoder else text_cache_name(config.text_model_path, config.text_max_length) \
+            + precision_suffix(text_path(runtime), runtime.int8)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         def compute(positions: list[int]) -> np.ndarray:

@@ -5,11 +5,8 @@
 - `fp32`: the exact paths. `runtime.backend` picks torch eager or ONNX Runtime, and
   `runtime.int8` the dynamically quantised text MatMuls.
 - `auto` (the default): the fastest path this host runs well. Where the CPU multiplies bf16 natively (AMX, or
-  AVX-512 BF16) the text transformer runs in bf16: on AMX, the fp32 ONNX export compiled by
-  OpenVINO with bf16 inference (built in under a second, dynamic batch and length; 1.17x torch's
-  eager bf16 on 32-token titles and 1.19x on 128-token abstracts side by side, min cosine 0.99997
-  to fp32 over ML-1M's texts), elsewhere or without OpenVINO through torch (inductor-compiled
-  with `runtime.compile`). The image CNN runs as a statically quantised int8 ONNX graph, calibrated on
+  AVX-512 BF16) the text transformer runs in bf16 through torch (inductor-compiled with
+  `runtime.compile`). The image CNN runs as a statically quantised int8 ONNX graph, calibrated on
   real posters: on AMX compiled by OpenVINO, which runs its int8 convolutions on AMX and the rest
   in bf16 (2.4x ONNX Runtime's fp32 at batch 32 in encode.json, 2.7x in side-by-side runs; min
   cosine 0.958, mean 0.992 to fp32 on 320 held-out posters; ML-1M NDCG@10 within 0.3 %),
@@ -43,7 +40,6 @@ BF16_FLAGS = frozenset({"avx512_bf16"})  # native bf16 dot products without AMX 
 INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})  # int8 dot-product units without AMX
 
 TEXT_FP32_TORCH, TEXT_FP32_ONNX, TEXT_INT8_ONNX, TEXT_BF16_TORCH = "torch-fp32", "onnx-fp32", "onnx-int8-dynamic", "torch-bf16"
-TEXT_BF16_OPENVINO = "openvino-bf16"
 IMAGE_FP32_TORCH, IMAGE_FP32_ONNX, IMAGE_INT8_STATIC = "torch-fp32", "onnx-fp32", "onnx-int8-static"
 IMAGE_INT8_OPENVINO, IMAGE_BF16_OPENVINO = "openvino-int8-bf16", "openvino-bf16"
 
@@ -119,8 +115,6 @@ def _fast(runtime, native: Callable[[], bool]) -> bool:
 
 def text_path(runtime) -> str:
     """The text encoder's path under `runtime` (one of the TEXT_* names)."""
-    if _fast(runtime, has_amx) and has_openvino():
-        return TEXT_BF16_OPENVINO
     if _fast(runtime, native_bf16):
         return TEXT_BF16_TORCH
     if runtime.backend == "torch":
@@ -152,7 +146,7 @@ def precision_suffix(path: str, int8: bool = False) -> str:
 
 def chosen_path(runtime=None) -> str:
     """What the encoders run on this host, e.g.
-    "text=openvino-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)".
+    "text=torch-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)".
 
     For a health endpoint and the encode job's log. `runtime` defaults to `RuntimeConfig()`.
     """

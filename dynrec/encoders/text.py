@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from dynrec.config import EncoderConfig, RuntimeConfig
-from dynrec.encoders.paths import TEXT_BF16_OPENVINO, TEXT_BF16_TORCH, TEXT_FP32_TORCH, precision_suffix, text_path
+from dynrec.encoders.paths import TEXT_BF16_TORCH, precision_suffix, text_path
 
 if TYPE_CHECKING:  # torch loads only for the torch backend or an export, not in ONNX replicas
     import torch
@@ -49,22 +49,14 @@ def text_cache_name(model_path: str | Path | None, max_length: int) -> str:
     return f"text-{text_model_name(model_path)}-len{max_length}"
 
 
-def text_encoder_cache_name(model_path: str | Path | None, max_length: int, path: str, int8: bool = False) -> str:
-    """The cache file stem of an encoder on `path`: each precision caches apart, and OpenVINO's
-    bf16 vectors (rounded differently) apart from torch's."""
-    suffix = "-openvino-bf16" if path == TEXT_BF16_OPENVINO else precision_suffix(path, int8)
-    return text_cache_name(model_path, max_length) + suffix
-
-
 class TextEncoder:
     """all-MiniLM-L6-v2: mean-pooled, L2-normalised token states, so cosine = dot product.
 
     `runtime.backend` picks torch eager or ONNX Runtime for the transformer; the tokenizer and the
     numpy interface are the same either way. The ONNX backend loads the torch weights only once,
-    to export them. `runtime.precision` may put it on a bf16 path instead (see
-    dynrec/encoders/paths.py): the fp32 export compiled by OpenVINO in bf16, or bf16 torch weights
-    (run by an inductor-compiled graph with dynamic batch and length with `runtime.compile`, eager
-    where compiling fails); output in float32 either way.
+    to export them. `runtime.precision` may put it on the bf16 path instead (see
+    dynrec/encoders/paths.py): bf16 weights, run by an inductor-compiled graph with dynamic batch
+    and length (eager bf16 where compiling fails), output in float32.
     """
 
     dim = 384
@@ -75,16 +67,13 @@ class TextEncoder:
         max_length: int = 128,
         batch_size: int = 64,
         runtime: RuntimeConfig | None = None,
-        path: str | None = None,
     ):
-        """`path` forces one of the TEXT_* paths (benchmarks and parity tests compare them on one
-        host); by default `runtime` and the host choose."""
         self.model_path = Path(model_path) if model_path else packaged_text_model_path()
         self.max_length = max_length
         self.batch_size = batch_size
         self.runtime = runtime or RuntimeConfig()
-        self.path = path or text_path(self.runtime)
-        self.cache_name = text_encoder_cache_name(self.model_path, max_length, self.path, self.runtime.int8)
+        self.path = text_path(self.runtime)
+        self.cache_name = text_cache_name(self.model_path, max_length) + precision_suffix(self.path, self.runtime.int8)
         # the model's fast-tokenizer file, read by `tokenizers` directly: the same ids as transformers'
         # AutoTokenizer, without the torch import that AutoTokenizer brings into ONNX replicas
         self.tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
@@ -96,25 +85,20 @@ class TextEncoder:
         self.session = None
         self._bf16 = None  # the bf16 graph: compiled, or eager bf16 when compiling failed
         self.compiled = False
-        if self.path == TEXT_BF16_OPENVINO:
-            from dynrec.onnx.session import OpenVinoSession, exported_graph
-
-            graph = exported_graph(self.runtime, f"text-{text_model_name(self.model_path)}", self._export)
-            self.session = OpenVinoSession(graph, self.runtime.threads, "bf16")
-        elif self.path == TEXT_BF16_TORCH:
+        if self.path == TEXT_BF16_TORCH:
             self._load_bf16()
-        elif self.path == TEXT_FP32_TORCH:
-            self._load_torch()
-        else:
+        elif self.runtime.backend == "onnx":
             from dynrec.onnx.session import exported_session
 
             self.session = exported_session(
                 self.runtime, f"text-{text_model_name(self.model_path)}", self._export, INT8_KEEP_FP32
             )
+        else:
+            self._load_torch()
 
     @classmethod
-    def from_config(cls, cfg: EncoderConfig, runtime: RuntimeConfig | None = None, path: str | None = None) -> "TextEncoder":
-        return cls(cfg.text_model_path or None, cfg.text_max_length, cfg.text_batch_size, runtime, path)
+    def from_config(cls, cfg: EncoderConfig, runtime: RuntimeConfig | None = None) -> "TextEncoder":
+        return cls(cfg.text_model_path or None, cfg.text_max_length, cfg.text_batch_size, runtime)
 
     def _load_torch(self) -> None:
         if self.model is None:
@@ -162,7 +146,7 @@ class TextEncoder:
         self._load_torch()
         example = self.tokenize(["an example title", "a second, longer example"])
         export_graph(TextGraph(self), {name: torch.from_numpy(array) for name, array in example.items()}, path)
-        if self.path != TEXT_FP32_TORCH:
+        if self.runtime.backend == "onnx":
             self.model = None  # serving keeps only the session
 
     def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

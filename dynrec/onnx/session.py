@@ -192,23 +192,17 @@ class OpenVinoSession:
         return np.array(outputs[self.model.output(0)])  # a copy: the request reuses its buffers
 
 
-def exported_graph(runtime, name: str, export: Callable[[Path], object]) -> Path:
-    """`<runtime.onnx_dir>/<name>.onnx`, exported by `export(path)` on first use."""
-    path = Path(runtime.onnx_dir) / f"{name}.onnx"
-    if not path.is_file():
-        export(path)
-    return path
-
-
 def exported_session(
     runtime, name: str, export: Callable[[Path], object], int8_skip: str | None = None, int8: bool = True
 ) -> OnnxSession:
-    """A session on `exported_graph(runtime, name, export)`.
+    """A session on `<runtime.onnx_dir>/<name>.onnx`, exported by `export(path)` on first use.
 
     With `runtime.int8` (unless `int8` is False: a graph may opt out) the quantised copy
     (`<name>.int8.onnx`, see `quantize_int8` for `int8_skip`) is made once and used instead.
     """
-    path = exported_graph(runtime, name, export)
+    path = Path(runtime.onnx_dir) / f"{name}.onnx"
+    if not path.is_file():
+        export(path)
     if runtime.int8 and int8:
         quantised = path.with_name(f"{name}.int8.onnx")
         if not quantised.is_file() or quantised.stat().st_mtime < path.stat().st_mtime:

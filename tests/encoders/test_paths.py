@@ -1,5 +1,5 @@
-"""Which encoder path a host gets: bf16 text where the CPU multiplies bf16 natively (through
-OpenVINO on AMX), int8 images where it has int8 dot products, fp32 everywhere else."""
+"""Which encoder path a host gets: bf16 text where the CPU multiplies bf16 natively, int8 images
+where it has int8 dot products, fp32 everywhere else."""
 
 import pytest
 
@@ -27,18 +27,16 @@ def host(monkeypatch):
 def test_auto_takes_the_amx_paths_on_an_amx_cpu(host):
     host(AMX_HOST)
     runtime = RuntimeConfig(precision="auto")
-    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_OPENVINO, paths.IMAGE_INT8_OPENVINO)
-    assert paths.chosen_path(runtime) == "text=openvino-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)"
-    # compiling is a torch option: OpenVINO's path needs none
-    assert "text=openvino-bf16 " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
+    assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_OPENVINO)
+    assert paths.chosen_path(runtime) == "text=torch-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)"
+    assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
 
 
-def test_an_amx_cpu_without_openvino_falls_back_to_torch_bf16_text_and_int8_images(host):
+def test_an_amx_cpu_without_openvino_falls_back_to_int8_images(host):
     host(AMX_HOST, openvino=False)
     runtime = RuntimeConfig(precision="auto")
     assert (paths.text_path(runtime), paths.image_path(runtime)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
     assert paths.chosen_path(runtime) == "text=torch-bf16 image=onnx-int8-static (cpu amx, precision=auto)"
-    assert "text=torch-bf16-compiled " in paths.chosen_path(RuntimeConfig(precision="auto", compile=True))
 
 
 def test_auto_takes_bf16_text_and_int8_images_on_avx512_bf16_and_vnni_without_amx(host):
@@ -82,12 +80,12 @@ def test_auto_is_the_default_and_fast_forces_the_bf16_and_int8_paths(host):
     assert RuntimeConfig().precision == "auto"
     assert paths.chosen_path() == "text=onnx-fp32 image=onnx-fp32 (cpu, precision=auto)"
     host(AMX_HOST)
-    assert paths.chosen_path() == "text=openvino-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)"
+    assert paths.chosen_path() == "text=torch-bf16 image=openvino-int8-bf16 (cpu amx, precision=auto)"
     host(AVX2_HOST)
     fast = RuntimeConfig(precision="fast")
-    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_OPENVINO, paths.IMAGE_INT8_OPENVINO)
+    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_OPENVINO)
     host(AVX2_HOST, openvino=False)
-    assert (paths.text_path(fast), paths.image_path(fast)) == (paths.TEXT_BF16_TORCH, paths.IMAGE_INT8_STATIC)
+    assert paths.image_path(fast) == paths.IMAGE_INT8_STATIC
     with pytest.raises(ValueError, match="precision"):
         RuntimeConfig(precision="bf17")
 
@@ -101,14 +99,12 @@ def test_each_precision_caches_apart(host):
         for precision in ("fp32", "auto")
     }
     assert names["fp32"] == ("text-all-MiniLM-L6-v2-len128", "image-efficientnet-lite0-224")
-    assert names["auto"][0] == "text-all-MiniLM-L6-v2-len128-openvino-bf16"
+    assert names["auto"][0] == "text-all-MiniLM-L6-v2-len128-bf16"
     assert names["auto"][1].startswith("image-efficientnet-lite0-224-int8static-")  # with its recipe...
     assert names["auto"][1].endswith("-openvino-bf16")  # ...and apart from ONNX Runtime's run of the graph
     host(AMX_HOST, openvino=False)
     int8 = CachedImageEncoder(cache, EncoderConfig(), RuntimeConfig(precision="auto")).name
     assert int8.startswith("image-efficientnet-lite0-224-int8static-") and int8 != names["auto"][1]
-    torch_bf16 = CachedTextEncoder(cache, EncoderConfig(), RuntimeConfig(precision="auto")).name
-    assert torch_bf16 == "text-all-MiniLM-L6-v2-len128-bf16"  # apart from OpenVINO's bf16 vectors
 
 
 def test_weights_without_calibrated_ranges_run_the_fp32_graph_in_openvino_bf16_on_amx(host, tmp_path):
