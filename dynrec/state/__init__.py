@@ -2,4 +2,4 @@
 
 from dynrec.state.base import IssuedRecommendation, ItemChange, StateStore, StoredEvent, open_store, unpickled
 
-__all__ = ["IssuedRecommendation", "ItemChange", "StateStore", "StoredEvent", "open_store"]
+__all__ = ["IssuedRecommendation", "ItemChange", "StateStore", "StoredEvent", "open_store", "unpickled"]
