@@ -75,7 +75,7 @@ class ModelManifest:
         os.replace(temp, path)
 
 
-GRAPHS = ("fusion", "user", "user_step")  # every graph a runtime runs, exported as <graph>-<fingerprint>.onnx
+GRAPHS = ("fusion", "user_embed", "user_step")  # every graph a runtime runs, exported as <graph>-<fingerprint>.onnx
 
 
 def exported_graphs(runtime: RuntimeConfig, fingerprint: str) -> list[Path] | None:
@@ -112,7 +112,7 @@ class ModelRuntime:
             )
             self.user_session = exported_session(
                 self.runtime,
-                f"user-{self.fingerprint}",
+                f"user_embed-{self.fingerprint}",
                 lambda path: export_graph(UserGraph(model.user), user_example(model.user), path),
             )
             self.step_session = exported_session(

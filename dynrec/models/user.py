@@ -48,6 +48,19 @@ class CausalBlock(nn.Module):
         x = x + self.dropout(self.attn_out(attended.transpose(1, 2).reshape(b, t, -1)))
         return x + self.dropout(self.ffn(self.norm_ffn(x)))
 
+    def at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """`forward`'s output at one position of each sequence, `last` (B,), from x (B, T, dim):
+        every position's keys and values, but the query, the attention's output and the feed-forward
+        only there. A final block needs no more, and skips most of its work."""
+        dim = self.attn_out.in_features
+        qkv = self.qkv(self.norm_attn(x))
+        q = qkv.gather(1, last.view(-1, 1, 1).expand(-1, 1, dim))
+        k, v = qkv[..., dim : 2 * dim], qkv[..., 2 * dim :]
+        visible = (torch.arange(x.shape[1], device=x.device)[None, :] <= last[:, None])[:, None, None, :]
+        attended = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v), attn_mask=visible)
+        x = x.gather(1, last.view(-1, 1, 1).expand(-1, 1, dim)) + self.attn_out(attended.transpose(1, 2).reshape(x.shape[0], 1, dim))
+        return (x + self.ffn(self.norm_ffn(x))).squeeze(1)
+
     def extend(
         self, x: torch.Tensor, past_keys: torch.Tensor, past_values: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,6 +133,17 @@ class UserEncoder(nn.Module):
         x = self._inputs(items, event_types, gaps, values)
         for block in self.blocks:
             x = block(x)
+        return F.normalize(self.norm(x), dim=-1)
+
+    def embed(
+        self, items: torch.Tensor, event_types: torch.Tensor, gaps: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Each sequence's state at its last real event (`lengths`; right padding), (B, dim): equal to
+        `forward`'s there, with the final block run at that position alone (CausalBlock.at)."""
+        x = self._inputs(items, event_types, gaps, values)
+        for block in self.blocks[:-1]:
+            x = block(x)
+        x = self.blocks[-1].at(x, (lengths - 1).clamp(min=0))
         return F.normalize(self.norm(x), dim=-1)
 
     def extend(

@@ -80,9 +80,7 @@ class UserGraph(nn.Module):
         self.user = user
 
     def forward(self, items, event_types, gaps, values, lengths) -> torch.Tensor:
-        states = self.user(items, event_types, gaps, values)
-        last = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, states.shape[-1])
-        return states.gather(1, last).squeeze(1)
+        return self.user.embed(items, event_types, gaps, values, lengths)
 
 
 class UserStepGraph(nn.Module):

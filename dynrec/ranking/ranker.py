@@ -354,12 +354,17 @@ def leave_one_out_inputs(catalog: Catalog, window: list[tuple[str, str, int, flo
     """The user graph's inputs (`ModelRuntime.embed_users`) for `window` (oldest first) in row 0,
     then for the window without its entry at each of `positions`, each row encoded as a window of
     its own (dynrec.users.incremental.event_features). A row without an entry is one shorter; its last
-    column repeats an event, which the causal graph never lets an earlier position see."""
+    column repeats an event, which the causal graph never lets an earlier position see. The window's
+    features are encoded once and gathered per row; only the gaps are taken again, from the times,
+    since a removal joins the gaps on either side of it."""
     n = len(window)
     steps = np.arange(n)
     rows = np.vstack([steps, np.minimum(steps + (steps >= np.asarray(positions)[:, None]), n - 1)])
-    features = [event_features([window[c] for c in row], catalog.config.model.event_types) for row in rows]
-    codes, gaps, values = (np.stack(column) for column in zip(*features))
+    codes, _, values = event_features(window, catalog.config.model.event_types)
+    times = np.array([e[2] for e in window], dtype=np.float64)[rows]
+    gaps = np.zeros_like(times)
+    np.maximum(times[:, 1:] - times[:, :-1], 0.0, out=gaps[:, 1:])
+    codes, values = codes[rows], values[rows]
     lengths = np.array([n] + [n - 1] * len(positions))
     return catalog.vectors([e[0] for e in window])[rows], codes, gaps, values, lengths
 

@@ -29,6 +29,21 @@ def test_states_are_causal_and_normalised():
     assert not torch.allclose(states[0, 5:], later[0, 5:])
 
 
+def test_embedding_at_the_last_event_is_the_full_forwards_state_there():
+    """`embed` runs the final block at each window's last real event alone; right-padded windows of
+    other lengths (the padding filled with other events) give what `forward` gives at that event."""
+    encoder = make()
+    items, types, gaps, values, _ = sequence()
+    batch = [t.expand(4, *t.shape[1:]).clone() for t in (items, types, gaps, values)]
+    batch[0][:, -1] = -batch[0][:, -1]  # padding that a wrong mask would let the earlier events see
+    lengths = torch.tensor([8, 7, 3, 1])
+    with torch.no_grad():
+        expected = torch.stack([encoder(*(t[row : row + 1, :n] for t in batch))[0, -1] for row, n in enumerate(lengths.tolist())])
+        embedded = encoder.embed(*batch, lengths)
+    assert embedded.shape == (4, 16)
+    assert torch.allclose(embedded, expected, atol=1e-5)
+
+
 def test_time_gap_buckets_are_logarithmic_and_capped():
     buckets = time_gap_bucket(torch.tensor([0.0, 1.0, 3.0, 60.0, 1e12, -5.0]), 24)
     assert buckets.tolist() == [0, 1, 2, 5, 23, 0]

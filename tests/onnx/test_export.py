@@ -190,7 +190,7 @@ def test_the_step_graph_is_exported_and_loaded_with_the_others(model, tmp_path):
     config = RuntimeConfig(backend="onnx", onnx_dir=str(tmp_path))
     runtime = ModelRuntime(model, config)
     graphs = exported_graphs(config, runtime.fingerprint)
-    assert [p.name for p in graphs] == [f"{g}-{runtime.fingerprint}.onnx" for g in ("fusion", "user", "user_step")]
+    assert [p.name for p in graphs] == [f"{g}-{runtime.fingerprint}.onnx" for g in ("fusion", "user_embed", "user_step")]
     manifest = ModelManifest("", runtime.fingerprint, runtime.dim, runtime.input_dims, [])
     served = ModelRuntime.exported(manifest, config)
     assert served.model is None and Path(served.step_session.path) == graphs[2]
