@@ -2,9 +2,11 @@
 state stores; without a snapshot it boots from the store's events alone; erased users stay erased."""
 
 import pickle
+import threading
 
 import numpy as np
 
+from dynrec.users import sessions as sessions_module
 from dynrec.users.sessions import UserSessions
 from dynrec.users.shards import Erasure, Event
 
@@ -106,3 +108,39 @@ def test_a_snapshot_writes_only_the_users_changed_or_forgotten_since_the_last(se
     rebooted = UserSessions(served.config, served.catalog(open_store_()), SNAPSHOT)
     assert rebooted.replayed == 0 and set(rebooted.users) == everyone - {"2"}
     assert_same_users(sessions, rebooted, ("1", "3", "4"))
+
+
+def test_events_applied_while_a_snapshot_is_pickled_do_not_wait_and_are_replayed_once(served, fill, open_backend, monkeypatch):
+    """The users are copied under the shard's lock and pickled after it: an event applied while
+    the entries are pickled goes through at once, stays out of the snapshot (whose sequence number
+    is older), and a reboot replays it exactly once."""
+    open_store_, crash = open_backend
+    store = fill(open_store_())
+    catalog = served.catalog(store)
+    sessions = UserSessions(served.config, catalog, SNAPSHOT)
+    sessions.record(store, events_for(catalog, "1", 0, 4))
+    copied, release = threading.Event(), threading.Event()
+    pickled_entries = sessions_module.pickled_entries
+
+    def held(states):
+        copied.set()
+        release.wait(30)
+        return pickled_entries(states)
+
+    monkeypatch.setattr(sessions_module, "pickled_entries", held)
+    writer = threading.Thread(target=sessions.save_snapshot, args=(store, SNAPSHOT))
+    writer.start()
+    try:
+        assert copied.wait(30)
+        applied = threading.Thread(target=sessions.record, args=(store, events_for(catalog, "1", 50, 3)))
+        applied.start()
+        applied.join(10)
+        assert not applied.is_alive()  # the lock is free while the entries are pickled
+    finally:
+        release.set()
+        writer.join(30)
+    crash()
+
+    rebooted = UserSessions(served.config, served.catalog(open_store_()), SNAPSHOT)
+    assert rebooted.replayed == 3
+    assert_same_users(sessions, rebooted, ("1", "2"))
