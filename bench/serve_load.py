@@ -430,7 +430,7 @@ def fresh_home(home: Path) -> float:
     """Make `home` this process's (and the service's) DYNREC_HOME, prepared as a first start on a
     clone prepares it, in a child process; returns the seconds the preparation took. The child keeps
     the preparation's heap, threads and libraries out of the process that sends and times the load:
-    prepared in this process, homes left the load's p99 at 44-134 ms in eight runs, against 18-22 ms
+    prepared in this process, homes left the load's p99 at 44-134 ms in ten runs, against 18-22 ms
     with the same kind of home prepared apart (serve_load_repeats/, run 22 onwards)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         seconds = child.submit(prepare_home, home).result()
