@@ -55,8 +55,8 @@ class UserState:
                                      lambda user_id: shard_of(user_id, shards) == shard)
         self.accepted = metrics.Counter("dynrec_events", description="user events accepted (durably written)")
         if self.config.state.snapshot_every_s > 0:
-            # before serving: a first start's snapshot holds every user (0.5 s of CPU on ML-1M), which
-            # under load had stalled lookups for a quarter of a second; after a restart, the replayed users
+            # before serving: a first start's snapshot holds every user (0.5 s of CPU on ML-1M), and
+            # under load it lined up with a quarter-second stall of lookups; after a restart, the replayed users
             self.sessions.save_snapshot(self.store, self.snapshot_name)
             threading.Thread(target=self._snapshot_periodically, name="user-snapshots", daemon=True).start()
         self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.serving.model_poll_s, self._adopt,
