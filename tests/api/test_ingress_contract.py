@@ -53,7 +53,7 @@ class Context:
 
 @pytest.fixture
 def shard():
-    return FakeHandle(apply=lambda rows: Applied([], []))
+    return FakeHandle(apply=lambda rows: Applied([], []), status=lambda: {"users": 7, "replayed_on_start": 0, "model_version": "v-test"})
 
 
 @pytest.fixture
@@ -87,6 +87,7 @@ def documented_methods(client, path):
 def test_the_fake_service_answers(client):
     health = client.get("/healthz").json()
     assert health["model_version"] == "v-test" and health["encoders"].startswith("text=")
+    assert health["users"] == 7  # the user shards answered too
 
 
 def test_an_unknown_route_answers_404_in_the_error_shape(client):
