@@ -36,7 +36,11 @@ from dynrec.data import Interactions, load_source
 from dynrec.encoders.behaviour import latest_behaviour
 from dynrec.encoders.paths import chosen_path
 from dynrec.items.encoding import Batch, fused, hashed, with_images, with_text
+from dynrec.models.runtime import ModelManifest
 from training.ray_cluster import connect_ray
+
+
+TEXT_BATCH_ROWS = 512  # rows per text-stage call, sorted by length inside it (TextEncoder.encode)
 
 
 @dataclass
@@ -61,11 +65,12 @@ def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
         per_gpu = StageResources(concurrency=int(gpus), num_cpus=1.0, num_gpus=0.5, threads=1)
         return {"text": per_gpu, "image": per_gpu, "fusion": StageResources(1, 0.5, 0.0, 1)}
     if cpus <= 4:
-        # the text encoder is most of the work on long descriptions, so it gets one actor per core
+        # the text encoder is most of the work on long descriptions, so it gets one actor per core;
+        # the image actor falls behind while they run and finishes alone, so it gets two threads
         cores = max(1, int(cpus))
         return {
             "text": StageResources(cores, cpus / (4 * cores), 0.0, 1),
-            "image": StageResources(1, cpus / 8, 0.0, 1),
+            "image": StageResources(1, cpus / 8, 0.0, min(2, cores)),
             "fusion": StageResources(1, cpus / 8, 0.0, 1),
         }
     return {
@@ -96,13 +101,19 @@ class ImageStage:
 
 
 class FusionStage:
-    def __init__(self, model_path: str, runtime: RuntimeConfig, behaviour: dict[str, np.ndarray], default_behaviour):
-        from dynrec.models.model import load_model
+    """Runs the checkpoint's exported fusion graph when there is one (no torch import: on 2 cores
+    that import was most of this actor's CPU), else loads the checkpoint."""
+
+    def __init__(self, model_path: str, manifest: ModelManifest, runtime: RuntimeConfig,
+                 behaviour: dict[str, np.ndarray], default_behaviour):
         from dynrec.models.runtime import ModelRuntime
 
-        model, item_ids, _ = load_model(model_path)
-        self.runtime = ModelRuntime(model, runtime)
-        self.item_index = {item_id: i for i, item_id in enumerate(item_ids)}
+        self.runtime = ModelRuntime.exported(manifest, runtime)
+        if self.runtime is None:
+            from dynrec.models.model import load_model
+
+            self.runtime = ModelRuntime(load_model(model_path)[0], runtime)
+        self.item_index = {item_id: i for i, item_id in enumerate(manifest.item_ids)}
         self.behaviour, self.default_behaviour = behaviour, default_behaviour
 
     def __call__(self, batch: Batch) -> Batch:
@@ -143,16 +154,13 @@ def encode_catalog(
 ) -> dict[str, Any]:
     """Run the pipeline; returns counts, timing and where the embeddings were written."""
     from dynrec.artifacts.prepare import ensure_manifest, with_text_model
-    from dynrec.models.model import load_model
-    from dynrec.models.runtime import weights_fingerprint
 
     items_path = Path(items_path) if items_path else catalogue_parquet(config)
     model_path = Path(model_path) if model_path else model_path_for(config)
     output = Path(output) if output else config.paths.embeddings(config.run_name)
-    ensure_manifest(config, model_path)
+    manifest = ensure_manifest(config, model_path)
     config = with_text_model(config, model_path)  # a model with a tuned text encoder reads its vectors
-    model, _, _ = load_model(model_path)
-    model_version = weights_fingerprint(model)
+    model_version = manifest.fingerprint
     behaviour, default_behaviour = behaviour_snapshot(config)
 
     previous = pq.read_table(output) if output.is_file() and not full else None
@@ -176,15 +184,15 @@ def encode_catalog(
     n_changed = changed.count()
     with tempfile.TemporaryDirectory(dir=_ensure(output.parent)) as staging:
         if n_changed:  # the encoder pools start only when there is something to encode
-            # texts of similar length share a batch (padding is most of MiniLM's cost on mixed
-            # lengths), and small blocks let the image pool start on the first block instead of
-            # waiting for the whole catalogue, so the stages overlap; up to 64 rows a block keeps a
-            # small catalogue's blocks to one text batch each (65-row blocks ran a 1-row batch apiece)
-            blocks = max(1, min(64, -(-n_changed // 64)))
+            # the text encoder sorts each batch's texts by token length before it cuts them into
+            # its own batches, so a batch of a few hundred rows pads little (ML-1M: 4 % more tokens
+            # than a global sort, which cost a shuffle of every row and poster, 7 s of a 35-s job);
+            # several blocks keep both text actors busy and let the image pool start on the first
+            blocks = max(1, -(-n_changed // TEXT_BATCH_ROWS))
             (
-                changed.sort("text_length").repartition(blocks).map_batches(
-                    TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]), batch_size=64,
-                    **_pool(resources["text"]),
+                changed.repartition(blocks).map_batches(
+                    TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]),
+                    batch_size=None, **_pool(resources["text"]),
                 )
                 .map_batches(
                     ImageStage, fn_constructor_args=(config.encoders, stage_runtime["image"]), batch_size=32,
@@ -192,7 +200,7 @@ def encode_catalog(
                 )
                 .map_batches(
                     FusionStage,
-                    fn_constructor_args=(str(model_path), stage_runtime["fusion"], behaviour, default_behaviour),
+                    fn_constructor_args=(str(model_path), manifest, stage_runtime["fusion"], behaviour, default_behaviour),
                     batch_size=256,
                     **_pool(resources["fusion"]),
                 )

@@ -47,7 +47,7 @@ def batch_of(items: pa.Table) -> Batch:
 
 
 def hashed(batch: Batch, unchanged: frozenset = frozenset()) -> Batch:
-    """Adds each item's encoder text, text mask and content hash (text_length too, to sort by);
+    """Adds each item's encoder text, text mask and content hash;
     drops the (item_id, content_hash) pairs in `unchanged`, whose output is current."""
     titles, texts, categories = batch["title"], batch["text"], batch["categories"]
     strings = [item_text(t, c, x) for t, c, x in zip(titles, categories, texts)]
@@ -60,7 +60,6 @@ def hashed(batch: Batch, unchanged: frozenset = frozenset()) -> Batch:
     return {
         "item_id": batch["item_id"][keep],
         "content_hash": hashes[keep],
-        "text_length": np.array([len(s) for s in strings], dtype=np.int64)[keep],
         "item_text": np.array(strings, dtype=object)[keep],
         "text_mask": text_mask[keep],
         "image": batch["image"][keep],
@@ -73,7 +72,7 @@ def with_text(batch: Batch, encoder: TextEncoding) -> Batch:
     rows = np.flatnonzero(batch["text_mask"])
     if len(rows):
         vectors[rows] = encoder.encode([batch["item_text"][i] for i in rows])
-    rest = {k: v for k, v in batch.items() if k not in ("item_text", "text_length")}
+    rest = {k: v for k, v in batch.items() if k != "item_text"}
     return {**rest, "text_embedding": vectors}
 
 

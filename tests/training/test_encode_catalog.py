@@ -1,5 +1,7 @@
 """The Ray Data catalogue-encoding job on a real local Ray cluster, with cuts of ML-1M and ML-100k."""
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,8 +11,10 @@ import torch
 from dynrec.config import DynrecConfig, ModelConfig
 from dynrec.data import load_source
 from dynrec.encoders.content import encode_catalogue
-from dynrec.models.model import DynrecModel, save_model
-from training.encode_catalog import encode_catalog, stage_resources
+from dynrec.items.encoding import fused
+from dynrec.models.model import DynrecModel, load_model, save_model
+from dynrec.models.runtime import ModelRuntime
+from training.encode_catalog import behaviour_snapshot, encode_catalog, stage_resources
 
 
 def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
@@ -48,6 +52,13 @@ def test_encodes_every_item_then_only_the_changed_ones(ray_local, job):
     assert set(table["model_version"].to_pylist()) == {first["model_version"]}
     np.testing.assert_allclose(np.linalg.norm(vectors(table), axis=1), 1.0, atol=1e-5)
     assert table["image_mask"].to_pylist() == [image is not None for image in items["image"].to_pylist()]
+    # the fusion actor runs the exported graph; the checkpoint in torch fuses the same content alike
+    model, item_ids, _ = load_model(model_path)
+    content = {name: table[name].to_numpy(zero_copy_only=False) for name in ("item_id", "text_mask", "image_mask")}
+    content.update({name: vectors(table, name) for name in ("text_embedding", "image_embedding")})
+    in_torch = fused(content, ModelRuntime(model, replace(config.runtime, backend="torch")),
+                     {item_id: i for i, item_id in enumerate(item_ids)}, *behaviour_snapshot(config))
+    np.testing.assert_allclose(vectors(table), in_torch["embedding"], atol=1e-5)
 
     # edit one item's text, drop another's image, remove a third from the catalogue
     texts, images = items["text"].to_pylist(), items["image"].to_pylist()
