@@ -1,9 +1,10 @@
 """Encoding benchmark (DESIGN.md protocol): the fast encoder paths (`runtime.precision: auto`)
-against fp32, Ray Data vs a plain ONNX Runtime loop over the whole catalogue (fp32 and fast), ONNX
-vs torch per exported model, int8 vs fp32 quality, and the item index at 1M items.
+against fp32, Ray Data vs a plain ONNX Runtime loop over the whole catalogue (fp32 and fast) and
+over copies of it (`ray_scale`: how the job's fixed costs amortise), ONNX vs torch per exported
+model, int8 vs fp32 quality, and the item index at 1M items.
 
-    .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,index,put,...] [--results NAME]
-                                     [--put-precisions fp32,auto]
+    .venv/bin/python -m bench.encode [--repeats 3] [--index-items 1000000] [--skip fast,ray,ray_scale,index,put,...]
+                                     [--scale-copies 5] [--results NAME] [--put-precisions fp32,auto]
     .venv/bin/python -m bench.encode --calibrate   # re-measure the int8 image ranges on ML-1M posters
 
 Uses the trained ML-1M model (`dynrec train --config configs/ml-1m.yaml`); without one, the timing
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -37,7 +39,7 @@ from dynrec.config import DynrecConfig, RuntimeConfig
 from dynrec.onnx.export import parity
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "ml-1m.yaml"
-STEPS = ("fast", "ray", "latency", "int8", "index", "put")
+STEPS = ("fast", "ray", "ray_scale", "latency", "int8", "index", "put")
 RANGES_MODULE = Path(__file__).resolve().parent.parent / "dynrec" / "encoders" / "image_int8_ranges.py"
 CALIBRATION_POSTERS = 128  # every 25th ML-1M poster; the parity figures use posters outside this set
 
@@ -353,6 +355,52 @@ def bench_ray(config: DynrecConfig, model_path: Path, repeats: int) -> dict:
     }
 
 
+def copied_catalogue(items: pa.Table, copies: int) -> pa.Table:
+    """`copies` copies of the catalogue, each item under a new id (`<id>~<copy>`): the same texts
+    and posters, so each copy costs what the original does."""
+    ids = items["item_id"].to_pylist()
+    column = items.schema.get_field_index("item_id")
+    return pa.concat_tables(
+        items.set_column(column, "item_id", pa.array([f"{i}~{copy}" for i in ids], pa.string())) for copy in range(copies)
+    )
+
+
+def bench_ray_scale(config: DynrecConfig, model_path: Path, copies: int, repeats: int) -> dict:
+    """The Ray Data job against the plain loop, both on the fast paths, over `copies` copies of
+    the catalogue: on a larger catalogue the job's fixed costs (its actors' processes and imports,
+    Ray's own) weigh less, and this measures how much less."""
+    from dataclasses import replace
+
+    import ray
+
+    from dynrec.items.encoding import batch_of
+    from dynrec.models.model import load_model
+    from training.encode_catalog import behaviour_snapshot, encode_catalog
+
+    fast = replace(config, runtime=replace(config.runtime, precision="auto"))
+    dataset, _, _ = catalogue_inputs(config)
+    items = copied_catalogue(dataset.items, copies)
+    behaviour, default = behaviour_snapshot(config)
+    item_index = {item_id: i for i, item_id in enumerate(load_model(model_path)[1])}  # the copies embed as new items
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False)
+    ray_s, fast_s = [], []
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            items_path = Path(folder) / "items.parquet"
+            pq.write_table(items, items_path)
+            for repeat in range(repeats):
+                fast_s.append(plain_ort_loop(fast, model_path, batch_of(items), item_index, behaviour, default))
+                ray_s.append(encode_catalog(fast, items_path, model_path, Path(folder) / f"run{repeat}.parquet", full=True)["seconds"])
+                print(f"  {items.num_rows:,} items, repeat {repeat}: plain fast {fast_s[-1]:.1f} s, Ray Data {ray_s[-1]:.1f} s",
+                      flush=True)
+    finally:
+        ray.shutdown()
+    return {"ray_data_scale": {
+        "items": items.num_rows, "copies": copies, "ray_data_s": ray_s, "plain_fast_s": fast_s,
+        "ray_data_vs_plain": statistics.median(fast_s) / statistics.median(ray_s),
+    }}
+
+
 def bench_latency(config: DynrecConfig, model_path: Path) -> dict:
     """Median ms per call, torch eager vs ONNX Runtime, same thread count, batch 1 and 32."""
     from dynrec.encoders.image import ImageEncoder
@@ -512,6 +560,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--index-items", type=int, default=1_000_000)
+    parser.add_argument("--scale-copies", type=int, default=5, help="copies of the catalogue in the ray_scale step")
     parser.add_argument("--skip", default="", help=f"comma-separated steps to skip: {','.join(STEPS)}")
     parser.add_argument("--put-precisions", default="fp32,auto",
                         help="the service's runtime.precision for each run of the put step (fp32 keeps the unsuffixed keys)")
@@ -546,6 +595,9 @@ def main() -> None:
     if "ray" not in skip:
         print(f"Ray Data vs a plain ONNX Runtime loop, {args.repeats} repeats ...", flush=True)
         results.update(bench_ray(config, model_path, args.repeats))
+    if "ray_scale" not in skip:
+        print(f"Ray Data vs the plain loop on {args.scale_copies} copies of the catalogue, {args.repeats} repeats ...", flush=True)
+        results.update(bench_ray_scale(config, model_path, args.scale_copies, args.repeats))
     if "index" not in skip:
         print(f"HNSW index at {args.index_items:,} items ...", flush=True)
         results.update(bench_index(args.index_items))
@@ -567,6 +619,9 @@ def main() -> None:
     ):
         if key in results:
             print(f"{key:<28} {results[key]:>12.4f}")
+    if "ray_data_scale" in results:
+        scale = results["ray_data_scale"]
+        print(f"{'ray_data_vs_plain at ' + format(scale['items'], ',') + ' items':<28} {scale['ray_data_vs_plain']:>12.4f}")
     print(f"\nwrote {path}")
 
 
