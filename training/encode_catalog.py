@@ -192,17 +192,17 @@ def encode_catalog(
             (
                 changed.repartition(blocks).map_batches(
                     TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]),
-                    batch_size=None, **_pool(resources["text"]),
+                    batch_size=None, **pool_arguments(resources["text"], blocks),
                 )
                 .map_batches(
                     ImageStage, fn_constructor_args=(config.encoders, stage_runtime["image"]), batch_size=32,
-                    **_pool(resources["image"]),
+                    **pool_arguments(resources["image"]),
                 )
                 .map_batches(
                     FusionStage,
                     fn_constructor_args=(str(model_path), manifest, stage_runtime["fusion"], behaviour, default_behaviour),
                     batch_size=256,
-                    **_pool(resources["fusion"]),
+                    **pool_arguments(resources["fusion"]),
                 )
                 .write_parquet(staging)
             )
@@ -232,9 +232,11 @@ def _with_threads(runtime: RuntimeConfig, threads: int) -> RuntimeConfig:
     return dataclasses.replace(runtime, threads=runtime.threads or threads)
 
 
-def _pool(resources: StageResources) -> dict[str, Any]:
+def pool_arguments(resources: StageResources, blocks: int | None = None) -> dict[str, Any]:
+    """Ray Data's pool arguments; no more actors than `blocks`, the most that can have work (an
+    idle text actor still pays its seconds of imports)."""
     return {
-        "compute": ray.data.ActorPoolStrategy(size=resources.concurrency),
+        "compute": ray.data.ActorPoolStrategy(size=min(resources.concurrency, blocks or resources.concurrency)),
         "num_cpus": resources.num_cpus,
         "num_gpus": resources.num_gpus or None,
     }

@@ -14,7 +14,7 @@ from dynrec.encoders.content import encode_catalogue
 from dynrec.items.encoding import fused
 from dynrec.models.model import DynrecModel, load_model, save_model
 from dynrec.models.runtime import ModelRuntime
-from training.encode_catalog import behaviour_snapshot, encode_catalog, stage_resources
+from training.encode_catalog import behaviour_snapshot, encode_catalog, pool_arguments, stage_resources
 
 
 def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
@@ -25,6 +25,13 @@ def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
     assert gpu["text"].num_gpus > 0 and gpu["image"].num_gpus > 0 and gpu["text"].concurrency == 2
     big = stage_resources({"CPU": 32.0})
     assert big["text"].concurrency > big["image"].concurrency >= 1
+
+
+def test_a_pool_starts_no_more_actors_than_there_are_blocks_to_give_them():
+    text = stage_resources({"CPU": 2.0})["text"]
+    assert text.concurrency == 2
+    assert pool_arguments(text, blocks=1)["compute"].max_size == 1  # ten changed items: one actor pays the imports
+    assert pool_arguments(text, blocks=8)["compute"].max_size == 2
 
 
 @pytest.fixture
