@@ -1,7 +1,11 @@
 """Parity of the fast encoder paths (runtime.precision fast/auto) with fp32, on the packaged models
-and real ML-1M texts and posters: bf16 MiniLM (eager and inductor-compiled), and EfficientNet-Lite0
+and real ML-1M texts and posters: bf16 MiniLM (traced and inductor-compiled), and EfficientNet-Lite0
 statically quantised to int8 (run by ONNX Runtime, or by OpenVINO with bf16 between the int8 layers)
 or in bf16 through OpenVINO."""
+
+import io
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -42,7 +46,7 @@ def bf16_text(folder):
 
 def test_bf16_text_keeps_cosine_above_099_on_real_texts(fp32_text, bf16_text, texts):
     assert bf16_text.path == TEXT_BF16_TORCH and bf16_text.session is None
-    assert next(bf16_text.model.parameters()).dtype == torch.bfloat16
+    assert next(torch.jit.load(str(bf16_text.traced_bf16())).parameters()).dtype == torch.bfloat16
     assert bf16_text.cache_name.endswith("-bf16")  # never mixed with fp32 vectors in the cache
     expected, got = fp32_text.encode(texts), bf16_text.encode(texts)
     assert got.dtype == np.float32 and got.shape == expected.shape
@@ -60,7 +64,21 @@ def test_bf16_text_is_the_same_batched_and_one_by_one(bf16_text, texts):
     assert parity(batched, single)["min_cosine"] >= 0.999
 
 
-def test_compiled_bf16_text_matches_eager_bf16(bf16_text, texts, folder):
+def test_a_second_bf16_text_encoder_loads_the_trace_without_transformers(bf16_text, texts, folder):
+    """The first encoder traced the graph; a new process loads the trace, and encodes alike."""
+    script = (
+        "import sys, numpy as np\n"
+        "from dynrec.config import EncoderConfig, RuntimeConfig\n"
+        "from dynrec.encoders.text import TextEncoder\n"
+        f"encoder = TextEncoder.from_config(EncoderConfig(), RuntimeConfig(precision='fast', onnx_dir={folder!r}))\n"
+        "np.save(sys.stdout.buffer, encoder.encode(sys.argv[1:]))\n"
+        "assert 'transformers' not in sys.modules, 'built the model through transformers'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *texts[:5]], capture_output=True, check=True)
+    assert parity(bf16_text.encode(texts[:5]), np.load(io.BytesIO(done.stdout)))["min_cosine"] >= 0.9999
+
+
+def test_compiled_bf16_text_matches_the_traced_bf16(bf16_text, texts, folder):
     compiled = TextEncoder.from_config(EncoderConfig(), RuntimeConfig(precision="fast", compile=True, onnx_dir=folder))
     assert compiled.compiled, "inductor failed to compile the bf16 graph on this host"
     assert compiled.cache_name == bf16_text.cache_name  # the same numbers, within bf16 rounding
