@@ -126,6 +126,10 @@ class TextEncoder:
         if not self.runtime.compile:
             try:
                 self._bf16 = torch.jit.load(str(self.traced_bf16()))
+                with torch.inference_mode():  # TorchScript profiles its first two calls (70 ms): not on a request
+                    ids = torch.full((2, 8), 101, dtype=torch.long)
+                    for _ in range(2):
+                        self._bf16(ids, torch.ones_like(ids))
                 return
             except Exception as error:  # a torch without TorchScript: the model, built as for compiling
                 logging.getLogger(__name__).warning("text encoder: no bf16 trace (%s); building the model", error)
