@@ -234,7 +234,7 @@ def _with_threads(runtime: RuntimeConfig, threads: int) -> RuntimeConfig:
 
 def pool_arguments(resources: StageResources, blocks: int | None = None) -> dict[str, Any]:
     """Ray Data's pool arguments; no more actors than `blocks`, the most that can have work (an
-    idle text actor still pays its seconds of imports)."""
+    idle actor still pays its start-up)."""
     return {
         "compute": ray.data.ActorPoolStrategy(size=min(resources.concurrency, blocks or resources.concurrency)),
         "num_cpus": resources.num_cpus,

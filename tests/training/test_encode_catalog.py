@@ -30,7 +30,7 @@ def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
 def test_a_pool_starts_no_more_actors_than_there_are_blocks_to_give_them():
     text = stage_resources({"CPU": 2.0})["text"]
     assert text.concurrency == 2
-    assert pool_arguments(text, blocks=1)["compute"].max_size == 1  # ten changed items: one actor pays the imports
+    assert pool_arguments(text, blocks=1)["compute"].max_size == 1  # ten changed items: one actor pays the start-up
     assert pool_arguments(text, blocks=8)["compute"].max_size == 2
 
 
