@@ -13,10 +13,12 @@ result's score more. `faithful_share_any_event` draws the other event from the w
 instead, any type; `faithful_share_top1` counts the top result alone. Results whose reason cites
 nothing ("Fits your history as a whole") are counted apart (`uncited_share`).
 
-The Ranker's cost of it: `recommend` for 10 results, with the view as the shard sends it and with
-its window left empty (what `reason_window` 0 sends: no re-embedding, nothing cited), alternated
-over `--timed` users and `--repeats` rounds, on one ONNX Runtime thread as a Ranker replica runs;
-medians in ms (the machine's load average is recorded beside them).
+The Ranker's cost of it: `recommend` for 10 results, with the view as the shard sends it (with
+the re-embeddings the shard makes as events arrive, a ReasonBasis), with that view but no basis
+(the Ranker re-embeds the user per request, as it did before), and with its window left empty
+(what `reason_window` 0 sends: no re-embedding, nothing cited), alternated over `--timed` users
+and `--repeats` rounds, on one ONNX Runtime thread as a Ranker replica runs; medians in ms (the
+machine's load average is recorded beside them). Beside them, the shard's cost of a basis, per user.
 
 Writes bench/results/reasons.json: the figures above at the configured settings and, under
 `sweep`, with one setting changed at a time (`--sweep`); prints a table.
@@ -87,19 +89,28 @@ def faithfulness(catalog, sessions, chosen, results: int, candidates: int, rng) 
 
 
 def ranker_cost(catalog, sessions, timed, candidates: int, repeats: int) -> dict:
-    """Median ms of a 10-result `recommend` with the shard's view and with its window left empty,
-    alternated (module docstring)."""
+    """Median ms of a 10-result `recommend` with the shard's view (its reason basis made, as the
+    UserState shard makes it), with that view's basis left out (the Ranker re-embeds the user
+    itself, as it did before shards made them), and with its window left empty, alternated
+    (module docstring); and the shard's ms per user to make the bases (`UserSessions.explain_all`)."""
+    for record in sessions.users.values():
+        record.reasons = None  # made again under the settings being measured
+    started = time.perf_counter()
+    made = sessions.explain_all()
+    shard_ms = 1000 * (time.perf_counter() - started) / max(made, 1)
     views = [sessions.view(str(u)) for u in timed]
-    bare = [dataclasses.replace(v, window=[]) for v in views]
-    times: dict[str, list[float]] = {"with_reasons": [], "without_reasons": []}
+    variants = {"with_reasons": views, "reasons_made_in_ranker": [dataclasses.replace(v, reasons=None) for v in views],
+                "without_reasons": [dataclasses.replace(v, window=[], reasons=None) for v in views]}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
-        for view, without in zip(views, bare):
-            for name, v in (("with_reasons", view), ("without_reasons", without)):
+        for row in range(len(views)):
+            for name, given in variants.items():
                 started = time.perf_counter()
-                recommend(catalog, v, 10, Filters(), True, candidates, 0.0, new_item_slots=0, exploration=NO_EXPLORATION)
+                recommend(catalog, given[row], 10, Filters(), True, candidates, 0.0, new_item_slots=0, exploration=NO_EXPLORATION)
                 times[name].append(1000 * (time.perf_counter() - started))
     medians = {f"ranker_ms_{name}": statistics.median(t) for name, t in times.items()}
-    return {**medians, "ranker_ms_added": medians["ranker_ms_with_reasons"] - medians["ranker_ms_without_reasons"]}
+    return {**medians, "ranker_ms_added": medians["ranker_ms_with_reasons"] - medians["ranker_ms_without_reasons"],
+            "shard_ms_reason_basis_per_user": shard_ms}
 
 
 def measure(catalog, sessions, chosen, args, candidates: int) -> dict:
@@ -135,11 +146,11 @@ def main() -> None:
     results = {**headline, "users": len(chosen), "results_per_user": args.results, **configured, "sweep": sweep,
                "model_version": catalog.model_version, "machine": machine(), "load_average": os.getloadavg()}
     path = write_results("reasons", results)
-    print(f"\n{'setting':<22} {'faithful':>8} {'any event':>9} {'top 1':>6} {'cited':>6} {'uncited':>8} {'ms with':>8} {'without':>8}")
+    print(f"\n{'setting':<22} {'faithful':>8} {'any event':>9} {'top 1':>6} {'cited':>6} {'uncited':>8} {'ms with':>8} {'in ranker':>9} {'without':>8}")
     for label, r in {"configured": headline, **sweep}.items():
         print(f"{label:<22} {r['faithful_share'] or 0:>8.3f} {r['faithful_share_any_event'] or 0:>9.3f} "
               f"{r['faithful_share_top1'] or 0:>6.3f} {r['measured']:>6} {r['uncited_share']:>8.3f} "
-              f"{r['ranker_ms_with_reasons']:>8.2f} {r['ranker_ms_without_reasons']:>8.2f}")
+              f"{r['ranker_ms_with_reasons']:>8.2f} {r['ranker_ms_reasons_made_in_ranker']:>9.2f} {r['ranker_ms_without_reasons']:>8.2f}")
     print(f"\nwrote {path}")
 
 

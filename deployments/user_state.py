@@ -7,6 +7,8 @@ its users every `state.snapshot_every_s`, and a (re)started replica boots from i
 without one, from the store's events) plus the events logged after it. When `dynrec train`
 publishes a model, the shard re-embeds its users with it in the background and switches whole
 (UserSessions.adopt), keeping the previous model's embeddings current for `serving.model_overlap_s`.
+A user's view also carries what their reasons weigh (a ReasonBasis), made here as their events
+arrive and for everyone in the background after start-up and after a switch.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class UserState:
             # under load it lined up with a quarter-second stall of lookups; after a restart, the replayed users
             self.sessions.save_snapshot(self.store, self.snapshot_name)
             threading.Thread(target=self._snapshot_periodically, name="user-snapshots", daemon=True).start()
+        # every user's reason basis, in the background: until a user has one, the Ranker makes it per request
+        threading.Thread(target=self.sessions.explain_all, name="reason-bases", daemon=True).start()
         self.watcher = ModelWatcher(self.store, catalog.model_version, self.config.serving.model_poll_s, self._adopt,
                                     served.artifacts.manifest.text_model)
 
@@ -74,6 +78,7 @@ class UserState:
         self.sessions.adopt(catalog, self.config.serving.model_overlap_s)
         self.sessions.save_snapshot(self.store, self.snapshot_name)
         threading.Timer(self.config.serving.model_overlap_s + 1, self._end_overlap).start()
+        self.sessions.explain_all()  # the users' reason bases under the new model
 
     def _end_overlap(self) -> None:
         previous = self.sessions.end_overlap()

@@ -401,7 +401,9 @@ class Catalog:
         self.popular_order = np.argsort(-popularity, kind="stable")
 
     def popular(self, exclude: set[str], k: int, accept=None) -> list[str]:
-        picked = []
+        picked: list[str] = []
+        if k <= 0:  # else the loop below would walk the whole catalogue looking for a k-th item
+            return picked
         for row in self.popular_order:
             item_id = self.ids[row]
             if item_id in exclude or item_id in self.hidden or (accept is not None and not accept(item_id)):

@@ -13,7 +13,7 @@ from dynrec.ranking.bandit import ClickBandit, ExplorationSettings, exploration_
 from dynrec.ranking.prior import PriorRanking, blend_weight, blended, segment_shares, segment_term, standardise, with_segment
 from dynrec.segments import Segmentation
 from dynrec.users.incremental import event_features
-from dynrec.users.shards import UserView
+from dynrec.users.shards import ReasonBasis, UserView
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "add_to_cart": "added to your cart", "purchase": "bought"}
 
@@ -116,8 +116,10 @@ def matching_catalogue(user: UserView, catalogs: list[Catalog]) -> tuple[Catalog
         if catalog.model_version in embeddings:
             own = catalog.model_version == user.model_version
             return catalog, replace(user, embedding=embeddings[catalog.model_version], model_version=catalog.model_version, earlier={},
-                                    interests=user.interests if own else None, interest_shares=user.interest_shares if own else None)
-    return catalogs[0], replace(user, embedding=None, model_version=None, earlier={}, interests=None, interest_shares=None)
+                                    interests=user.interests if own else None, interest_shares=user.interest_shares if own else None,
+                                    reasons=user.reasons if own else None)
+    return catalogs[0], replace(user, embedding=None, model_version=None, earlier={}, interests=None, interest_shares=None,
+                                reasons=None)
 
 
 def titled(catalog: Catalog, ranked: list[Ranked]) -> list[Ranked]:
@@ -369,31 +371,77 @@ def leave_one_out_inputs(catalog: Catalog, window: list[tuple[str, str, int, flo
     return catalog.vectors([e[0] for e in window])[rows], codes, gaps, values, lengths
 
 
+def citable(catalog: Catalog, window: list[tuple[str, str, int, float]]) -> list[int]:
+    """The positions in `window` (oldest first) a reason may cite: the liked events among the
+    newest `serving.reason_history`."""
+    start = max(len(window) - catalog.config.serving.reason_history, 0)
+    return [p for p in range(start, len(window)) if liked(catalog, window[p])]
+
+
+def reason_bases(catalog: Catalog, windows: list[list[tuple[str, str, int, float]]],
+                 positions: list[list[int]]) -> list[ReasonBasis]:
+    """For each window (at least two events) its ReasonBasis for the entries at its `positions`:
+    every window's rows right-padded into one batch of the user graph."""
+    parts = [leave_one_out_inputs(catalog, w, p) for w, p in zip(windows, positions)]
+    width = max(part[0].shape[1] for part in parts)
+
+    def stacked(index: int) -> np.ndarray:
+        return np.concatenate([np.pad(part[index], [(0, 0), (0, width - part[index].shape[1])] + [(0, 0)] * (part[index].ndim - 2))
+                               for part in parts])
+
+    embeddings = catalog.runtime.embed_users(*(stacked(i) for i in range(4)), np.concatenate([part[4] for part in parts]))
+    bases, row = [], 0
+    for window, chosen in zip(windows, positions):
+        bases.append(ReasonBasis(catalog.model_version, [window[p] for p in chosen], embeddings[row], embeddings[row + 1 : row + 1 + len(chosen)]))
+        row += 1 + len(chosen)
+    return bases
+
+
+def explained(catalog: Catalog, window: list[tuple[str, str, int, float]]) -> ReasonBasis | None:
+    """The ReasonBasis of a user's reason window (as a UserView carries it) over every event a
+    reason may cite; None when there is nothing to weigh (`cited` needs no embedding then)."""
+    window = [e for e in window if e[0] in catalog]
+    positions = citable(catalog, window)
+    if len(window) < 2 or not positions:
+        return None
+    return reason_bases(catalog, [window], [positions])[0]
+
+
 def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[str, str, int, float] | None]:
     """For each item, the liked recent history entry whose removal lowers its score most: the user
-    is re-embedded from `user.window` (the newest `serving.reason_window` events) without each
-    candidate, in one batch. The candidates are the liked entries among the newest
+    as embedded from `user.window` (the newest `serving.reason_window` events) against the same
+    window without each candidate. The candidates are the liked entries among the newest
     `serving.reason_history`, at most `serving.reason_candidates` of them, those closest to any of
     the items. An entry is cited only when its removal lowers the item's score by at least
     `serving.reason_min_drop` standard deviations of the user's scores over the catalogue (its
     score sample); None otherwise. A window of one liked event is always cited: the whole
-    history is that one item."""
+    history is that one item.
+
+    The re-embeddings come from the view (`user.reasons`, which the user's shard makes as the
+    window changes, for every candidate) when they were made for this window and model; else they
+    are made here, in one batch, for the chosen candidates only."""
     serving = catalog.config.serving
     window = [e for e in user.window if e[0] in catalog]
-    positions = [p for p in range(max(len(window) - serving.reason_history, 0), len(window)) if liked(catalog, window[p])]
+    positions = citable(catalog, window)
     if not item_ids or not positions:
         return [None] * len(item_ids)
     if len(window) == 1:
         return [window[0]] * len(item_ids)
     vectors = catalog.vectors(item_ids)
+    chosen = np.arange(len(positions))
     if len(positions) > serving.reason_candidates:
         closeness = (vectors @ catalog.vectors([window[p][0] for p in positions]).T).max(axis=0)
-        positions = [positions[c] for c in np.sort(np.argsort(-closeness, kind="stable")[: serving.reason_candidates])]
-    embeddings = catalog.runtime.embed_users(*leave_one_out_inputs(catalog, window, positions))
-    drops = (embeddings[0] - embeddings[1:]) @ vectors.T  # (candidates, items): each removal's fall in each score
-    floor = serving.reason_min_drop * float(np.std(catalog.score_sample @ embeddings[0]))
+        chosen = np.sort(np.argsort(-closeness, kind="stable")[: serving.reason_candidates])
+    basis = user.reasons
+    if basis is not None and basis.model_version == catalog.model_version and basis.entries == [window[p] for p in positions]:
+        embedding, without = basis.embedding, basis.without[chosen]
+    else:
+        basis = reason_bases(catalog, [window], [[positions[c] for c in chosen]])[0]
+        embedding, without = basis.embedding, basis.without
+    drops = (embedding - without) @ vectors.T  # (candidates, items): each removal's fall in each score
+    floor = serving.reason_min_drop * float(np.std(catalog.score_sample @ embedding))
     best = drops.argmax(axis=0)
-    return [window[positions[b]] if drops[b, i] > 0 and drops[b, i] >= floor else None for i, b in enumerate(best)]
+    return [window[positions[chosen[b]]] if drops[b, i] > 0 and drops[b, i] >= floor else None for i, b in enumerate(best)]
 
 
 def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[str]:

@@ -58,6 +58,18 @@ def checked_events(events: list[tuple[int, Event]], known_item, event_types: tup
 
 
 @dataclass
+class ReasonBasis:
+    """What a reason weighs (dynrec.ranking.ranker.cited): the user embedded from their reason
+    window, and again without each liked recent event of it. The user's shard makes it whenever the
+    window changes, so a recommendation request does not pay for the re-embedding."""
+
+    model_version: str  # the model that embedded the rows
+    entries: list[tuple[str, str, int, float]]  # the events left out, oldest first, one per row of `without`
+    embedding: np.ndarray  # (dim,): the whole window's
+    without: np.ndarray  # (len(entries), dim)
+
+
+@dataclass
 class UserView:
     """What ranking needs to know about a user."""
 
@@ -79,6 +91,8 @@ class UserView:
     interest_shares: np.ndarray | None = None
     # oldest first, the newest `serving.reason_window` events: what a reason's leave-one-out re-embeds
     window: list[tuple[str, str, int, float]] = field(default_factory=list)
+    # the shard's re-embeddings of `window` for reasons, under `model_version`; None while not made yet
+    reasons: ReasonBasis | None = None
 
 
 @dataclass

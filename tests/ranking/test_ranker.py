@@ -88,7 +88,7 @@ def test_a_request_is_ranked_with_the_catalogue_of_the_model_that_embedded_its_u
     import numpy as np
 
     from dynrec.ranking.ranker import matching_catalogue
-    from dynrec.users.shards import UserView
+    from dynrec.users.shards import ReasonBasis, UserView
 
     new, old = SimpleNamespace(model_version="new"), SimpleNamespace(model_version="old")
     e_old, e_new = np.zeros(4, np.float32), np.ones(4, np.float32)
@@ -102,6 +102,10 @@ def test_a_request_is_ranked_with_the_catalogue_of_the_model_that_embedded_its_u
     assert catalogue is old and view.embedding is e_old and view.model_version == "old"
     catalogue, view = matching_catalogue(shard_not_switched, [new])  # nothing in common: a newcomer
     assert catalogue is new and view.embedding is None and view.model_version is None
+    basis = ReasonBasis("new", [], e_new, np.zeros((0, 4), np.float32))
+    with_basis = dataclasses.replace(shard_switched, reasons=basis)
+    assert matching_catalogue(with_basis, [new, old])[1].reasons is basis
+    assert matching_catalogue(with_basis, [old])[1].reasons is None  # the Ranker re-embeds under its own model
 
 
 def test_segment_recommendations_fit_the_segment_and_respect_filters(served, fill, tmp_path):
@@ -247,3 +251,9 @@ def test_users_with_long_histories_get_lists_of_their_own(served, fill, tmp_path
             for user in ("1", "13", "92", "200")}
     assert len(set(tops.values())) == len(tops)
     assert tuple(catalog.popular(set(), 5, None)) not in set(tops.values())
+
+
+def test_popular_items_come_as_many_as_asked_for_none_included(served):
+    """A new user's list takes what the prior does not fill from the popular items, often none."""
+    catalog = served.catalog()
+    assert len(catalog.popular(set(), 3)) == 3 and catalog.popular(set(), 0) == []

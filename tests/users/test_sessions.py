@@ -99,3 +99,43 @@ def test_each_shard_holds_only_its_own_users(served, fill, tmp_path):
     assert held[0] and held[1] and not held[0] & held[1]
     assert held[0] | held[1] == set(UserSessions(served.config, catalog).users)
     assert all(shard_of(u, 2) == 1 for u in held[1])
+
+
+def test_the_shard_makes_each_views_reason_basis_and_ranking_cites_from_it_without_re_embedding(served, fill, tmp_path):
+    """A shard makes every user's ReasonBasis in the background and again with each event; a view
+    carries it only while it matches the view's window, and `cited` then reads it instead of
+    running the user graph, naming the same events as when it re-embeds the user itself."""
+    import dataclasses
+
+    from dynrec.ranking.ranker import Filters, cited, recommend
+
+    catalog = served.catalog(fill(SqliteStore(tmp_path / "state.db")))
+    # every removal that lowers a score is cited, so most results cite an event; at most 8 of each
+    # user's up to 20 citable events are weighed, a subset of the basis's rows
+    catalog.config = dataclasses.replace(served.config, serving=dataclasses.replace(served.config.serving, reason_min_drop=0.0))
+    assert catalog.config.serving.reason_candidates < catalog.config.serving.reason_history
+    sessions = UserSessions(catalog.config, catalog)
+    assert sessions.view("1").reasons is None  # not made at start-up: the Ranker's fallback
+    assert sessions.explain_all() == len(sessions.users) and sessions.explain_all() == 0  # only stale ones are redone
+    embed_users = catalog.runtime.embed_users
+    compared = subsets = 0
+    for user_id in ("1", "2", "5", "7", "13", "42", "92", "100", "200", "300"):
+        view = sessions.view(user_id)
+        assert view.reasons is not None and view.reasons.model_version == catalog.model_version
+        ids = [r.item_id for r in recommend(catalog, dataclasses.replace(view, reasons=None), 10, Filters(), True, 200, 0.0, 0)]
+        re_embedded = cited(catalog, ids, dataclasses.replace(view, reasons=None))
+        catalog.runtime.embed_users = None  # any re-embedding now fails
+        try:
+            assert cited(catalog, ids, view) == re_embedded
+        finally:
+            catalog.runtime.embed_users = embed_users
+        compared += sum(entry is not None for entry in re_embedded)
+        subsets += len(view.reasons.entries) > catalog.config.serving.reason_candidates
+    assert compared >= 25 and subsets >= 3
+
+    item = next(i for i in catalog.ids if i not in sessions.users["1"].seen)
+    sessions.apply([Event("1", item, "rating", 2_000_000_000, 5.0)])
+    after = sessions.view("1")
+    assert after.reasons is not None and after.reasons.entries[-1] == after.window[-1] == (item, "rating", 2_000_000_000, 5.0)
+    sessions.users["1"].history.append((item, "view", 2_000_000_001, 1.0))  # a window its basis was not made for
+    assert sessions.view("1").reasons is None
