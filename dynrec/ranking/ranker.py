@@ -397,14 +397,17 @@ def reason_bases(catalog: Catalog, windows: list[list[tuple[str, str, int, float
     return bases
 
 
-def explained(catalog: Catalog, window: list[tuple[str, str, int, float]]) -> ReasonBasis | None:
-    """The ReasonBasis of a user's reason window (as a UserView carries it) over every event a
-    reason may cite; None when there is nothing to weigh (`cited` needs no embedding then)."""
-    window = [e for e in window if e[0] in catalog]
-    positions = citable(catalog, window)
-    if len(window) < 2 or not positions:
-        return None
-    return reason_bases(catalog, [window], [positions])[0]
+def explained(catalog: Catalog, windows: list[list[tuple[str, str, int, float]]]) -> list[ReasonBasis | None]:
+    """For each reason window (as a UserView carries it) its ReasonBasis over every event a reason
+    may cite, all in one batch; None where there is nothing to weigh (`cited` needs no embedding then)."""
+    kept = [[e for e in window if e[0] in catalog] for window in windows]
+    positions = [citable(catalog, window) for window in kept]
+    weighed = [i for i, (window, chosen) in enumerate(zip(kept, positions)) if len(window) >= 2 and chosen]
+    bases: list[ReasonBasis | None] = [None] * len(windows)
+    if weighed:
+        for i, basis in zip(weighed, reason_bases(catalog, [kept[i] for i in weighed], [positions[i] for i in weighed])):
+            bases[i] = basis
+    return bases
 
 
 def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[str, str, int, float] | None]:
