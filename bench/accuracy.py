@@ -1,7 +1,7 @@
 """Sequential accuracy (DESIGN.md protocol): full ranking, leave-one-out, on ML-1M partial and ML-100k.
 
     .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,sasrec,dynrec,dynrec-id]
-                                       [--reuse] [--epochs N]
+                                       [--reuse] [--epochs N] [--cut-users N]
 
 The ablation at convergence trains the full model without one modality each, with the defaults
 (early stopping on validation): `--models dynrec-no-text,dynrec-no-image,dynrec-no-behaviour`.
@@ -15,6 +15,10 @@ test metrics from <home>/artifacts/<run>/metrics.json instead of training again.
 modality ablation: equal work per variant, unaffected by other load on the machine); its rows and
 runs are named `<model>@<N>ep`.
 
+`--cut-users N` evaluates every row on a seeded sample of N of the dataset's users with all their
+events and the whole catalogue, written as a source folder of its own (`<dataset>-<N>u` under
+`<home>/cuts`): the defaults on a small, sparse dataset, such as a 610-user MovieLens release.
+
 Writes bench/results/accuracy.json as {dataset: {model: {hr@10, ndcg@10, mrr, coverage@10}}},
 merging into the rows already there, and each dynrec run's training figures to
 bench/results/training.json.
@@ -23,12 +27,18 @@ bench/results/training.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from bench.common import write_results
-from dynrec.config import DynrecConfig
+from dynrec.config import DynrecConfig, SourceConfig
 from dynrec.data import Interactions, leave_one_out, load_source
 from dynrec.eval import ProtocolResult, SASRec, compare, format_table, leave_one_out_protocol
 
@@ -48,10 +58,13 @@ DYNREC_VARIANTS: dict[str, tuple[str, ...] | None] = {
 }
 
 
-def dynrec_config(dataset: str, variant: str, epochs: int | None = None) -> DynrecConfig:
+def dynrec_config(dataset: str, variant: str, epochs: int | None = None, source: SourceConfig | None = None) -> DynrecConfig:
+    """The run's config: configs/<dataset>.yaml on the bundled dataset, or on `source` (a user cut)."""
     path = CONFIGS / f"{dataset}.yaml"
     config = DynrecConfig.load(path if path.exists() else None)
     config.source.dataset = dataset
+    if source is not None:
+        config.source = source
     # the protocol's data: the dataset's files, never the live events a home's store has taken
     # from serving or from other benchmarks (with them the splits, and so the rows, would differ)
     config.train.data = "source"
@@ -59,8 +72,25 @@ def dynrec_config(dataset: str, variant: str, epochs: int | None = None) -> Dynr
         config.model.modalities = DYNREC_VARIANTS[variant]
     if epochs is not None:
         config.train.epochs, config.train.max_minutes, config.train.patience = epochs, 0.0, epochs
-        config.train.run_name = f"{dataset}-{variant}@{epochs}ep"
+        config.train.run_name = f"{config.source.label}-{variant}@{epochs}ep"
     return config
+
+
+def user_cut(config: DynrecConfig, users: int) -> DynrecConfig:
+    """The config reading a seeded sample of `users` of its source's users (every event of theirs,
+    the whole catalogue), written once as Parquet under `<home>/cuts/<label>-<users>u`."""
+    label = f"{config.source.label}-{users}u"
+    folder = config.home / "cuts" / label
+    if not (folder / "events.parquet").is_file():
+        dataset = load_source(config)
+        everyone = np.unique(np.asarray(dataset.events["user_id"].to_pylist(), dtype=object))
+        keep = pa.array(np.random.default_rng(0).choice(everyone, users, replace=False).tolist(), pa.string())
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(dataset.items, folder / "items.parquet")
+        if dataset.users is not None:
+            pq.write_table(dataset.users.filter(pc.is_in(dataset.users["user_id"], value_set=keep)), folder / "users.parquet")
+        pq.write_table(dataset.events.filter(pc.is_in(dataset.events["user_id"], value_set=keep)), folder / "events.parquet")
+    return dataclasses.replace(config, source=dataclasses.replace(config.source, uri=str(folder), name=label))
 
 
 def dynrec_run(config: DynrecConfig, reuse: bool) -> dict:
@@ -96,6 +126,7 @@ def main() -> None:
     parser.add_argument("--models", default="pop,itemknn,ease")
     parser.add_argument("--reuse", action="store_true", help="reuse finished dynrec runs instead of training")
     parser.add_argument("--epochs", type=int, help="train every dynrec row for exactly this many epochs")
+    parser.add_argument("--cut-users", type=int, default=0, help="evaluate on a seeded sample of this many users")
     parser.add_argument("--config")
     args = parser.parse_args()
     config = DynrecConfig.load(args.config)
@@ -106,19 +137,23 @@ def main() -> None:
     baselines = [m for m in models if m not in DYNREC_VARIANTS]
     table: dict[str, dict[str, dict[str, float]]] = {}
     training: dict[str, dict[str, dict]] = {}
-    for dataset in args.datasets.split(","):
+    for bundled in args.datasets.split(","):
+        source = config.with_dataset(bundled)
+        if args.cut_users:
+            source = user_cut(source, args.cut_users)
+        dataset = source.source.label
         rows = table.setdefault(dataset, {})
         others = [m for m in baselines if m != "sasrec"]
-        results = compare(others, config.with_dataset(dataset)) if others else []
+        results = compare(others, source) if others else []
         if "sasrec" in baselines:
-            result, figures = sasrec_protocol(config.with_dataset(dataset))
+            result, figures = sasrec_protocol(source)
             results.append(result)
             training.setdefault(dataset, {})["sasrec"] = {"run": f"sasrec-{dataset}", **figures}
         if results:
             print(format_table(dataset, results, config.eval.k))
             rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
         for variant in (m for m in models if m in DYNREC_VARIANTS):
-            run_config = dynrec_config(dataset, variant, args.epochs)
+            run_config = dynrec_config(bundled, variant, args.epochs, source.source if args.cut_users else None)
             summary = dynrec_run(run_config, args.reuse)
             row_name = variant if args.epochs is None else f"{variant}@{args.epochs}ep"
             rows[row_name] = {key: round(summary[f"test_{key}"], 6) for key in REPORTED}
