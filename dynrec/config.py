@@ -148,7 +148,7 @@ class BehaviourConfig:
     windows_days: tuple[float, ...] = (1.0, 7.0, 30.0)
     value_center: float = 3.0  # ratings 1-5 map to about [-1, 1]
     value_scale: float = 2.0
-    time_buckets: int = 8  # training snapshots; each event uses the last one before it
+    time_buckets: int = 4  # training snapshots; each event uses the last one before it (as every benchmarked row)
 
 
 @dataclass(slots=True)
