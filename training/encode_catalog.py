@@ -3,9 +3,8 @@
     dynrec encode [--config my.yaml] [--full]        (or: python -m training.encode_catalog)
 
 items (Parquet) -> content hash (tasks; unchanged items dropped here) -> text-encoder actor pool
--> image-encoder actor pool (images are read and decoded inside it) -> fusion actor pool (the
-steps of dynrec.items.encoding, which a replica's in-process path runs back to back) ->
-Parquet rows of item_id, content_hash, model_version, embedding (+ the content vectors and masks
+-> image-and-fusion actor pool (images are read and decoded inside it, then fused; the steps of
+dynrec.items.encoding, which a replica's in-process path runs back to back) -> Parquet rows of item_id, content_hash, model_version, embedding (+ the content vectors and masks
 serving needs to re-fuse an item when its behaviour changes).
 
 An item is re-encoded only when its content hash (text + image bytes) or the model version (a
@@ -52,31 +51,26 @@ class StageResources:
 
 
 def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
-    """Actor-pool sizes from the cluster's resources.
+    """Actor-pool sizes from the cluster's resources: "text", and "image" (which fuses too).
 
-    With GPUs, each encoder pool gets one actor per GPU at half a GPU each, so a text and an
-    image actor share a device. On CPUs, the pools take fractional CPUs so the read and hash
-    tasks still get scheduled: two 1-CPU actors on a 2-core machine starve the reads and the job
-    hangs. Encoding MiniLM over ML-1M's abstracts costs about twice the poster encoder, so text
-    gets the larger pool.
+    With GPUs, each pool gets one actor per GPU at half a GPU each, so a text and an image actor
+    share a device. On CPUs, the pools take fractional CPUs so the read and hash tasks still get
+    scheduled: two 1-CPU actors on a 2-core machine starve the reads and the job hangs. On a
+    small node each pool is one actor with a thread per core: every actor costs a process start,
+    its imports and its model load (a second text actor on 2 cores cost 4 s of CPU over ML-1M and
+    ran no faster). Encoding MiniLM over ML-1M's abstracts costs about twice the poster encoder,
+    so on large nodes text gets the larger pool.
     """
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
     if gpus >= 1:
         per_gpu = StageResources(concurrency=int(gpus), num_cpus=1.0, num_gpus=0.5, threads=1)
-        return {"text": per_gpu, "image": per_gpu, "fusion": StageResources(1, 0.5, 0.0, 1)}
+        return {"text": per_gpu, "image": per_gpu}
     if cpus <= 4:
-        # the text encoder is most of the work on long descriptions, so it gets one actor per core;
-        # the image actor falls behind while they run and finishes alone, so it gets two threads
         cores = max(1, int(cpus))
-        return {
-            "text": StageResources(cores, cpus / (4 * cores), 0.0, 1),
-            "image": StageResources(1, cpus / 8, 0.0, min(2, cores)),
-            "fusion": StageResources(1, cpus / 8, 0.0, 1),
-        }
+        return {"text": StageResources(1, cpus / 4, 0.0, cores), "image": StageResources(1, cpus / 8, 0.0, min(2, cores))}
     return {
         "text": StageResources(max(1, int(cpus // 4)), 2.0, 0.0, 2),
         "image": StageResources(max(1, int(cpus // 8)), 2.0, 0.0, 2),
-        "fusion": StageResources(1, 1.0, 0.0, 1),
     }
 
 
@@ -90,24 +84,18 @@ class TextStage:
         return with_text(batch, self.encoder)
 
 
-class ImageStage:
-    def __init__(self, encoders: EncoderConfig, runtime: RuntimeConfig):
-        from dynrec.encoders.image import ImageEncoder
+class ImageFusionStage:
+    """Images, then fusion, in one actor. Fusion is a small graph: an actor of its own cost a
+    process start, its imports and one more hop per block. It runs the checkpoint's exported
+    fusion graph when there is one (no torch import: on 2 cores that import was most of a fusion
+    actor's CPU), else loads the checkpoint."""
 
-        self.encoder = ImageEncoder.from_config(encoders, runtime)
-
-    def __call__(self, batch: Batch) -> Batch:
-        return with_images(batch, self.encoder)
-
-
-class FusionStage:
-    """Runs the checkpoint's exported fusion graph when there is one (no torch import: on 2 cores
-    that import was most of this actor's CPU), else loads the checkpoint."""
-
-    def __init__(self, model_path: str, manifest: ModelManifest, runtime: RuntimeConfig,
+    def __init__(self, encoders: EncoderConfig, runtime: RuntimeConfig, model_path: str, manifest: ModelManifest,
                  behaviour: dict[str, np.ndarray], default_behaviour):
+        from dynrec.encoders.image import ImageEncoder
         from dynrec.models.runtime import ModelRuntime
 
+        self.encoder = ImageEncoder.from_config(encoders, runtime)
         self.runtime = ModelRuntime.exported(manifest, runtime)
         if self.runtime is None:
             from dynrec.models.model import load_model
@@ -117,7 +105,7 @@ class FusionStage:
         self.behaviour, self.default_behaviour = behaviour, default_behaviour
 
     def __call__(self, batch: Batch) -> Batch:
-        return fused(batch, self.runtime, self.item_index, self.behaviour, self.default_behaviour)
+        return fused(with_images(batch, self.encoder), self.runtime, self.item_index, self.behaviour, self.default_behaviour)
 
 
 def catalogue_parquet(config: DynrecConfig) -> Path:
@@ -187,22 +175,18 @@ def encode_catalog(
             # the text encoder sorts each batch's texts by token length before it cuts them into
             # its own batches, so a batch of a few hundred rows pads little (ML-1M: 4 % more tokens
             # than a global sort, which cost a shuffle of every row and poster, 7 s of a 35-s job);
-            # several blocks keep both text actors busy and let the image pool start on the first
+            # several blocks let the image pool start on the first while text encodes the rest
             blocks = max(1, -(-n_changed // TEXT_BATCH_ROWS))
             (
                 changed.repartition(blocks).map_batches(
                     TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]),
                     batch_size=None, **pool_arguments(resources["text"], blocks),
                 )
-                .map_batches(
-                    ImageStage, fn_constructor_args=(config.encoders, stage_runtime["image"]), batch_size=32,
-                    **pool_arguments(resources["image"]),
-                )
-                .map_batches(
-                    FusionStage,
-                    fn_constructor_args=(str(model_path), manifest, stage_runtime["fusion"], behaviour, default_behaviour),
-                    batch_size=256,
-                    **pool_arguments(resources["fusion"]),
+                .map_batches(  # a whole text block per call: the image encoder decodes its next batch while one runs
+                    ImageFusionStage,
+                    fn_constructor_args=(config.encoders, stage_runtime["image"], str(model_path), manifest, behaviour,
+                                         default_behaviour),
+                    batch_size=None, **pool_arguments(resources["image"], blocks),
                 )
                 .write_parquet(staging)
             )

@@ -19,8 +19,10 @@ from training.encode_catalog import behaviour_snapshot, encode_catalog, pool_arg
 
 def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
     small = stage_resources({"CPU": 2.0})
+    assert set(small) == {"text", "image"}  # fusion runs in the image actor
     assert sum(r.num_cpus * r.concurrency for r in small.values()) < 2.0  # room left for the read tasks
     assert all(r.num_gpus == 0 for r in small.values())
+    assert small["text"].concurrency == 1 and small["text"].threads == 2  # one actor's start-up, every core
     gpu = stage_resources({"CPU": 16.0, "GPU": 2.0})
     assert gpu["text"].num_gpus > 0 and gpu["image"].num_gpus > 0 and gpu["text"].concurrency == 2
     big = stage_resources({"CPU": 32.0})
@@ -28,10 +30,10 @@ def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
 
 
 def test_a_pool_starts_no_more_actors_than_there_are_blocks_to_give_them():
-    text = stage_resources({"CPU": 2.0})["text"]
-    assert text.concurrency == 2
+    text = stage_resources({"CPU": 16.0})["text"]
+    assert text.concurrency == 4
     assert pool_arguments(text, blocks=1)["compute"].max_size == 1  # ten changed items: one actor pays the start-up
-    assert pool_arguments(text, blocks=8)["compute"].max_size == 2
+    assert pool_arguments(text, blocks=8)["compute"].max_size == 4
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_encodes_every_item_then_only_the_changed_ones(ray_local, job):
     assert set(table["model_version"].to_pylist()) == {first["model_version"]}
     np.testing.assert_allclose(np.linalg.norm(vectors(table), axis=1), 1.0, atol=1e-5)
     assert table["image_mask"].to_pylist() == [image is not None for image in items["image"].to_pylist()]
-    # the fusion actor runs the exported graph; the checkpoint in torch fuses the same content alike
+    # the image-and-fusion actor runs the exported graph; the checkpoint in torch fuses the same content alike
     model, item_ids, _ = load_model(model_path)
     content = {name: table[name].to_numpy(zero_copy_only=False) for name in ("item_id", "text_mask", "image_mask")}
     content.update({name: vectors(table, name) for name in ("text_embedding", "image_embedding")})
