@@ -22,7 +22,7 @@ def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
     assert set(small) == {"text", "image"}  # fusion runs in the image actor
     assert sum(r.num_cpus * r.concurrency for r in small.values()) < 2.0  # room left for the read tasks
     assert all(r.num_gpus == 0 for r in small.values())
-    assert small["text"].concurrency == 1 and small["text"].threads == 2  # one actor's start-up, every core
+    assert small["text"].concurrency == 2 and small["text"].threads == 1  # no thread waits on a descheduled sibling
     gpu = stage_resources({"CPU": 16.0, "GPU": 2.0})
     assert gpu["text"].num_gpus > 0 and gpu["image"].num_gpus > 0 and gpu["text"].concurrency == 2
     big = stage_resources({"CPU": 32.0})
