@@ -59,8 +59,8 @@ def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
     MiniLM over ML-1M's abstracts costs about twice the poster encoder, so text gets the larger
     pool. On a small node the text actors run one thread each: the pools run at once and share
     the cores, and a one-thread text actor never waits on a thread of its own that another
-    process holds (one text actor of two threads saved 4 CPU-seconds of start-up on 2 cores, and
-    took 126 s against 112-118 s on 19,415 items).
+    process holds (one text actor of two threads saved 4 CPU-seconds of start-up on 2 cores, but
+    reached 0.73x the plain loop on 19,415 items, against 0.85x).
     """
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
     if gpus >= 1:
