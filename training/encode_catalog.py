@@ -4,8 +4,9 @@
 
 items (Parquet) -> content hash (tasks; unchanged items dropped here) -> text-encoder actor pool
 -> image-and-fusion actor pool (images are read and decoded inside it, then fused; the steps of
-dynrec.items.encoding, which a replica's in-process path runs back to back) -> Parquet rows of item_id, content_hash, model_version, embedding (+ the content vectors and masks
-serving needs to re-fuse an item when its behaviour changes).
+dynrec.items.encoding, which a replica's in-process path runs back to back) -> Parquet rows of
+item_id, content_hash, model_version, embedding (+ the content vectors and masks serving needs to
+re-fuse an item when its behaviour changes).
 
 An item is re-encoded only when its content hash (text + image bytes) or the model version (a
 fingerprint of the trained weights) differs from the previous output. Behaviour features are
@@ -177,7 +178,7 @@ def encode_catalog(
             # the text encoder sorts each batch's texts by token length before it cuts them into
             # its own batches, so a batch of a few hundred rows pads little (ML-1M: 4 % more tokens
             # than a global sort, which cost a shuffle of every row and poster, 7 s of a 35-s job);
-            # several blocks let the image pool start on the first while text encodes the rest
+            # several blocks keep both text actors busy and let the image pool start on the first
             blocks = max(1, -(-n_changed // TEXT_BATCH_ROWS))
             (
                 changed.repartition(blocks).map_batches(
