@@ -1,7 +1,7 @@
 """Sequential accuracy (DESIGN.md protocol): full ranking, leave-one-out, on ML-1M partial and ML-100k.
 
     .venv/bin/python -m bench.accuracy [--datasets ml-1m,ml-100k] [--models pop,itemknn,ease,sasrec,dynrec,dynrec-id]
-                                       [--reuse] [--epochs N] [--cut-users N]
+                                       [--reuse] [--epochs N] [--cut-users N] [--weak-order]
 
 The ablation at convergence trains the full model without one modality each, with the defaults
 (early stopping on validation): `--models dynrec-no-text,dynrec-no-image,dynrec-no-behaviour`.
@@ -18,6 +18,8 @@ runs are named `<model>@<N>ep`.
 `--cut-users N` evaluates every row on a seeded sample of N of the dataset's users with all their
 events and the whole catalogue, written as a source folder of its own (`<dataset>-<N>u` under
 `<home>/cuts`): the defaults on a small, sparse dataset, such as a 610-user MovieLens release.
+`--weak-order` deals each user's timestamps to their events in a seeded random order (row
+`<dataset>-shuffled`): the defaults where the order says nothing, as in a review log.
 
 Writes bench/results/accuracy.json as {dataset: {model: {hr@10, ndcg@10, mrr, coverage@10}}},
 merging into the rows already there, and each dynrec run's training figures to
@@ -85,12 +87,40 @@ def user_cut(config: DynrecConfig, users: int) -> DynrecConfig:
         dataset = load_source(config)
         everyone = np.unique(np.asarray(dataset.events["user_id"].to_pylist(), dtype=object))
         keep = pa.array(np.random.default_rng(0).choice(everyone, users, replace=False).tolist(), pa.string())
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(dataset.items, folder / "items.parquet")
-        if dataset.users is not None:
-            pq.write_table(dataset.users.filter(pc.is_in(dataset.users["user_id"], value_set=keep)), folder / "users.parquet")
-        pq.write_table(dataset.events.filter(pc.is_in(dataset.events["user_id"], value_set=keep)), folder / "events.parquet")
+        users_table = dataset.users.filter(pc.is_in(dataset.users["user_id"], value_set=keep)) if dataset.users is not None else None
+        _write_source(folder, dataset.items, dataset.events.filter(pc.is_in(dataset.events["user_id"], value_set=keep)), users_table)
     return dataclasses.replace(config, source=dataclasses.replace(config.source, uri=str(folder), name=label))
+
+
+def weak_order(config: DynrecConfig) -> DynrecConfig:
+    """The config reading its source with each user's timestamps dealt out to that user's events in
+    a seeded random order (`<home>/cuts/<label>-shuffled`): the same users, items and counts, with
+    an order that says nothing, as in a review log where the date of a review says little about
+    what the reviewer bought next. The test and validation items become random picks of each
+    user's history, where co-occurrence models such as EASE are strongest."""
+    label = f"{config.source.label}-shuffled"
+    folder = config.home / "cuts" / label
+    if not (folder / "events.parquet").is_file():
+        dataset = load_source(config)
+        events = dataset.events
+        users = pc.dictionary_encode(events["user_id"]).combine_chunks().indices.to_numpy()
+        stamps = events["timestamp"].cast(pa.int64()).to_numpy()
+        by_time = np.lexsort((stamps, users))  # each user's events in time order, users in blocks
+        by_chance = np.lexsort((np.random.default_rng(0).random(len(users)), users))  # the same blocks, shuffled inside
+        dealt = np.empty_like(stamps)
+        dealt[by_chance] = stamps[by_time]
+        column = pa.array(dealt, pa.int64()).cast(events.schema.field("timestamp").type)
+        events = events.set_column(events.schema.get_field_index("timestamp"), "timestamp", column)
+        _write_source(folder, dataset.items, events, dataset.users)
+    return dataclasses.replace(config, source=dataclasses.replace(config.source, uri=str(folder), name=label))
+
+
+def _write_source(folder: Path, items: pa.Table, events: pa.Table, users: pa.Table | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(items, folder / "items.parquet")
+    if users is not None:
+        pq.write_table(users, folder / "users.parquet")
+    pq.write_table(events, folder / "events.parquet")
 
 
 def dynrec_run(config: DynrecConfig, reuse: bool) -> dict:
@@ -127,6 +157,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse finished dynrec runs instead of training")
     parser.add_argument("--epochs", type=int, help="train every dynrec row for exactly this many epochs")
     parser.add_argument("--cut-users", type=int, default=0, help="evaluate on a seeded sample of this many users")
+    parser.add_argument("--weak-order", action="store_true",
+                        help="deal each user's timestamps to their events at random (a seeded, order-free variant)")
     parser.add_argument("--config")
     args = parser.parse_args()
     config = DynrecConfig.load(args.config)
@@ -141,6 +173,8 @@ def main() -> None:
         source = config.with_dataset(bundled)
         if args.cut_users:
             source = user_cut(source, args.cut_users)
+        if args.weak_order:
+            source = weak_order(source)
         dataset = source.source.label
         rows = table.setdefault(dataset, {})
         others = [m for m in baselines if m != "sasrec"]
@@ -153,7 +187,7 @@ def main() -> None:
             print(format_table(dataset, results, config.eval.k))
             rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
         for variant in (m for m in models if m in DYNREC_VARIANTS):
-            run_config = dynrec_config(bundled, variant, args.epochs, source.source if args.cut_users else None)
+            run_config = dynrec_config(bundled, variant, args.epochs, source.source if args.cut_users or args.weak_order else None)
             summary = dynrec_run(run_config, args.reuse)
             row_name = variant if args.epochs is None else f"{variant}@{args.epochs}ep"
             rows[row_name] = {key: round(summary[f"test_{key}"], 6) for key in REPORTED}
