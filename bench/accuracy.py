@@ -115,6 +115,16 @@ def weak_order(config: DynrecConfig) -> DynrecConfig:
     return dataclasses.replace(config, source=dataclasses.replace(config.source, uri=str(folder), name=label))
 
 
+def derived(config: DynrecConfig, cut_users: int = 0, shuffled: bool = False) -> tuple[DynrecConfig, SourceConfig | None]:
+    """The config on the user cut and/or the order-free variant the flags ask for, and that
+    derived source for the dynrec runs (None when the bundled dataset is read as it is)."""
+    if cut_users:
+        config = user_cut(config, cut_users)
+    if shuffled:
+        config = weak_order(config)
+    return config, config.source if cut_users or shuffled else None
+
+
 def _write_source(folder: Path, items: pa.Table, events: pa.Table, users: pa.Table | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(items, folder / "items.parquet")
@@ -170,11 +180,7 @@ def main() -> None:
     table: dict[str, dict[str, dict[str, float]]] = {}
     training: dict[str, dict[str, dict]] = {}
     for bundled in args.datasets.split(","):
-        source = config.with_dataset(bundled)
-        if args.cut_users:
-            source = user_cut(source, args.cut_users)
-        if args.weak_order:
-            source = weak_order(source)
+        source, derived_source = derived(config.with_dataset(bundled), args.cut_users, args.weak_order)
         dataset = source.source.label
         rows = table.setdefault(dataset, {})
         others = [m for m in baselines if m != "sasrec"]
@@ -187,7 +193,7 @@ def main() -> None:
             print(format_table(dataset, results, config.eval.k))
             rows.update({r.model: {key: round(r.test[key], 6) for key in REPORTED} for r in results})
         for variant in (m for m in models if m in DYNREC_VARIANTS):
-            run_config = dynrec_config(bundled, variant, args.epochs, source.source if args.cut_users or args.weak_order else None)
+            run_config = dynrec_config(bundled, variant, args.epochs, derived_source)
             summary = dynrec_run(run_config, args.reuse)
             row_name = variant if args.epochs is None else f"{variant}@{args.epochs}ep"
             rows[row_name] = {key: round(summary[f"test_{key}"], 6) for key in REPORTED}

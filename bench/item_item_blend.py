@@ -8,9 +8,9 @@ bench/results/item_item_blend.json. Each user's scores from both models are stan
 the catalogue (mean 0, standard deviation 1) and added as `dynrec + weight * EASE`; the weight
 is the one with the best validation NDCG@10 on a fixed grid (0 keeps dynrec alone), EASE is
 fitted on the training events for validation and refitted on train + validation for test, as
-the protocol does for every baseline. `--neighbours` keeps each item's K EASE weights of largest magnitude,
-as a service would for a large catalogue. It measures what an item-item term would be worth
-before serving one: the service ranks with dynrec alone.
+the protocol does for every baseline. `--neighbours` keeps each item's K EASE weights of
+largest magnitude, as a service would for a large catalogue. It measures what an item-item term
+would be worth before serving one: the service ranks with dynrec alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import argparse
 
 import numpy as np
 
-from bench.accuracy import dynrec_config, user_cut, weak_order
+from bench.accuracy import derived, dynrec_config
 from bench.common import write_results
 from dynrec.config import DynrecConfig
 from dynrec.data.interactions import Interactions
@@ -112,14 +112,9 @@ def main() -> None:
     neighbours = [int(n) for n in args.neighbours.split(",")]
     results: dict[str, dict] = {}
     for bundled in args.datasets.split(","):
-        source = DynrecConfig.load(None).with_dataset(bundled)
-        if args.cut_users:
-            source = user_cut(source, args.cut_users)
-        if args.weak_order:
-            source = weak_order(source)
-        derived = source.source if args.cut_users or args.weak_order else None
+        source, derived_source = derived(DynrecConfig.load(None).with_dataset(bundled), args.cut_users, args.weak_order)
         for variant in args.variants.split(","):
-            rows = probe(dynrec_config(bundled, variant, None, derived), neighbours)
+            rows = probe(dynrec_config(bundled, variant, None, derived_source), neighbours)
             results.setdefault(source.source.label, {})[variant] = rows
             for label, row in rows.items():
                 tests = row["test_ndcg@10"]
