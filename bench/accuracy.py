@@ -9,8 +9,10 @@ The ablation at convergence trains the full model without one modality each, wit
 Baselines are tuned on validation and refitted; SASRec early-stops on validation instead, and its
 training figures go to training.json beside dynrec's. dynrec rows are trained with Ray Train from
 configs/<dataset>.yaml on the dataset's files (not the live events a home's store may hold), with
-early stopping on validation NDCG@10; `--reuse` takes a finished run's
-test metrics from <home>/artifacts/<run>/metrics.json instead of training again.
+early stopping on validation NDCG@10, and their test rows are the model with the item-item term
+its training chose (dynrec.models.item_item; the model alone is in training.json); `--reuse`
+takes a finished run's test metrics from <home>/artifacts/<run>/metrics.json instead of training
+again (fitting the term for a run trained before it).
 `--epochs N` trains every dynrec row for exactly N epochs with no time budget or early stop (the
 modality ablation: equal work per variant, unaffected by other load on the machine); its rows and
 runs are named `<model>@<N>ep`.
@@ -135,11 +137,13 @@ def _write_source(folder: Path, items: pa.Table, events: pa.Table, users: pa.Tab
 
 def dynrec_run(config: DynrecConfig, reuse: bool) -> dict:
     """Final metrics of a training run: read back with `reuse`, else trained now."""
+    from training.train import add_item_item, run_training
+
     saved = config.paths.run(config.run_name) / "metrics.json"
     if reuse and saved.exists():
-        return json.loads(saved.read_text())
-    from training.train import run_training
-
+        summary = json.loads(saved.read_text())
+        # a run from before the item-item term: fitted now, as its training would have
+        return summary if "item_item_weight" in summary else add_item_item(config)
     return run_training(config)
 
 
@@ -210,6 +214,8 @@ def main() -> None:
                 "training_s": summary.get("training_s"),
                 "best_s": summary.get("best_s"),
                 "stopped_by": summary.get("stopped_by"),
+                "item_item_weight": summary.get("item_item_weight"),
+                "test_model_alone_ndcg@10": summary.get("test_model_alone_ndcg@10"),
             }
         print(f"\n{'model':<22} {'HR@10':>7} {'NDCG@10':>8} {'MRR':>7} {'cov@10':>7}")
         for model, row in rows.items():

@@ -9,63 +9,27 @@ the catalogue (mean 0, standard deviation 1) and added as `dynrec + weight * EAS
 is the one with the best validation NDCG@10 on a fixed grid (0 keeps dynrec alone), EASE is
 fitted on the training events for validation and refitted on train + validation for test, as
 the protocol does for every baseline. `--neighbours` keeps each item's K EASE weights of
-largest magnitude, as a service would for a large catalogue. It measures what an item-item term
-would be worth before serving one: the service ranks with dynrec alone.
+largest magnitude, as the service does (`item_item.neighbours`). The training job fits the served
+term the same way (dynrec.ranking.item_item) at the configured neighbour count; this probe
+compares neighbour counts and variants on finished runs.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from bench.accuracy import derived, dynrec_config
 from bench.common import write_results
-from dynrec.config import DynrecConfig
-from dynrec.data.interactions import Interactions
+from dynrec.config import DynrecConfig, ItemItemConfig
 from dynrec.eval.baselines import EASE
 from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
-from dynrec.models.model import load_model
-from dynrec.models.training import SequenceTrainer
+from dynrec.models.training import restored_scorer
+from dynrec.models.item_item import Blend, sparsified
 from dynrec.state.imports import training_dataset
 
-WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-EASE_L2 = 200.0  # EASE's validation choice on ML-1M, ML-100k and its order-free variant
-
-
-def standardised(scores: np.ndarray) -> np.ndarray:
-    """Each row to mean 0 and standard deviation 1, so two models' scores add on one scale."""
-    scores = scores.astype(np.float64)
-    return (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-9)
-
-
-class Blend:
-    """`Recommender` whose scores are a trained model's plus `weight` times an item-item model's."""
-
-    def __init__(self, model, item_item: EASE, weight: float):
-        self.model, self.item_item, self.weight = model, item_item, weight
-
-    def score(self, histories: Interactions, users: np.ndarray) -> np.ndarray:
-        own = standardised(self.model.score(histories, users))
-        if self.weight:
-            own += self.weight * standardised(self.item_item.score(histories, users))
-        return own.astype(np.float32)
-
-
-def sparsified(model: EASE, neighbours: int) -> EASE:
-    """`model` keeping only each item's `neighbours` weights of largest magnitude (0 keeps them
-    all): what a service could hold for a large catalogue, n x neighbours instead of n x n. The
-    negative weights count: keeping the largest positive ones only cost the order-free ML-100k
-    blend 0.149 -> 0.135 at 200 neighbours, against 0.147 by magnitude."""
-    if not neighbours or neighbours >= model.weights_.shape[1]:
-        return model
-    weights = model.weights_
-    dropped = np.argpartition(-np.abs(weights), neighbours, axis=1)[:, neighbours:]
-    kept = EASE(model.l2)
-    kept.weights_ = weights.copy()
-    np.put_along_axis(kept.weights_, dropped, 0.0, axis=1)
-    return kept
+WEIGHTS = ItemItemConfig().weights
+EASE_L2 = ItemItemConfig().l2
 
 
 def probe(config: DynrecConfig, neighbours: list[int]) -> dict[str, dict]:
@@ -75,10 +39,7 @@ def probe(config: DynrecConfig, neighbours: list[int]) -> dict[str, dict]:
     if not path.is_file():
         raise SystemExit(f"no trained run at {path}: train it first with `python -m bench.accuracy` and the same flags")
     inputs = prepare_inputs(config, progress=False, dataset=training_dataset(config))
-    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at, texts=inputs.texts)
-    trainer.model.load_state_dict(load_model(path)[0].state_dict())
-    trainer.refresh_text()
-    scorer, split, k = trainer.scorer(), inputs.split, config.eval.k
+    scorer, split, k = restored_scorer(config, inputs, path), inputs.split, config.eval.k
 
     def test(model) -> float:
         return evaluate(model, split.test_input, split.test_targets, k=k)[f"ndcg@{k}"]

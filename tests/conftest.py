@@ -84,7 +84,8 @@ def served(serving_config_path):
 @pytest.fixture(scope="session")
 def retrained(serving_config_path):
     """A second model for the served store, as `dynrec train` leaves one before publishing it: the
-    bootstrap recipe with another seed and 2 epochs, in its own run folder. Returns the config
+    bootstrap recipe with another seed and 2 epochs, in its own run folder, with its item-item term
+    fitted by the training job's own step (at weight 1, so that it shows). Returns the config
     naming that run, and the model's path."""
     import dataclasses
 
@@ -92,6 +93,7 @@ def retrained(serving_config_path):
     from dynrec.config import DynrecConfig
     from dynrec.state import open_store
     from dynrec.state.imports import stored_dataset
+    from training.train import add_item_item
 
     config = DynrecConfig.load(serving_config_path)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=1, run_name="ml-100k-retrained"),
@@ -103,6 +105,7 @@ def retrained(serving_config_path):
         store.close()
     model_path = config.paths.model(config.run_name)
     train_bootstrap(config, dataset, model_path, progress=False)
+    add_item_item(dataclasses.replace(config, item_item=dataclasses.replace(config.item_item, weights=(1.0,))))
     return config, model_path
 
 

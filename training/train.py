@@ -28,10 +28,11 @@ from dynrec.artifacts.prepare import ensure_manifest, onnx_folder
 from dynrec.artifacts.publish import publish
 from dynrec.artifacts.versions import PublishedModel, better_than_served, publish_model
 from dynrec.config import DynrecConfig
-from dynrec.eval.evaluate import evaluate
 from dynrec.models.inputs import prepare_inputs
 from dynrec.models.model import load_model, save_model
-from dynrec.models.training import EpochReport, SequenceTrainer
+from dynrec.models.training import EpochReport, SequenceTrainer, restored_scorer
+from dynrec.models.item_item import fit_item_item
+from dynrec.ranking.item_item import ITEM_ITEM_FILE
 from dynrec.state import open_store
 from dynrec.state.imports import training_dataset
 from training.priority import idle_runtime_env, run_idle
@@ -87,12 +88,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         saved = None
         metrics = {"final": True, "best_ndcg@10": trainer.best_ndcg, "epoch": trainer.epoch, **trainer.timing()}
         if rank == 0:
-            test = evaluate(trainer.scorer(), inputs.split.test_input, inputs.split.test_targets, k=config.eval.k)
-            metrics.update({f"test_{k}": v for k, v in test.items()})
+            fit = fit_item_item(trainer.scorer(), inputs.split, inputs.interactions, inputs.interactions.item_ids,
+                                config.item_item, k=config.eval.k)
+            metrics.update(fit.metrics(config.eval.k))
             save_model(Path(folder) / MODEL_FILE, trainer.model, inputs.interactions.item_ids, metrics)
+            if fit.weights is not None:
+                fit.weights.save(Path(folder) / ITEM_ITEM_FILE)
             torch.save(trainer.state_dict(), Path(folder) / TRAINER_STATE)
             saved = Checkpoint.from_directory(folder)
-            print(f"test: {json.dumps({k: round(v, 4) for k, v in test.items()})}", flush=True)
+            print(f"test: {json.dumps({k: round(v, 4) for k, v in fit.test.items()})} "
+                  f"(item-item weight {metrics['item_item_weight']:g}; the model alone: NDCG@10 "
+                  f"{fit.test_alone[f'ndcg@{config.eval.k}']:.4f})", flush=True)
         ray.train.report(metrics, checkpoint=saved)
 
 
@@ -125,11 +131,36 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
     artefacts.mkdir(parents=True, exist_ok=True)
     with result.checkpoint.as_directory() as folder:
         shutil.copy(Path(folder) / MODEL_FILE, artefacts / MODEL_FILE)
+        copy_item_item(Path(folder), artefacts)
     summary = {**result.metrics, "wall_s": time.perf_counter() - started, "model_path": str(artefacts / MODEL_FILE)}
     (artefacts / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)  # for replicas on other nodes
     if config.train.publish:
         summary["published"] = publish_to_service(config, artefacts / MODEL_FILE, result.metrics.get("best_ndcg@10"))
+    return summary
+
+
+def copy_item_item(source: Path, artefacts: Path) -> None:
+    """The run's item-item weights beside its model, or none there when it has none (a run of the
+    same name from before must not leave its weights to a model that did not choose them)."""
+    if (source / ITEM_ITEM_FILE).is_file():
+        shutil.copy(source / ITEM_ITEM_FILE, artefacts / ITEM_ITEM_FILE)
+    else:
+        (artefacts / ITEM_ITEM_FILE).unlink(missing_ok=True)
+
+
+def add_item_item(config: DynrecConfig) -> dict[str, Any]:
+    """Fit the item-item term (dynrec.ranking.item_item) for a finished run trained without one, as
+    the training job fits it, beside its model; returns its metrics.json, updated."""
+    model_path = config.paths.model(config.run_name)
+    inputs = prepare_inputs(config, progress=False, dataset=training_dataset(config))
+    fit = fit_item_item(restored_scorer(config, inputs, model_path), inputs.split, inputs.interactions,
+                        inputs.interactions.item_ids, config.item_item, k=config.eval.k)
+    if fit.weights is not None:
+        fit.weights.save(model_path.with_name(ITEM_ITEM_FILE))
+    saved = model_path.with_name("metrics.json")
+    summary = {**(json.loads(saved.read_text()) if saved.is_file() else {}), **fit.metrics(config.eval.k)}
+    saved.write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 

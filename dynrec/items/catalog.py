@@ -36,6 +36,7 @@ from dynrec.items import snapshot
 from dynrec.items.feedback import FEEDBACK_TYPES
 from dynrec.items.snapshot import CatalogueState, ItemMeta
 from dynrec.memory import release_unused_memory
+from dynrec.ranking.item_item import ITEM_ITEM_FILE, ItemItemTerm, ItemItemWeights
 from dynrec.state import ItemChange, StateStore, StoredEvent
 
 if TYPE_CHECKING:  # torch: loaded by whoever builds the runtime, not by importing the ranker
@@ -58,11 +59,13 @@ class ItemDetail:
 
 class Catalog:
     def __init__(self, config: DynrecConfig, runtime: ModelRuntime, trained_ids: list[str], store: StateStore,
-                 state: CatalogueState):
+                 state: CatalogueState, item_item: ItemItemWeights | None = None):
         """The catalogue from `state` (a snapshot, or one built from the store), as of its log
         positions; `boot` is the usual way in. Rows whose embedding is missing, or was fused by
-        another model, are fused here."""
+        another model, are fused here. `item_item`: the model's item-item term, when its training
+        fitted one (dynrec.ranking.item_item)."""
         self.config, self.runtime, self.store = config, runtime, store
+        self.item_item = ItemItemTerm(item_item) if item_item is not None else None
         self.model_version = runtime.fingerprint
         self.meta: list[ItemMeta] = state.meta
         self.ids: list[str] = [m.item_id for m in state.meta]
@@ -113,7 +116,7 @@ class Catalog:
         if state is None:
             state = snapshot.build(config, artifacts, store, runtime.fingerprint, runtime.dim)
             snapshot.save(store, state)
-        catalog = cls(config, runtime, trained_ids, store, state)
+        catalog = cls(config, runtime, trained_ids, store, state, ItemItemWeights.load(artifacts.model_path.with_name(ITEM_ITEM_FILE)))
         catalog.sync(force=True)
         release_unused_memory()  # the tables read above
         return catalog

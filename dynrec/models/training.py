@@ -26,7 +26,8 @@ from dynrec.data.interactions import Interactions
 from dynrec.data.splits import LeaveOneOutSplit
 from dynrec.encoders.behaviour import BehaviourFeatures, bucket_of, time_bucket_edges
 from dynrec.eval.evaluate import evaluate
-from dynrec.models.model import Catalogue, DynrecModel, SequenceBatch, event_type_codes, make_batch
+from dynrec.models.inputs import TrainingInputs
+from dynrec.models.model import Catalogue, DynrecModel, SequenceBatch, event_type_codes, load_model, make_batch
 from dynrec.models.text_tower import LowerTextStates, sampled_positions
 
 # Early stopping waits for `train.patience` epochs AND `train.patience_steps` optimizer steps
@@ -378,3 +379,14 @@ class SequenceTrainer:
             dist.broadcast_object_list(flag, src=0)
             return tuple(flag[0])
         return decision
+
+
+def restored_scorer(config: DynrecConfig, inputs: TrainingInputs, model_path) -> SequenceScorer:
+    """The scorer of a saved model as its training run scored it (the same behaviour snapshots, the
+    tuned text layers applied to the catalogue), on the inputs it was trained on."""
+    from dynrec.models.model import load_model
+
+    trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at, texts=inputs.texts)
+    trainer.model.load_state_dict(load_model(model_path)[0].state_dict())
+    trainer.refresh_text()
+    return trainer.scorer()

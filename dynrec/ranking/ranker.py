@@ -184,40 +184,63 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
              segment: SegmentDraw | None = None) -> tuple[list[str], np.ndarray]:
     """The user's top k from the index (with the user's long-term interests, when the view carries
     them: see `with_interests`); for a user with only a few events, blended with the prior (with
-    their `segment` drawn in, when given).
+    their `segment` drawn in, when given); and, where the model's training fitted one, with the
+    item-item term of the user's seen items (dynrec.ranking.item_item).
 
-    Both scores are standardised (the model's against a fixed sample of items, the prior's over
-    every item) and the prior's is added at `blend_weight`; the candidates are the model's top and
-    the prior's top, so the catalogue is not scored item by item.
+    The scores are standardised (the model's against a fixed sample of items, the prior's and
+    the item-item term's over every item) and added, the prior's at `blend_weight`; the candidates
+    are the model's top and the prior's and the term's tops, so the catalogue is not scored item
+    by item.
     """
     weight = blend_weight(user.history_length, catalog.config.cold_start)
-    if not weight:
+    term = catalog.item_item.for_user(user.seen) if catalog.item_item is not None else None
+    if not weight and term is None:
         if user.interests is not None:
             return with_interests(catalog, user, k, exclude, accept)
         return catalog.index.search(user.embedding, k, exclude, accept)
     pool = max(k, catalog.config.serving.candidates)
-    ids, scores = catalog.index.search(user.embedding, pool, exclude, accept)
-    model = dict(zip(ids, scores.tolist()))
-    prior = segment.prior if segment is not None else catalog.prior.ranking(user.attributes)
-    missing = [catalog.ids[row] for row in prior_top(catalog, prior.order, pool, exclude, accept) if catalog.ids[row] not in model]
-    model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
-    pooled = list(model)
-    rows = np.array([catalog.row[i] for i in pooled], dtype=np.int64)  # typed: filters may leave none
-    known = rows < len(prior.scores)  # items added while serving have no prior
-    prior_scores = np.zeros(len(pooled))
-    prior_scores[known] = prior.standardised[rows[known]]
-    scores = blended(np.array([model[i] for i in pooled]), catalog.score_sample @ user.embedding, prior_scores,
-                     user.history_length, catalog.config.cold_start)
+
+    def allowed(item_id: str) -> bool:
+        return catalog.visible(item_id) and item_id not in exclude and (accept is None or accept(item_id))
+
+    if user.interests is not None and not weight:
+        ids, scores = with_interests(catalog, user, k, exclude, accept)
+        taken = set(ids)
+        extra = [i for i in term.top(pool, allowed) if i not in taken]
+        ids = ids + extra
+        scores = np.concatenate([scores, interest_scores(catalog, user, extra)]) + term.of(ids)
+    else:
+        ids, model_scores = catalog.index.search(user.embedding, pool, exclude, accept)
+        model = dict(zip(ids, model_scores.tolist()))
+        wanted: list[str] = []
+        if weight:
+            prior = segment.prior if segment is not None else catalog.prior.ranking(user.attributes)
+            wanted += [catalog.ids[row] for row in prior_top(catalog, prior.order, pool, exclude, accept)]
+        if term is not None:
+            wanted += term.top(pool, allowed)
+        missing = list(dict.fromkeys(i for i in wanted if i not in model))
+        if missing:
+            model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
+        ids = list(model)
+        own, reference = np.array([model[i] for i in ids]), catalog.score_sample @ user.embedding
+        if weight:
+            rows = np.array([catalog.row[i] for i in ids], dtype=np.int64)  # typed: filters may leave none
+            known = rows < len(prior.scores)  # items added while serving have no prior
+            prior_scores = np.zeros(len(ids))
+            prior_scores[known] = prior.standardised[rows[known]]
+            scores = blended(own, reference, prior_scores, user.history_length, catalog.config.cold_start)
+        else:
+            scores = standardise(own, reference)
+        if term is not None:
+            scores = scores + term.of(ids)
     order = np.argsort(-scores, kind="stable")[:k]
-    return [pooled[o] for o in order], scores[order]
+    return [ids[o] for o in order], scores[order]
 
 
 def with_interests(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept) -> tuple[list[str], np.ndarray]:
     """k candidates ranked by both of the user's states: the user embedding's top k - r, and r
     more retrieved along the long-term interests, each its share of them (r is
-    `interests.candidate_share` of k). Each candidate scores the user embedding's standardised
-    score plus `interests.weight` times its best interest's: that interest's standardised score
-    plus the log of its share, so a small interest must match better to count as much."""
+    `interests.candidate_share` of k), scored by `interest_scores`."""
     settings = catalog.config.interests
     reserved = round(k * settings.candidate_share)
     ids, _ = catalog.index.search(user.embedding, k - reserved, exclude, accept)
@@ -229,12 +252,21 @@ def with_interests(catalog: Catalog, user: UserView, k: int, exclude: set[str], 
             taken.update(found)
     if not ids:
         return [], np.zeros(0)
-    vectors = catalog.vectors(ids)
-    by_interest = np.stack([standardise(vectors @ d, catalog.score_sample @ d) for d in user.interests], axis=1)
-    scores = (standardise(vectors @ user.embedding, catalog.score_sample @ user.embedding)
-              + settings.weight * (by_interest + np.log(user.interest_shares)).max(axis=1))
+    scores = interest_scores(catalog, user, ids)
     order = np.argsort(-scores, kind="stable")
     return [ids[o] for o in order], scores[order]
+
+
+def interest_scores(catalog: Catalog, user: UserView, ids: list[str]) -> np.ndarray:
+    """Each item's score under both of the user's states: the user embedding's standardised score
+    plus `interests.weight` times its best interest's, that interest's standardised score plus the
+    log of its share, so a small interest must match better to count as much."""
+    if not ids:
+        return np.zeros(0)
+    vectors = catalog.vectors(ids)
+    by_interest = np.stack([standardise(vectors @ d, catalog.score_sample @ d) for d in user.interests], axis=1)
+    return (standardise(vectors @ user.embedding, catalog.score_sample @ user.embedding)
+            + catalog.config.interests.weight * (by_interest + np.log(user.interest_shares)).max(axis=1))
 
 
 def quotas(total: int, shares: np.ndarray) -> np.ndarray:
@@ -447,19 +479,51 @@ def cited(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[s
     return [window[positions[chosen[b]]] if drops[b, i] > 0 and drops[b, i] >= floor else None for i, b in enumerate(best)]
 
 
+def co_chosen(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tuple[str, str, int, float] | None]:
+    """For each item the item-item term put forward (its part of the score positive and larger
+    than the model's standardised score), the liked entry of the user's recent history with the
+    largest kept EASE weight to it (dynrec.ranking.item_item); None for every other item."""
+    none: list[tuple[str, str, int, float] | None] = [None] * len(item_ids)
+    term = catalog.item_item.for_user(user.seen) if catalog.item_item is not None and user.embedding is not None else None
+    if term is None or not item_ids:
+        return none
+    known = catalog.item_item.position
+    newest = {e[0]: e for e in reversed(user.recent)}  # `recent` is newest first: the newest entry per item wins
+    had = [e for e in newest.values() if e[0] in known and liked(catalog, e)]
+    own = standardise(catalog.vectors(item_ids) @ user.embedding, catalog.score_sample @ user.embedding)
+    parts = term.of(item_ids)
+    forward = [j for j, item_id in enumerate(item_ids) if item_id in known and parts[j] > max(own[j], 0.0)]
+    if not had or not forward:
+        return none
+    weights = catalog.item_item.between([e[0] for e in had], [item_ids[j] for j in forward])
+    for column, j in enumerate(forward):
+        best = int(np.argmax(weights[:, column]))
+        if weights[best, column] > 0:
+            none[j] = had[best]
+    return none
+
+
 def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[str]:
-    """One reason per item: "because of <the history item `cited` for it>", or, when no single
-    item stands out, that it fits the history as a whole; flagged when the item is new."""
+    """One reason per item: "often chosen with <a history item>" where the item-item term put the
+    item forward (`co_chosen`), else "because of <the history item `cited` for it>", or, when no
+    single item stands out, that it fits the history as a whole; flagged when the item is new."""
     reasons = []
-    for item_id, entry in zip(item_ids, cited(catalog, item_ids, user)):
+    for item_id, entry, together in zip(item_ids, cited(catalog, item_ids, user), co_chosen(catalog, item_ids, user)):
         prefix = "new item, " if catalog.is_new(item_id) else ""
-        if entry is None:
+        if together is not None:
+            reasons.append(sentence(f"{prefix}often chosen with {what_you_did(catalog, together)}"))
+        elif entry is None:
             reasons.append(sentence(f"{prefix}fits your history as a whole" if user.recent else f"{prefix}matches your interests"))
-            continue
-        item, event_type, _, value = entry
-        detail = f" {value:g}★" if event_type == "rating" else ""
-        reasons.append(sentence(f"{prefix}because of “{catalog.item(item).title}”, which you {VERBS.get(event_type, 'interacted with')}{detail}"))
+        else:
+            reasons.append(sentence(f"{prefix}because of {what_you_did(catalog, entry)}"))
     return reasons
+
+
+def what_you_did(catalog: Catalog, entry: tuple[str, str, int, float]) -> str:
+    """A history entry as a reason cites it: “<title>”, which you rated 4★ (or viewed, bought...)."""
+    item, event_type, _, value = entry
+    detail = f" {value:g}★" if event_type == "rating" else ""
+    return f"“{catalog.item(item).title}”, which you {VERBS.get(event_type, 'interacted with')}{detail}"
 
 
 def similar_items(catalog: Catalog, item_id: str, k: int, filters: Filters) -> list[Ranked]:

@@ -68,6 +68,10 @@ def test_a_published_model_is_served_without_a_restart_and_no_response_mixes_two
     assert service.get("/healthz").json()["model_version"] == new
     mixed = [r for r in responses if r["user_model_version"] != r["model_version"]]
     assert mixed == [], f"{len(mixed)} of {len(responses)} responses ranked a user embedded by another model"
+    # the new run's item-item term came with it: items it put forward say which history item they go with
+    reasons = [r["reason"] for user in ("1", "2", "5", "6", "10")
+               for r in service.post("/v1/recommendations", json={"user_id": user, "num_results": 20}).json()["items"]]
+    assert [r for r in reasons if r.startswith("Often chosen with “")], reasons
     bootstrap = DynrecConfig.load(service.config_path)
     publish_model(store, PublishedModel(f"{bootstrap.source.label}-bootstrap", before, None, time.time()))
     store.close()  # later tests (and the other store's run) serve the bootstrap model again

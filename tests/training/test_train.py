@@ -7,6 +7,7 @@ import torch
 
 from dynrec.config import DynrecConfig
 from dynrec.models.model import load_model
+from dynrec.ranking.item_item import ITEM_ITEM_FILE, ItemItemWeights
 from training.train import run_training
 
 
@@ -31,6 +32,13 @@ def test_two_ddp_workers_train_and_write_the_served_model(ray_local, tmp_path):
     assert len(item_ids) == 1682 and metrics["best_ndcg@10"] == pytest.approx(summary["best_ndcg@10"])
     saved = json.loads((tmp_path / "artifacts" / "ddp" / "metrics.json").read_text())
     assert saved["test_hr@10"] == pytest.approx(summary["test_hr@10"])
+    # the item-item term: its weight chosen on validation, saved beside the served model
+    by_weight = {float(w): v for w, v in summary["item_item_valid_ndcg@10"].items()}
+    assert summary["item_item_weight"] == max(by_weight, key=by_weight.get)
+    weights = ItemItemWeights.load(tmp_path / "artifacts" / "ddp" / ITEM_ITEM_FILE)
+    assert weights.weight == summary["item_item_weight"] and weights.item_ids == item_ids
+    if weights.weight:
+        assert summary["test_ndcg@10"] != summary["test_model_alone_ndcg@10"]
 
 
 def test_rerunning_a_run_resumes_from_its_checkpoint(ray_local, tmp_path):
