@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 ITEM_ITEM_FILE = "item_item.npz"  # beside the model's checkpoint
 
@@ -28,7 +27,8 @@ ITEM_ITEM_FILE = "item_item.npz"  # beside the model's checkpoint
 @dataclass
 class ItemItemWeights:
     """Each trained item's kept EASE weights as a CSR matrix (row: the item a user had, columns:
-    the items it speaks for), over `item_ids`, and the `weight` the term is added at."""
+    the items it speaks for, sorted within a row), over `item_ids`, and the `weight` the term is
+    added at."""
 
     item_ids: list[str]
     indptr: np.ndarray
@@ -60,32 +60,43 @@ class ItemItemTerm:
         self.weight = weights.weight
         self.item_ids = weights.item_ids
         self.position = {item_id: i for i, item_id in enumerate(weights.item_ids)}
-        self.matrix = sp.csr_matrix((weights.data, weights.indices, weights.indptr),
-                                    shape=(len(weights.item_ids), len(weights.item_ids)))
+        self.indptr, self.indices, self.data = weights.indptr, weights.indices, weights.data
+        self._last: tuple[set[str], UserItemItem | None] | None = None
 
     def scores(self, seen: set[str]) -> np.ndarray | None:
         """The user's raw EASE scores over the trained items (None when none of `seen` is one)."""
         rows = [self.position[i] for i in seen if i in self.position]
         if not rows:
             return None
-        return np.asarray(self.matrix[rows].sum(axis=0)).ravel()
+        spans = [slice(self.indptr[r], self.indptr[r + 1]) for r in rows]
+        return np.bincount(np.concatenate([self.indices[s] for s in spans]),
+                           weights=np.concatenate([self.data[s] for s in spans]), minlength=len(self.item_ids))
 
     def between(self, had: list[str], items: list[str]) -> np.ndarray:
         """(len(had), len(items)): the kept weight from each item a user had to each item (0 where
         none is kept); every id must be a trained one."""
-        rows = [self.position[i] for i in had]
-        columns = [self.position[i] for i in items]
-        return self.matrix[rows][:, columns].toarray()
+        columns = np.array([self.position[i] for i in items], dtype=np.int64)
+        weights = np.zeros((len(had), len(columns)), np.float32)
+        for row, item_id in enumerate(had):
+            span = slice(self.indptr[self.position[item_id]], self.indptr[self.position[item_id] + 1])
+            kept = self.indices[span]  # sorted
+            at = np.minimum(np.searchsorted(kept, columns), max(len(kept) - 1, 0))
+            found = kept[at] == columns if len(kept) else np.zeros(len(columns), bool)
+            weights[row, found] = self.data[span][at[found]]
+        return weights
 
     def for_user(self, seen: set[str]) -> "UserItemItem | None":
-        """The user's term; None when it adds nothing (no seen item is a trained one, or a weight of 0)."""
-        raw = self.scores(seen)
-        if raw is None or not self.weight:
-            return None
-        spread = float(raw.std())
-        if spread <= 0:
-            return None
-        return UserItemItem(self, self.weight * (raw - raw.mean()) / spread, self.weight * -raw.mean() / spread)
+        """The user's term; None when it adds nothing (no seen item is a trained one, or a weight of
+        0). A request asks twice (ranking, then reasons) with the same view's `seen`: the last
+        answer is kept for that very set (views are copies, never changed in place)."""
+        last = self._last
+        if last is not None and last[0] is seen:
+            return last[1]
+        raw = self.scores(seen) if self.weight else None
+        spread = float(raw.std()) if raw is not None else 0.0
+        mine = UserItemItem(self, self.weight * (raw - raw.mean()) / spread, self.weight * -raw.mean() / spread) if spread > 0 else None
+        self._last = (seen, mine)
+        return mine
 
 
 @dataclass
@@ -105,7 +116,7 @@ class UserItemItem:
         """The up-to-k items with the largest term that `allowed(item_id)` admits, best first
         (items the user's items do not speak for never count as found)."""
         supported = np.flatnonzero(self.by_position > self.unsupported)
-        order = supported[np.argsort(-self.by_position[supported], kind="stable")]
+        order = supported[np.argsort(-self.by_position[supported], kind="stable")]  # a few thousand at most: cheap
         found: list[str] = []
         for position in order:
             item_id = self.term.item_ids[position]

@@ -90,3 +90,12 @@ def test_an_item_the_term_put_forward_is_explained_by_the_history_item_chosen_wi
     disliked = dataclasses.replace(view, recent=[(e[0], "rating", e[2], 1.0) for e in view.recent])
     catalog, _ = ranked_with_term(100.0)  # a 1★ is never given as a reason
     assert not [r for r in reasons_for(catalog, [r.item_id for r in ranked], disliked) if r.startswith("Often chosen")]
+
+
+def test_weights_between_items_are_the_kept_ones(ml100k_interactions, ease):
+    ids = list(ml100k_interactions.item_ids)
+    term = ItemItemTerm(served_weights(ease, ids, 1.0, 20))
+    kept = sparsified(ease, 20).weights_
+    had, items = [ids[0], ids[7], ids[300]], [ids[i] for i in (0, 1, 2, 50, 100, 181, 1000)] + [ids[int(np.argmax(kept[7]))]]
+    expected = kept[np.ix_([0, 7, 300], [ids.index(i) for i in items])]
+    assert np.allclose(term.between(had, items), expected) and (expected != 0).any()
