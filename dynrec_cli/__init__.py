@@ -34,11 +34,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     config = _config(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    results = compare(models, config, progress=not args.no_progress)
+    results = compare(models, config, progress=not args.no_progress) if models else []
+    results += [trained_run(config, run.strip()) for run in (args.runs or "").split(",") if run.strip()]
     print(format_table(config.source.label, results, config.eval.k))
     if args.json:
         print(json.dumps({r.model: {**r.test, "best_param": r.best_param} for r in results}, indent=2))
     return 0
+
+
+def trained_run(config, run: str):
+    """A finished `dynrec train` run's test row, from <home>/artifacts/<run>/metrics.json (the
+    model with its item-item term; `param` is the term's weight, `time` the run's wall time)."""
+    from dynrec.eval import ProtocolResult
+
+    saved = config.paths.run(run) / "metrics.json"
+    if not saved.is_file():
+        raise ValueError(f"no finished run '{run}': {saved} does not exist (train it with `dynrec train`)")
+    metrics = json.loads(saved.read_text())
+    test = {key.removeprefix("test_"): value for key, value in metrics.items() if key.startswith("test_")}
+    return ProtocolResult(run, test, metrics.get("item_item_weight"), seconds=float(metrics.get("wall_s") or 0.0))
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -84,7 +98,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config(args)
     summary = run_training(config)
     print(f"\nbest validation NDCG@{config.eval.k}: {summary['best_ndcg@10']:.4f}")
-    print(f"test NDCG@{config.eval.k}: {summary.get('test_ndcg@10', float('nan')):.4f}  HR@{config.eval.k}: {summary.get('test_hr@10', float('nan')):.4f}")
+    print(f"test NDCG@{config.eval.k}: {summary.get('test_ndcg@10', float('nan')):.4f}  HR@{config.eval.k}: {summary.get('test_hr@10', float('nan')):.4f}"
+          f"  (item-item weight {summary.get('item_item_weight', 0.0):g}; the model alone: NDCG@{config.eval.k} "
+          f"{summary.get(f'test_model_alone_ndcg@{config.eval.k}', float('nan')):.4f})")
     print(f"model: {summary['model_path']}")
     return 0
 
@@ -147,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("eval", help="compare models on a dataset (full ranking, leave-one-out)")
     p_eval.add_argument("--dataset", choices=sorted(BUNDLED), help="a bundled example instead of the configured source")
     p_eval.add_argument("--models", default="pop,itemknn,ease", help="comma-separated: pop, itemknn, ease, sasrec")
+    p_eval.add_argument("--runs", help="comma-separated names of finished `dynrec train` runs whose test rows to print too")
     p_eval.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p_eval.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_eval.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting")

@@ -1,5 +1,6 @@
 """The installed `dynrec` entry point, run as a user would."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,13 @@ def test_bad_model_name_is_a_clear_error():
     result = run("eval", "--dataset", "ml-100k", "--models", "nope")
     assert result.returncode == 2
     assert "unknown model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unfinished_run_is_a_clear_error(tmp_path):
+    result = run("eval", "--dataset", "ml-100k", "--models", "", "--runs", "never-trained",
+                 env={**os.environ, "DYNREC_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "no finished run 'never-trained'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_data_names_the_variable(tmp_path):

@@ -1,6 +1,10 @@
 """The Ray Train job on real local Ray: DDP workers, checkpoints, resume, and the served artefact."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +43,13 @@ def test_two_ddp_workers_train_and_write_the_served_model(ray_local, tmp_path):
     assert weights.weight == summary["item_item_weight"] and weights.item_ids == item_ids
     if weights.weight:
         assert summary["test_ndcg@10"] != summary["test_model_alone_ndcg@10"]
+    # `dynrec eval --runs` prints the finished run's row
+    shown = subprocess.run([str(Path(sys.executable).with_name("dynrec")), "eval", "--dataset", "ml-100k", "--models", "",
+                            "--runs", "ddp"], capture_output=True, text=True, timeout=300, env={**os.environ, "DYNREC_HOME": str(tmp_path)})
+    assert shown.returncode == 0, shown.stderr
+    row = [line.split() for line in shown.stdout.splitlines() if line.startswith("ml-100k")]
+    assert [r[1] for r in row] == ["ddp"] and float(row[0][3]) == pytest.approx(summary["test_ndcg@10"], abs=1e-4)
+    assert float(row[0][6]) == summary["item_item_weight"]
 
 
 def test_rerunning_a_run_resumes_from_its_checkpoint(ray_local, tmp_path):
