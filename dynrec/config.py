@@ -176,7 +176,7 @@ class ModelConfig:
 
 @dataclass(slots=True)
 class TrainConfig:
-    epochs: int = 200
+    epochs: int = 1000  # a cap: early stopping ends runs (the 610-user cut hit 200 epochs, 1,000 steps, first)
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
