@@ -65,11 +65,11 @@ class Catalog:
         another model, are fused here. `item_item`: the model's item-item term, when its training
         fitted one (dynrec.ranking.item_item)."""
         self.config, self.runtime, self.store = config, runtime, store
-        self.item_item = ItemItemTerm(item_item) if item_item is not None else None
         self.model_version = runtime.fingerprint
         self.meta: list[ItemMeta] = state.meta
         self.ids: list[str] = [m.item_id for m in state.meta]
         self.row: dict[str, int] = {item_id: i for i, item_id in enumerate(self.ids)}
+        self.item_item = ItemItemTerm(item_item, self.row) if item_item is not None else None
         self.text, self.text_mask, self.image, self.image_mask = state.text, state.text_mask, state.image, state.image_mask
         trained = {item_id: i for i, item_id in enumerate(trained_ids)}
         self.model_index = np.array([trained.get(i, -1) for i in self.ids], dtype=np.int64)

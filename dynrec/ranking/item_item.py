@@ -56,21 +56,26 @@ class ItemItemTerm:
     """The served weights over a catalogue: per user, each item's term (`weight` times its
     standardised EASE score over the trained items) from the items the user has had."""
 
-    def __init__(self, weights: ItemItemWeights):
+    def __init__(self, weights: ItemItemWeights, catalogued: dict[str, int] | None = None):
+        """`catalogued`: the catalogue's items (by id); trained items missing from it (a model
+        trained on files with items the store lacks) are never put forward."""
         self.weight = weights.weight
         self.item_ids = weights.item_ids
         self.position = {item_id: i for i, item_id in enumerate(weights.item_ids)}
         self.indptr, self.indices, self.data = weights.indptr, weights.indices, weights.data
+        self.absent = [p for i, p in self.position.items() if catalogued is not None and i not in catalogued]
         self._last: tuple[set[str], UserItemItem | None] | None = None
 
     def scores(self, seen: set[str]) -> np.ndarray | None:
         """The user's raw EASE scores over the trained items (None when none of `seen` is one)."""
-        rows = [self.position[i] for i in seen if i in self.position]
-        if not rows:
+        rows = np.array([self.position[i] for i in seen if i in self.position], dtype=np.int64)
+        if not len(rows):
             return None
-        spans = [slice(self.indptr[r], self.indptr[r + 1]) for r in rows]
-        return np.bincount(np.concatenate([self.indices[s] for s in spans]),
-                           weights=np.concatenate([self.data[s] for s in spans]), minlength=len(self.item_ids))
+        starts, lengths = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        # every kept entry of those rows, gathered at once: each row's start, plus 0..length-1
+        offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        entries = np.repeat(starts, lengths) + offsets
+        return np.bincount(self.indices[entries], weights=self.data[entries], minlength=len(self.item_ids))
 
     def between(self, had: list[str], items: list[str]) -> np.ndarray:
         """(len(had), len(items)): the kept weight from each item a user had to each item (0 where
@@ -112,11 +117,15 @@ class UserItemItem:
         position = self.term.position
         return np.array([self.by_position[position[i]] if i in position else self.unsupported for i in item_ids])
 
-    def top(self, k: int, allowed) -> list[str]:
-        """The up-to-k items with the largest term that `allowed(item_id)` admits, best first
-        (items the user's items do not speak for never count as found)."""
-        supported = np.flatnonzero(self.by_position > self.unsupported)
-        order = supported[np.argsort(-self.by_position[supported], kind="stable")]  # a few thousand at most: cheap
+    def top(self, k: int, exclude: set[str], allowed=None) -> list[str]:
+        """The up-to-k items with the largest term, not in `exclude`, that `allowed(item_id)`
+        admits (None: all), best first (items the user's items do not speak for never count)."""
+        position = self.term.position
+        dropped = [position[i] for i in exclude if i in position] + self.term.absent  # seen items rank high: skipped here
+        supported = np.setdiff1d(np.flatnonzero(self.by_position > self.unsupported), dropped)
+        order = supported[np.argsort(-self.by_position[supported], kind="stable")]
+        if allowed is None:
+            return [self.term.item_ids[p] for p in order[:k]]
         found: list[str] = []
         for position in order:
             item_id = self.term.item_ids[position]

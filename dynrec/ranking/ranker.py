@@ -189,8 +189,8 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
 
     The scores are standardised (the model's against a fixed sample of items, the prior's and
     the item-item term's over every item) and added, the prior's at `blend_weight`; the candidates
-    are the model's top and the prior's and the term's tops, so the catalogue is not scored item
-    by item.
+    are the model's top and the prior's and the term's tops (`serving.candidates` each), so the
+    catalogue is not scored item by item.
     """
     weight = blend_weight(user.history_length, catalog.config.cold_start)
     term = catalog.item_item.for_user(user.seen) if catalog.item_item is not None else None
@@ -200,24 +200,27 @@ def retrieve(catalog: Catalog, user: UserView, k: int, exclude: set[str], accept
         return catalog.index.search(user.embedding, k, exclude, accept)
     pool = max(k, catalog.config.serving.candidates)
 
-    def allowed(item_id: str) -> bool:
-        return catalog.visible(item_id) and item_id not in exclude and (accept is None or accept(item_id))
+    def visible_and_accepted(item_id: str) -> bool:
+        return catalog.visible(item_id) and (accept is None or accept(item_id))
+
+    allowed = visible_and_accepted if accept is not None or catalog.hidden else None  # None: every trained item is
 
     if user.interests is not None and not weight:
         ids, scores = with_interests(catalog, user, k, exclude, accept)
         taken = set(ids)
-        extra = [i for i in term.top(pool, allowed) if i not in taken]
+        extra = [i for i in term.top(pool, exclude, allowed) if i not in taken]
         ids = ids + extra
         scores = np.concatenate([scores, interest_scores(catalog, user, extra)]) + term.of(ids)
     else:
-        ids, model_scores = catalog.index.search(user.embedding, pool, exclude, accept)
+        # every item no history item speaks for takes the same term: of those, the model's top k is all that can rank
+        ids, model_scores = catalog.index.search(user.embedding, pool if weight else k, exclude, accept)
         model = dict(zip(ids, model_scores.tolist()))
         wanted: list[str] = []
         if weight:
             prior = segment.prior if segment is not None else catalog.prior.ranking(user.attributes)
             wanted += [catalog.ids[row] for row in prior_top(catalog, prior.order, pool, exclude, accept)]
         if term is not None:
-            wanted += term.top(pool, allowed)
+            wanted += term.top(pool, exclude, allowed)
         missing = list(dict.fromkeys(i for i in wanted if i not in model))
         if missing:
             model.update(zip(missing, (catalog.vectors(missing) @ user.embedding).tolist()))
@@ -489,7 +492,7 @@ def co_chosen(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tup
         return none
     known = catalog.item_item.position
     newest = {e[0]: e for e in reversed(user.recent)}  # `recent` is newest first: the newest entry per item wins
-    had = [e for e in newest.values() if e[0] in known and liked(catalog, e)]
+    had = [e for e in newest.values() if e[0] in known and e[0] in catalog and liked(catalog, e)]
     own = standardise(catalog.vectors(item_ids) @ user.embedding, catalog.score_sample @ user.embedding)
     parts = term.of(item_ids)
     forward = [j for j, item_id in enumerate(item_ids) if item_id in known and parts[j] > max(own[j], 0.0)]

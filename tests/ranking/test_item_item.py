@@ -31,8 +31,11 @@ def test_a_users_term_is_the_blends_item_item_part(ml100k_interactions, ease):
     assert mine.of(["no-such-item"])[0] == pytest.approx(mine.unsupported)
     assert mine.unsupported == pytest.approx(expected[np.flatnonzero(term.scores(seen) == 0)[0]])  # what no seen item speaks for
     best = [interactions.item_ids[i] for i in np.argsort(-expected, kind="stable")[:6]]
-    assert mine.top(5, lambda i: i != best[0]) == best[1:6]  # best first, skipping what is not allowed
+    assert mine.top(5, set(), lambda i: i != best[0]) == best[1:6]  # best first, skipping what is not allowed
+    assert mine.top(4, {best[1]}, lambda i: i != best[0]) == best[2:6]  # nor what is excluded
     assert term.for_user({"no-such-item"}) is None
+    uncatalogued = ItemItemTerm(served_weights(ease, interactions.item_ids, 0.5, 50), {i: 0 for i in best[1:]})
+    assert uncatalogued.for_user(seen).top(5, set()) == best[1:6]  # an item the catalogue lacks is never put forward
     assert ItemItemTerm(served_weights(ease, interactions.item_ids, 0.0, 50)).for_user(seen) is None  # weight 0: no term
 
 
@@ -62,7 +65,7 @@ def test_the_ranking_adds_the_term_to_the_models_standardised_score(ranked_with_
 def test_a_strong_term_brings_its_own_candidates_and_respects_filters_and_hidden_items(ranked_with_term):
     catalog, view = ranked_with_term(1e4)  # the term outweighs the model: the list is the term's top
     term = catalog.item_item.for_user(view.seen)
-    top = term.top(10, lambda i: i not in view.seen)
+    top = term.top(10, view.seen, lambda i: True)
     assert retrieve(catalog, view, 10, view.seen, None)[0] == top
     model_pool = set(catalog.index.search(view.embedding, catalog.config.serving.candidates, view.seen, None)[0])
     assert set(top) - model_pool, "every item the term put forward was among the model's candidates anyway"
