@@ -2,12 +2,12 @@
 
 A sequence model reads the order of a history; where the order says little (a review log, or
 ML-100k with each user's timestamps dealt out at random) what co-occurs in histories predicts the
-held-out item better: there EASE (Steck, WWW 2019) scored 0.146 NDCG@10 against dynrec's 0.100,
-and dynrec plus EASE 0.149 (bench/results/item_item_blend.json). Where the order carries the
-signal (ML-1M) the same blend still added 4%.
+held-out item better: there EASE (Steck, WWW 2019) scored 0.146 NDCG@10 against dynrec's 0.110
+alone, and dynrec with this term 0.148 (bench/results/accuracy.json, `ml-100k-shuffled`). Where
+the order carries the signal (ML-1M) the term still adds 4% (0.193 to 0.201).
 
-Training (`dynrec.models.item_item.fit_item_item`) fits EASE on the training events, keeps each item's
-`item_item.neighbours` weights of largest magnitude, and picks the weight the term is added at by
+Training (`dynrec.models.item_item.fit_item_item`) fits EASE on the training events, keeps each
+item's `item_item.neighbours` weights of largest magnitude, and picks the weight the term is added at by
 validation NDCG@10 (0, the model alone, where the term does not help). The served weights are
 refitted on every event and saved beside the model (`ITEM_ITEM_FILE`), so they are published,
 fetched and swapped with it. Ranking adds `weight` times the user's EASE score over their seen

@@ -486,10 +486,10 @@ def co_chosen(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tup
     """For each item the item-item term put forward (its part of the score positive and larger
     than the model's standardised score), the liked entry of the user's recent history with the
     largest kept EASE weight to it (dynrec.ranking.item_item); None for every other item."""
-    none: list[tuple[str, str, int, float] | None] = [None] * len(item_ids)
+    found: list[tuple[str, str, int, float] | None] = [None] * len(item_ids)
     term = catalog.item_item.for_user(user.seen) if catalog.item_item is not None and user.embedding is not None else None
     if term is None or not item_ids:
-        return none
+        return found
     known = catalog.item_item.position
     newest = {e[0]: e for e in reversed(user.recent)}  # `recent` is newest first: the newest entry per item wins
     had = [e for e in newest.values() if e[0] in known and e[0] in catalog and liked(catalog, e)]
@@ -497,13 +497,13 @@ def co_chosen(catalog: Catalog, item_ids: list[str], user: UserView) -> list[tup
     parts = term.of(item_ids)
     forward = [j for j, item_id in enumerate(item_ids) if item_id in known and parts[j] > max(own[j], 0.0)]
     if not had or not forward:
-        return none
+        return found
     weights = catalog.item_item.between([e[0] for e in had], [item_ids[j] for j in forward])
     for column, j in enumerate(forward):
         best = int(np.argmax(weights[:, column]))
         if weights[best, column] > 0:
-            none[j] = had[best]
-    return none
+            found[j] = had[best]
+    return found
 
 
 def reasons_for(catalog: Catalog, item_ids: list[str], user: UserView) -> list[str]:
