@@ -3,7 +3,7 @@
 A sequence model reads the order of a history; where the order says little (a review log, or
 ML-100k with each user's timestamps dealt out at random) what co-occurs in histories predicts the
 held-out item better: there EASE (Steck, WWW 2019) scored 0.146 NDCG@10 against dynrec's 0.110
-alone, and dynrec with this term 0.148 (bench/results/accuracy.json, `ml-100k-shuffled`). Where
+alone, and dynrec with this term 0.148 (the order-free row of bench/results/accuracy.json). Where
 the order carries the signal (ML-1M) the term still adds 4% (0.193 to 0.201).
 
 Training (`dynrec.models.item_item.fit_item_item`) fits EASE on the training events, keeps each
