@@ -151,7 +151,8 @@ def copy_item_item(source: Path, artefacts: Path) -> None:
 
 def add_item_item(config: DynrecConfig) -> dict[str, Any]:
     """Fit the item-item term (dynrec.ranking.item_item) for a finished run trained without one, as
-    the training job fits it, beside its model; returns its metrics.json, updated."""
+    the training job fits it, beside its model (published to `artifacts.uri` with the run); returns
+    its metrics.json, updated."""
     model_path = config.paths.model(config.run_name)
     inputs = prepare_inputs(config, progress=False, dataset=training_dataset(config))
     fit = fit_item_item(restored_scorer(config, inputs, model_path), inputs.split, inputs.interactions,
@@ -161,6 +162,7 @@ def add_item_item(config: DynrecConfig) -> dict[str, Any]:
     saved = model_path.with_name("metrics.json")
     summary = {**(json.loads(saved.read_text()) if saved.is_file() else {}), **fit.metrics(config.eval.k)}
     saved.write_text(json.dumps(summary, indent=2, default=str))
+    publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)  # as run_training publishes the run
     return summary
 
 

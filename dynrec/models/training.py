@@ -384,8 +384,6 @@ class SequenceTrainer:
 def restored_scorer(config: DynrecConfig, inputs: TrainingInputs, model_path) -> SequenceScorer:
     """The scorer of a saved model as its training run scored it (the same behaviour snapshots, the
     tuned text layers applied to the catalogue), on the inputs it was trained on."""
-    from dynrec.models.model import load_model
-
     trainer = SequenceTrainer(config, inputs.split, inputs.catalogue, inputs.created_at, texts=inputs.texts)
     trainer.model.load_state_dict(load_model(model_path)[0].state_dict())
     trainer.refresh_text()
