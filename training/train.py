@@ -134,7 +134,7 @@ def run_training(config: DynrecConfig) -> dict[str, Any]:
         copy_item_item(Path(folder), artefacts)
     summary = {**result.metrics, "wall_s": time.perf_counter() - started, "model_path": str(artefacts / MODEL_FILE)}
     (artefacts / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)  # for replicas on other nodes
+    publish_run(config)
     if config.train.publish:
         summary["published"] = publish_to_service(config, artefacts / MODEL_FILE, result.metrics.get("best_ndcg@10"))
     return summary
@@ -147,6 +147,11 @@ def copy_item_item(source: Path, artefacts: Path) -> None:
         shutil.copy(source / ITEM_ITEM_FILE, artefacts / ITEM_ITEM_FILE)
     else:
         (artefacts / ITEM_ITEM_FILE).unlink(missing_ok=True)
+
+
+def publish_run(config: DynrecConfig) -> None:
+    """The run's folder (model, item-item weights, metrics) to `artifacts.uri`, for replicas on other nodes."""
+    publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)
 
 
 def add_item_item(config: DynrecConfig) -> dict[str, Any]:
@@ -162,7 +167,7 @@ def add_item_item(config: DynrecConfig) -> dict[str, Any]:
     saved = model_path.with_name("metrics.json")
     summary = {**(json.loads(saved.read_text()) if saved.is_file() else {}), **fit.metrics(config.eval.k)}
     saved.write_text(json.dumps(summary, indent=2, default=str))
-    publish(config.home, f"artifacts/{config.run_name}", config.artifacts.uri)  # as run_training publishes the run
+    publish_run(config)
     return summary
 
 
