@@ -2,11 +2,12 @@
 
     dynrec encode [--config my.yaml] [--full]        (or: python -m training.encode_catalog)
 
-items (Parquet) -> content hash (tasks; unchanged items dropped here) -> text-encoder actor pool
--> image-and-fusion actor pool (images are read and decoded inside it, then fused; the steps of
-dynrec.items.encoding, which a replica's in-process path runs back to back) -> Parquet rows of
-item_id, content_hash, model_version, embedding (+ the content vectors and masks serving needs to
-re-fuse an item when its behaviour changes).
+items (Parquet) -> the items to encode, in blocks of similar text length, longest first (an
+incremental run finds the changed ones first, with content-hash tasks) -> text-encoder actor pool
+(hash, then text) -> image-and-fusion actor pool (images are read and decoded inside it, then fused;
+the steps of dynrec.items.encoding, which a replica's in-process path runs back to back) -> Parquet
+rows of item_id, content_hash, model_version, embedding (+ the content vectors and masks serving
+needs to re-fuse an item when its behaviour changes).
 
 An item is re-encoded only when its content hash (text + image bytes) or the model version (a
 fingerprint of the trained weights) differs from the previous output. Behaviour features are
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
@@ -40,7 +41,8 @@ from dynrec.models.runtime import ModelManifest
 from training.ray_cluster import connect_ray
 
 
-TEXT_BATCH_ROWS = 512  # rows per text-stage call, sorted by length inside it (TextEncoder.encode)
+TEXT_BATCH_ROWS = 512  # rows per block, and so per text-stage call
+ITEM_COLUMNS = ["item_id", "title", "text", "categories", "image"]
 
 
 @dataclass
@@ -58,10 +60,12 @@ def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
     share a device. On CPUs, the pools take fractional CPUs so the read and hash tasks still get
     scheduled: two 1-CPU actors on a 2-core machine starve the reads and the job hangs. Encoding
     MiniLM over ML-1M's abstracts costs about twice the poster encoder, so text gets the larger
-    pool. On a small node the text actors run one thread each: the pools run at once and share
-    the cores, and a one-thread text actor never waits on a thread of its own that another
-    process holds (one text actor of two threads saved 4 CPU-seconds of start-up on 2 cores, but
-    reached 0.73x the plain loop on 19,415 items, against 0.85x).
+    pool. On a small node every actor runs one thread: the pools run at once and share the cores,
+    and a one-thread actor never waits on a thread of its own that another process holds (one
+    text actor of two threads saved 4 CPU-seconds of start-up on 2 cores, but reached 0.73x the
+    plain loop on 19,415 items, against 0.85x). A second image thread costs more than it gives:
+    the int8 poster encoder does 1.28x the posters on two threads as on one (AVX-512 EPYC), and
+    on 2 cores the one-thread image actor took the ML-1M job from 61.9 to 56.8 s.
     """
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
     if gpus >= 1:
@@ -69,8 +73,7 @@ def stage_resources(cluster: dict[str, float]) -> dict[str, StageResources]:
         return {"text": per_gpu, "image": per_gpu}
     if cpus <= 4:
         cores = max(1, int(cpus))
-        # the image actor falls behind while the text actors run and finishes alone, so it gets two threads
-        return {"text": StageResources(cores, cpus / (4 * cores), 0.0, 1), "image": StageResources(1, cpus / 8, 0.0, min(2, cores))}
+        return {"text": StageResources(cores, cpus / (4 * cores), 0.0, 1), "image": StageResources(1, cpus / 8, 0.0, 1)}
     return {
         "text": StageResources(max(1, int(cpus // 4)), 2.0, 0.0, 2),
         "image": StageResources(max(1, int(cpus // 8)), 2.0, 0.0, 2),
@@ -84,7 +87,7 @@ class TextStage:
         self.encoder = TextEncoder.from_config(encoders, runtime)
 
     def __call__(self, batch: Batch) -> Batch:
-        return with_text(batch, self.encoder)
+        return with_text(hashed(batch), self.encoder)
 
 
 class ImageFusionStage:
@@ -166,39 +169,32 @@ def encode_catalog(
     resources = stage_resources(ray.cluster_resources())
     stage_runtime = {name: _with_threads(config.runtime, r.threads) for name, r in resources.items()}
     started = time.perf_counter()
-    changed = (
-        ray.data.read_parquet(str(items_path))
-        .select_columns(["item_id", "title", "text", "categories", "image"])
-        .map_batches(hashed, fn_kwargs={"unchanged": unchanged}, batch_size=256, num_cpus=0.25)
-        .materialize()
-    )
-    n_changed = changed.count()
-    with tempfile.TemporaryDirectory(dir=_ensure(output.parent)) as staging:
-        if n_changed:  # the encoder pools start only when there is something to encode
-            # the text encoder sorts each batch's texts by token length before it cuts them into
-            # its own batches, so a batch of a few hundred rows pads little (ML-1M: 4 % more tokens
-            # than a global sort, which cost a shuffle of every row and poster, 7 s of a 35-s job);
-            # several blocks keep both text actors busy and let the image pool start on the first
-            blocks = max(1, -(-n_changed // TEXT_BATCH_ROWS))
-            (
-                changed.repartition(blocks).map_batches(
-                    TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]),
-                    batch_size=None, **pool_arguments(resources["text"], blocks),
-                )
-                .map_batches(  # a whole text block per call: the image encoder decodes its next batch while one runs
-                    ImageFusionStage,
-                    fn_constructor_args=(config.encoders, stage_runtime["image"], str(model_path), manifest, behaviour,
-                                         default_behaviour),
-                    batch_size=None, **pool_arguments(resources["image"], blocks),
-                )
-                .write_parquet(staging)
+    items = pq.read_table(items_path, columns=ITEM_COLUMNS)
+    if unchanged:
+        items = items.filter(pc.is_in(items["item_id"], value_set=changed_item_ids(items_path, unchanged)))
+    encoded = None
+    if items.num_rows:  # the encoder pools start only when there is something to encode
+        blocks = longest_text_first(items, TEXT_BATCH_ROWS)
+        out = (
+            ray.data.from_arrow(blocks).map_batches(
+                TextStage, fn_constructor_args=(config.encoders, stage_runtime["text"]),
+                batch_size=None, **pool_arguments(resources["text"], len(blocks)),
             )
-        encoded = _plain(pq.read_table(staging)) if any(Path(staging).glob("*.parquet")) else None
-        seconds = time.perf_counter() - started
-        table = _merge(items_path, previous, encoded, unchanged)
-        temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-        pq.write_table(table, temp)
-        os.replace(temp, output)
+            .map_batches(  # a whole text block per call: the image encoder decodes its next batch while one runs
+                ImageFusionStage,
+                fn_constructor_args=(config.encoders, stage_runtime["image"], str(model_path), manifest, behaviour,
+                                     default_behaviour),
+                batch_size=None, **pool_arguments(resources["image"], len(blocks)),
+            )
+        )
+        # the driver writes the merged file anyway, so the blocks come straight back, not through a staging folder
+        encoded = _plain(pa.concat_tables(ray.get(out.to_arrow_refs())))
+    seconds = time.perf_counter() - started
+    table = _merge(items_path, previous, encoded, unchanged)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    pq.write_table(table, temp)
+    os.replace(temp, output)
     n_encoded = 0 if encoded is None else encoded.num_rows
     if config.artifacts.uri and output.resolve().is_relative_to(config.home.resolve()):
         publish(config.home, str(output.parent.resolve().relative_to(config.home.resolve())), config.artifacts.uri)
@@ -214,6 +210,33 @@ def encode_catalog(
     }
 
 
+def changed_item_ids(items_path: Path, unchanged: frozenset) -> pa.Array:
+    """The ids of the items whose (item_id, content hash) is not in `unchanged`, hashed by Ray
+    tasks (the hash reads every image)."""
+    hashes = (
+        ray.data.read_parquet(str(items_path))
+        .select_columns(ITEM_COLUMNS)
+        .map_batches(hashed, fn_kwargs={"unchanged": unchanged}, batch_size=256, num_cpus=0.25)
+        .select_columns(["item_id"])
+    )
+    tables = [table for table in ray.get(hashes.to_arrow_refs()) if table.num_rows]
+    return pa.concat_tables(tables)["item_id"].combine_chunks() if tables else pa.array([], pa.string())
+
+
+def longest_text_first(items: pa.Table, rows_per_block: int) -> list[pa.Table]:
+    """The items in blocks of `rows_per_block`, by title and description length, longest first.
+
+    The text encoder sorts each call's texts by token length before it batches them, so a block
+    of similar lengths pads about as little as a sort of the whole catalogue; sorting in the
+    driver, on the text columns alone, costs milliseconds where a sort in Ray Data shuffled every
+    row (7 s of a 35-s job on ML-1M). Longest first, so the blocks left at the end are the quick
+    ones and the pools finish together.
+    """
+    length = pc.add(pc.fill_null(pc.utf8_length(items["title"]), 0), pc.fill_null(pc.utf8_length(items["text"]), 0))
+    ordered = items.take(pc.sort_indices(length, sort_keys=[("", "descending")]))
+    return [ordered.slice(start, rows_per_block) for start in range(0, ordered.num_rows, rows_per_block)]
+
+
 def _with_threads(runtime: RuntimeConfig, threads: int) -> RuntimeConfig:
     """The runtime settings as given (precision and all), with the stage's threads where none are set."""
     return dataclasses.replace(runtime, threads=runtime.threads or threads)
@@ -227,11 +250,6 @@ def pool_arguments(resources: StageResources, blocks: int | None = None) -> dict
         "num_cpus": resources.num_cpus,
         "num_gpus": resources.num_gpus or None,
     }
-
-
-def _ensure(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 VECTOR_COLUMNS = ("text_embedding", "image_embedding", "embedding")

@@ -14,7 +14,7 @@ from dynrec.encoders.content import encode_catalogue
 from dynrec.items.encoding import fused
 from dynrec.models.model import DynrecModel, load_model, save_model
 from dynrec.models.runtime import ModelRuntime
-from training.encode_catalog import behaviour_snapshot, encode_catalog, pool_arguments, stage_resources
+from training.encode_catalog import behaviour_snapshot, encode_catalog, longest_text_first, pool_arguments, stage_resources
 
 
 def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
@@ -23,6 +23,7 @@ def test_pools_take_fractional_cpus_on_small_machines_and_gpus_when_present():
     assert sum(r.num_cpus * r.concurrency for r in small.values()) < 2.0  # room left for the read tasks
     assert all(r.num_gpus == 0 for r in small.values())
     assert small["text"].concurrency == 2 and small["text"].threads == 1  # no thread waits on a descheduled sibling
+    assert small["image"].threads == 1  # a second poster thread cost more CPU than it saved
     gpu = stage_resources({"CPU": 16.0, "GPU": 2.0})
     assert gpu["text"].num_gpus > 0 and gpu["image"].num_gpus > 0 and gpu["text"].concurrency == 2
     big = stage_resources({"CPU": 32.0})
@@ -34,6 +35,17 @@ def test_a_pool_starts_no_more_actors_than_there_are_blocks_to_give_them():
     assert text.concurrency == 4
     assert pool_arguments(text, blocks=1)["compute"].max_size == 1  # ten changed items: one actor pays the start-up
     assert pool_arguments(text, blocks=8)["compute"].max_size == 4
+
+
+def test_blocks_hold_every_item_once_longest_texts_first(ml1m):
+    items = ml1m.items.slice(0, 300)
+    blocks = longest_text_first(items, 64)
+    assert [b.num_rows for b in blocks] == [64, 64, 64, 64, 44]
+    ids = [i for block in blocks for i in block["item_id"].to_pylist()]
+    assert sorted(ids) == sorted(items["item_id"].to_pylist())
+    lengths = [len(r["title"] or "") + len(r["text"] or "") for block in blocks for r in block.to_pylist()]
+    assert lengths == sorted(lengths, reverse=True)
+    assert lengths[0] > 10 * lengths[-1]  # the cut mixes abstracts with bare titles, so the order matters
 
 
 @pytest.fixture
@@ -92,6 +104,10 @@ def test_encodes_every_item_then_only_the_changed_ones(ray_local, job):
             np.testing.assert_array_equal(vector, before[item_id])  # reused rows are untouched
     masks = dict(zip(after["item_id"].to_pylist(), after["image_mask"].to_pylist()))
     assert masks[items["item_id"][with_image].as_py()] is False
+
+    third = encode_catalog(config, items_path, model_path, output)  # nothing changed since
+    assert (third["items"], third["encoded"], third["reused"]) == (9, 0, 9)
+    assert pq.read_table(output).equals(after)
 
 
 BLANK = 5  # the ML-100k cut's item with no title and no genres either
