@@ -71,6 +71,12 @@ def one_run(checkout: Path, mode: str, config: str, model: Path, copies: int) ->
     return json.loads(lines[-1][len("RESULT "):])["seconds"]
 
 
+def label(checkout: Path) -> str:
+    """The checkout's folder and commit, which name its figures in the results."""
+    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"{checkout.name}@{commit.stdout.strip() or 'no-git'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkouts", nargs="+", required=True, help="checkout folders; the first also runs the loop")
@@ -82,13 +88,12 @@ def main() -> None:
     checkouts = [Path(c).resolve() for c in args.checkouts]
     model = untrained_model(DynrecConfig.load(args.config))
     loop: list[float] = []
-    jobs: dict[str, list[float]] = {str(c): [] for c in checkouts}
+    jobs: dict[str, list[float]] = {label(c): [] for c in checkouts}
     for repeat in range(args.repeats):
         loop.append(one_run(checkouts[0], "loop", args.config, model, args.copies))
         for checkout in checkouts:
-            jobs[str(checkout)].append(one_run(checkout, "job", args.config, model, args.copies))
-        print(f"repeat {repeat}: loop {loop[-1]:.1f} s, " + ", ".join(f"{Path(c).name} {s[-1]:.1f} s" for c, s in jobs.items()),
-              flush=True)
+            jobs[label(checkout)].append(one_run(checkout, "job", args.config, model, args.copies))
+        print(f"repeat {repeat}: loop {loop[-1]:.1f} s, " + ", ".join(f"{c} {s[-1]:.1f} s" for c, s in jobs.items()), flush=True)
     results = {
         "machine": machine(), "copies": args.copies, "repeats": args.repeats, "plain_fast_s": loop,
         "jobs": {c: {"ray_data_s": s, "median_s": statistics.median(s),
