@@ -3,8 +3,9 @@
 Four steps: `hashed` (the text each item shows the encoder, and one content hash over its text
 and image bytes), `with_text`, `with_images` and `fused`. A replica preparing its embeddings runs
 them back to back (`encode_batch`); the Ray Data job (training/encode_catalog.py) runs the first
-two in a text actor pool and the last two in an image actor pool. A batch is a dict of equal-length numpy columns, starting from the items table's
-item_id, title, text, categories and image.
+two in a text actor pool and the last two in an image actor pool. A batch is a dict of
+equal-length numpy columns, starting from the items table's item_id, title, text, categories and
+image.
 """
 
 from __future__ import annotations
