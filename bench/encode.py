@@ -575,7 +575,7 @@ def main() -> None:
     model_path = config.paths.model(config.run_name)
     skip = set(filter(None, args.skip.split(",")))
     results: dict = {"machine": machine(), "model": str(model_path)}
-    if not model_path.is_file() and not {"ray", "latency", "int8"} <= skip:
+    if not model_path.is_file() and not {"ray", "ray_scale", "latency", "int8"} <= skip:
         if "int8" not in skip:
             parser.error(f"no trained model at {model_path}: run `dynrec train --config {args.config}` first "
                          "(or --skip int8: the timings alone run on an untrained model of the same shape)")
